@@ -1,0 +1,32 @@
+"""Where local data copies are looked for and where unpacked / decoded caches live."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_dir() -> Path:
+    """KDLIB_CACHE, else ~/.cache/kdlib. Derived files only: safe to delete."""
+    path = Path(os.environ.get("KDLIB_CACHE", Path.home() / ".cache" / "kdlib"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def data_dirs(extra: str | os.PathLike | None = None) -> list[Path]:
+    """Folders searched for local dataset copies, in order."""
+    dirs = []
+    if extra:
+        dirs.append(Path(extra))
+    if os.environ.get("KDLIB_DATA"):
+        dirs.append(Path(os.environ["KDLIB_DATA"]))
+    dirs += [REPO_ROOT / "data", REPO_ROOT.parent / "shared" / "data"]
+    return dirs
+
+
+def find_local(filename: str, extra: str | os.PathLike | None = None) -> Path | None:
+    for d in data_dirs(extra):
+        if (d / filename).is_file():
+            return d / filename
+    return None
