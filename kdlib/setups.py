@@ -75,6 +75,7 @@ class Study:
         fields = {k: v for k, v in merged.items() if k not in ("teacher", "student")}
         fields.setdefault("title", name)
         fields.setdefault("data_args", {})
+        fields.setdefault("train", {})
         cfg = SetupConfig(name=name, scale=scale, teacher=teacher, student=student, **fields)
         return cfg.with_overrides(**overrides) if overrides else cfg
 
