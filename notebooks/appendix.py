@@ -1,0 +1,76 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% tags=["parameters"]
+scale = "cpu"
+results = "results/cpu"
+study_file = None
+
+# %% tags=["remove-cell"]
+import json
+import os
+import sys
+from pathlib import Path
+
+_root = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "kdlib").is_dir())
+sys.path.insert(0, str(_root))
+os.chdir(_root)
+
+import pandas as pd
+import yaml
+from IPython.display import Markdown, display
+
+from kdlib import load_study
+from kdlib.analysis import plan_setups
+from kdlib.provenance import code_version, package_versions
+from kdlib.runner import setup_results
+from kdlib.store import RunStore
+
+study = load_study(study_file)
+store = RunStore(Path(results) / "runs")
+
+# %% [markdown]
+# ## Code and packages
+
+# %% tags=["remove-input"]
+display(Markdown(f"Code version (git describe): `{code_version()}`; study file `{study.path.name}`, scale `{scale}`."))
+display(pd.DataFrame(sorted(package_versions().items()), columns=["package", "version"]).set_index("package").T)
+
+# %% [markdown]
+# ## Compute ledger
+# Device and seconds of every run, summed per setup (training time only; notebook and book time are
+# printed by the driver). Each run's folder in the store also holds its config, metrics, test logits and
+# provenance; the hash names the folder.
+
+# %% tags=["remove-input"]
+frames = []
+for entry_id, cfg in plan_setups(study, scale):
+    r = setup_results(cfg, store)
+    if len(r):
+        frames.append(r.assign(entry=entry_id))
+ledger = pd.concat(frames) if frames else pd.DataFrame(columns=["entry", "arm", "seconds", "device"])
+per_setup = ledger.groupby("entry").agg(runs=("hash", "size"), seeds=("seed", "nunique"),
+                                        seconds=("seconds", "sum"), device=("device", "first"))
+per_setup.loc["total"] = [per_setup["runs"].sum(), "", per_setup["seconds"].sum(), ""]
+display(per_setup.style.format({"seconds": "{:.1f}"}))
+display(Markdown("Every run (arm, seed, noise, config hash, seconds):"))
+display(ledger[["entry", "arm", "seed", "rcd_noise", "hash", "device", "seconds", "code_version"]]
+        .reset_index(drop=True).style.format({"seconds": "{:.2f}"}))
+driver_log = Path(results) / "driver_log.json"
+if driver_log.is_file():
+    display(Markdown("Notebook execution times of the previous driver run (seconds):"))
+    display(pd.Series(json.loads(driver_log.read_text())).to_frame("seconds").T)
+
+# %% [markdown]
+# ## The study file
+# The single config behind this book (`study.yaml`): protocol defaults, scales, setups, and the plan.
+
+# %% tags=["remove-input"]
+display(Markdown("```yaml\n" + study.path.read_text() + "\n```"))

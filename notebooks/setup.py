@@ -1,0 +1,168 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% tags=["parameters"]
+# Parameters (papermill -p NAME VALUE). None means "the study file's value for this setup and scale".
+entry_id = None          # the plan entry (defaults to the setup name)
+setup = "digits-mlp-self"
+scale = "cpu"
+n_seeds = None
+alpha = None
+temperature = None
+epochs = None
+rcd_noise = None
+rcd_variants = None      # e.g. ["unit_resampled", "permuted"] to run RCD noises side by side
+device = "auto"
+results = "results/cpu"  # the run store of this study
+study_file = None
+
+# %% tags=["remove-cell"]
+import os
+import sys
+from pathlib import Path
+
+_root = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "kdlib").is_dir())
+sys.path.insert(0, str(_root))
+os.chdir(_root)
+
+import matplotlib
+import pandas as pd
+from IPython.display import Markdown, display
+
+from kdlib import load_study
+from kdlib import plots
+from kdlib.analysis import arm_table, test_table, transfer_table
+from kdlib.runner import main_arms, run_setup
+from kdlib.stats import TEST_METRICS, paired_tests, power_limits
+from kdlib.store import RunStore
+
+matplotlib.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False})
+pd.set_option("display.max_columns", 40, "display.width", 200)
+study = load_study(study_file)
+overrides = {k: v for k, v in dict(n_seeds=n_seeds, alpha=alpha, temperature=temperature, epochs=epochs,
+                                    rcd_noise=rcd_noise, rcd_variants=rcd_variants).items() if v is not None}
+cfg = study.setup(setup, scale, **overrides)
+entry_id = entry_id or cfg.name
+store = RunStore(Path(results) / "runs")
+
+# %% tags=["remove-input"]
+prov_rows = "\n".join(f"| {k} | {v} |" for k, v in cfg.provenance.items())
+student = f"`{cfg.student.name}` {cfg.student.args or ''}" if cfg.kind == "standard" else "the teacher's architecture, from the teacher's initial weights"
+display(Markdown(f"""
+{cfg.description}
+
+| | |
+|---|---|
+| setup | `{cfg.name}` ({'self-distillation' if cfg.kind == 'self' else 'standard distillation'}) |
+| modality / dataset | {cfg.modality} / `{cfg.dataset}` {cfg.data_args or ''} |
+| teacher | `{cfg.teacher.name}` {cfg.teacher.args or ''} |
+| student | {student} |
+| distillation | `{cfg.variant}` {cfg.variant_args or ''}, alpha = {cfg.alpha}, T = {cfg.temperature} |
+| RCD noise | `{cfg.rcd_noise}`{(' (side by side: ' + ', '.join(cfg.rcd_variants) + ')') if cfg.rcd_variants else ''} |
+| training | {', '.join(f'{k} {v}' for k, v in cfg.train.items())} |
+| seeds | {cfg.n_seeds} (scale `{cfg.scale}`) |
+
+**Which choices are the paper's.** The paper's body (hyperparameters, tables) is not available to this
+project; everything marked *reconstructed* is our own protocol. Every value above is a parameter
+(see the README for rerunning this page with papermill).
+
+| choice | provenance |
+|---|---|
+{prov_rows}
+| alpha, T, RCD noise, seeds | reconstructed (alpha = 0.9 is named by public summaries) |
+"""))
+
+# %% [markdown]
+# ## Training
+# Runs that are already in the store are loaded, not retrained. Each line is one run (plain-text progress).
+
+# %% tags=["hide-output"]
+results_df = run_setup(cfg, store, device=device, progress=print)
+main = main_arms(results_df)
+print(f"{len(results_df)} runs, {results_df['seconds'].sum():.1f} s of training in total on {results_df['device'].iloc[0]}")
+
+# %% [markdown]
+# ## Every metric by arm
+# Mean (standard error of the mean) over seeds. Accuracies and agreements are percentages; the
+# generalisation gap is train minus test accuracy in points; JS divergence and KL in nats.
+# Students are measured against the teacher of the same seed.
+
+# %% tags=["remove-input"]
+display(arm_table(main))
+
+# %% [markdown]
+# ## Hypothesis tests
+# One-sided Wilcoxon signed-rank tests paired by seed, in the direction "more teacher-like" (higher
+# agreement, lower JS / activation distance / KL) or "better" (accuracy, loss); effect size is the
+# rank-biserial correlation; p-values are corrected with Benjamini-Yekutieli across the whole family
+# of this setup.
+
+# %% tags=["remove-input"]
+tests = paired_tests(main, TEST_METRICS)
+lim = power_limits(cfg.n_seeds, len(tests))
+display(Markdown(
+    f"With **{lim['n_seeds']} seeds** the smallest one-sided p is 2^-{lim['n_seeds']} = {lim['min_p']:.2g}. "
+    f"After BY correction over {lim['n_tests']} tests it becomes {lim['min_p_by_best_case']:.2g} if every test "
+    f"reaches it, and {lim['min_p_by_lone_test']:.2g} for a test that reaches it alone. "
+    + ("**At this seed count no test can reach significance.**" if not lim["can_survive_correction"] else
+       ("A lone significant test cannot survive the correction at this seed count; consistent effects across metrics can."
+        if not lim["lone_test_can_survive"] else "Single tests can survive the correction."))))
+display(test_table(tests).style.format({"p": "{:.2g}", "p (BY)": "{:.2g}", "smallest p": "{:.2g}",
+                                        "effect (rank-biserial r)": "{:+.2f}", "W": "{:.0f}"}).hide(axis="index"))
+
+# %% [markdown]
+# ## Per seed
+# Agreement, JS divergence and accuracy of every run; grey lines join the arms of one seed.
+
+# %% tags=["remove-input"]
+fig = plots.per_seed_figure(main)
+
+# %% [markdown]
+# Pick a metric in the menu (top right) to see every seed of every arm:
+
+# %% tags=["remove-input"]
+plots.show_plotly(plots.metric_explorer(main, ["agreement", "js_divergence", "activation_distance", "kl_teacher_student",
+                                               "accuracy", "pos_agreement", "neg_agreement", "generalisation_gap"],
+                                        f"{cfg.title}: per-seed values"))
+
+# %% [markdown]
+# Per-seed numbers by arm (a tab per arm):
+
+# %% tags=["remove-input"]
+plots.per_seed_tabs(main, ["accuracy", "agreement", "js_divergence", "pos_agreement", "neg_agreement", "generalisation_gap"])
+
+# %% [markdown]
+# ## Positive and negative knowledge transfer
+# A+ is the student's agreement with the teacher where the teacher is right, A- where it is wrong (the
+# student repeats the teacher's wrong label). Changes are against the control; the headroom
+# 1 - A(control) shows how much room the control leaves (a ceiling effect limits ΔA+).
+
+# %% tags=["remove-input"]
+display(transfer_table(main).style.format("{:.2f}"))
+fig = plots.transfer_figure(main)
+
+# %% [markdown]
+# ## Generalisation gap
+
+# %% tags=["remove-input"]
+fig = plots.gap_figure(main)
+
+# %% tags=["remove-input"]
+if len(cfg.noise_variants) > 1:
+    display(Markdown("## RCD noise variants side by side\nThe paper's noise distribution is not known. Each "
+                     "variant is the same kd loss, init and data order with different noise for the teacher's "
+                     "logits: `unit_fixed` (the default) N(0,1) per example fixed for the run; `unit_resampled` "
+                     "fresh each step; `teacher_scaled` fixed with the teacher's logit std; `permuted` the "
+                     "teacher's logits under a random class permutation."))
+    students = results_df[results_df.arm != "teacher"]
+    display(students.groupby(["arm", "rcd_noise"], dropna=False)[["accuracy", "agreement", "pos_agreement",
+                                                                  "neg_agreement", "generalisation_gap"]]
+            .mean().style.format("{:.4f}"))
+    fig = plots.rcd_variants_figure(results_df)
