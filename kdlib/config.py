@@ -191,12 +191,17 @@ class SetupConfig:
             if key in DEFAULT_TRAIN:
                 train[key] = overrides.pop(key)
         allowed = {"alpha", "temperature", "n_seeds", "rcd_noise", "rcd_variants", "base_seed", "data_args",
-                   "variant", "variant_args"}
+                   "variant", "variant_args", "student_args"}
         unknown = set(overrides) - allowed
         if unknown:
             raise ConfigError(f"unknown override(s) {sorted(unknown)}; allowed: {sorted(allowed | set(DEFAULT_TRAIN))}")
         if "data_args" in overrides:
             overrides["data_args"] = {**self.data_args, **overrides["data_args"]}
+        if "student_args" in overrides:  # e.g. a family of student sizes for scaling
+            if self.kind == "self":
+                raise ConfigError(f"setup {self.name!r} is self-distillation: its student is the teacher, "
+                                  "so student_args cannot change it")
+            overrides["student"] = ModelSpec(self.student.name, {**self.student.args, **overrides.pop("student_args")})
         return replace(self, train=train, **overrides)
 
     @property

@@ -124,3 +124,14 @@ def functional_metrics(student_logits, teacher_logits: Optional[object], labels)
         **transfer_split(s, t, y),
     })
     return out
+
+
+def per_class(student_logits, teacher_logits, labels, n_classes: int) -> dict:
+    """Accuracy and agreement with the teacher for each true class (NaN for an empty class)."""
+    a_s, a_t, y = _np(student_logits).argmax(1), _np(teacher_logits).argmax(1), _np(labels)
+    acc, agr = np.full(n_classes, np.nan), np.full(n_classes, np.nan)
+    for c in range(n_classes):
+        m = y == c
+        if m.any():
+            acc[c], agr[c] = (a_s[m] == c).mean(), (a_s[m] == a_t[m]).mean()
+    return {"accuracy": acc, "agreement": agr}

@@ -32,7 +32,7 @@ def _arms(results: pd.DataFrame, with_teacher: bool = False) -> list[str]:
 
 def per_seed_figure(results: pd.DataFrame, metrics=("agreement", "js_divergence", "accuracy")):
     """Per-seed values by arm; grey lines join the arms of one seed (the pairing of the tests)."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 4.2))
     for ax, m in zip(np.atleast_1d(axes), metrics):
         arms = _arms(results, with_teacher=m == "accuracy")
         d = results[results["arm"].isin(arms)].copy()

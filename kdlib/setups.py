@@ -37,6 +37,7 @@ class PlanEntry:
     id: str
     setup: str
     params: dict
+    title: Optional[str] = None
 
 
 class Study:
@@ -89,8 +90,11 @@ class Study:
         for item in self.scales[scale].get("plan", []):
             item = {"setup": item} if isinstance(item, str) else dict(item)
             self.setups.check(item["setup"])
+            unknown = set(item) - {"id", "setup", "params", "title"}
+            if unknown:
+                raise ConfigError(f"plan entry {item} has unknown key(s) {sorted(unknown)}; allowed: id, setup, params, title")
             entries.append(PlanEntry(id=item.get("id", item["setup"]), setup=item["setup"],
-                                     params=item.get("params", {})))
+                                     params=item.get("params", {}), title=item.get("title")))
         ids = [e.id for e in entries]
         if len(set(ids)) != len(ids):
             raise ConfigError(f"scale {scale!r} plan has duplicate ids: {sorted({i for i in ids if ids.count(i) > 1})}")

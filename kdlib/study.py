@@ -61,6 +61,10 @@ def execute(source: Path, output: Path, parameters: dict, title: str) -> float:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         src = to_ipynb(source, Path(tmp) / (source.stem + ".ipynb"))
+        known = set(pm.inspect_notebook(str(src)))
+        unknown = set(parameters) - known
+        if unknown:  # papermill would only warn, and the notebook would silently ignore them
+            raise SystemExit(f"{source.name} has no parameter(s) {sorted(unknown)}; it takes: {sorted(known)}")
         output.parent.mkdir(parents=True, exist_ok=True)
         pm.execute_notebook(str(src), str(output), parameters=parameters, kernel_name="python3",
                             progress_bar=False, cwd=str(REPO_ROOT), log_output=False)
@@ -82,11 +86,13 @@ def write_toc(out: Path, entries: list[tuple[str, str]]) -> Path:
 
 def assemble(out: Path) -> None:
     """Copy the book's static sources into another root (used when --out is not the repository)."""
+    if out.resolve() == REPO_ROOT.resolve():
+        return
     (out / "book").mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO_ROOT / "_config.yml", out / "_config.yml")
     for page in STATIC_PAGES:
         shutil.copy(REPO_ROOT / "book" / page, out / "book" / page)
-    if out.resolve() != REPO_ROOT.resolve():
+    if vendor.VENDOR.is_dir():
         shutil.copytree(vendor.VENDOR, out / "book" / "_vendor", dirs_exist_ok=True)
 
 
@@ -134,7 +140,8 @@ def main(argv=None) -> int:
         cfg = study.setup(entry.setup, args.scale, **entry.params)
         _log(f"[{i}/{len(plan)}] {entry.id}: {len(cfg.runs())} runs ({cfg.n_seeds} seeds)...")
         params = {**common, "entry_id": entry.id, "setup": entry.setup, "device": args.device, **entry.params}
-        timings[entry.id] = execute(NOTEBOOKS / "setup.py", gen / "setups" / f"{entry.id}.ipynb", params, cfg.title)
+        title = entry.title or (cfg.title if entry.id == entry.setup else f"{cfg.title} ({entry.id})")
+        timings[entry.id] = execute(NOTEBOOKS / "setup.py", gen / "setups" / f"{entry.id}.ipynb", params, title)
         _log(f"[{i}/{len(plan)}] {entry.id}: done in {timings[entry.id]:.1f} s")
     results.mkdir(parents=True, exist_ok=True)
     (results / "driver_log.json").write_text(json.dumps({k: round(v, 1) for k, v in timings.items()}, indent=1))

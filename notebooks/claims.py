@@ -39,7 +39,8 @@ summaries, missing = collect_summaries(study, scale, RunStore(Path(results) / "r
 # the paper scale on a GPU). The rules: claim 1 needs significant kd > control agreement in at least one
 # but not every setup; claim 2 holds where every significant setup gains fewer than a few points;
 # claim 3 where, in every significant setup, the relative rise of A- exceeds that of A+; claim 4 where kd
-# is not significantly more accurate than rcd in at least one setup.
+# is not significantly more accurate than rcd in at least one setup. "Setups" are the entries of the
+# scale's plan in `study.yaml`, so temperature / alpha sweeps and feature variants count as setups.
 
 # %% tags=["remove-input"]
 v = verdicts(summaries)

@@ -19,6 +19,9 @@ temperature = None
 epochs = None
 rcd_noise = None
 rcd_variants = None      # e.g. ["unit_resampled", "permuted"] to run RCD noises side by side
+variant = None           # logit, fitnets or attention
+variant_args = None      # e.g. {"student_layer": "features.3", "teacher_layer": "features.3", "beta": 1.0}
+student_args = None      # standard distillation: change the student's size, e.g. {"hidden": [8]}
 device = "auto"
 results = "results/cpu"  # the run store of this study
 study_file = None
@@ -47,7 +50,8 @@ matplotlib.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.s
 pd.set_option("display.max_columns", 40, "display.width", 200)
 study = load_study(study_file)
 overrides = {k: v for k, v in dict(n_seeds=n_seeds, alpha=alpha, temperature=temperature, epochs=epochs,
-                                    rcd_noise=rcd_noise, rcd_variants=rcd_variants).items() if v is not None}
+                                    rcd_noise=rcd_noise, rcd_variants=rcd_variants, variant=variant,
+                                    variant_args=variant_args, student_args=student_args).items() if v is not None}
 cfg = study.setup(setup, scale, **overrides)
 entry_id = entry_id or cfg.name
 store = RunStore(Path(results) / "runs")
@@ -58,7 +62,7 @@ student = f"`{cfg.student.name}` {cfg.student.args or ''}" if cfg.kind == "stand
 display(Markdown(f"""
 {cfg.description}
 
-| | |
+| what | value |
 |---|---|
 | setup | `{cfg.name}` ({'self-distillation' if cfg.kind == 'self' else 'standard distillation'}) |
 | modality / dataset | {cfg.modality} / `{cfg.dataset}` {cfg.data_args or ''} |
@@ -90,12 +94,12 @@ print(f"{len(results_df)} runs, {results_df['seconds'].sum():.1f} s of training 
 
 # %% [markdown]
 # ## Every metric by arm
-# Mean (standard error of the mean) over seeds. Accuracies and agreements are percentages; the
+# Mean (standard error of the mean) over seeds, one column per arm. Accuracies and agreements are percentages; the
 # generalisation gap is train minus test accuracy in points; JS divergence and KL in nats.
 # Students are measured against the teacher of the same seed.
 
 # %% tags=["remove-input"]
-display(arm_table(main))
+display(arm_table(main).T.rename_axis("metric"))
 
 # %% [markdown]
 # ## Hypothesis tests

@@ -45,47 +45,67 @@ summary = pd.DataFrame(summaries)
 # %% tags=["remove-input"]
 if missing:
     display(Markdown(f"**Not yet run (left out):** {', '.join(missing)}"))
-table = pd.DataFrame({
+accuracy_table = pd.DataFrame({
     "setup": summary["id"], "modality": summary["modality"], "seeds": summary["n_seeds"],
     "teacher acc (%)": 100 * summary["teacher_accuracy"], "teacher errors": summary["teacher_errors"],
     "control / kd / rcd acc (%)": [f"{100 * c:.1f} / {100 * k:.1f} / {100 * r:.1f}" for c, k, r in
                                    zip(summary["control_accuracy"], summary["kd_accuracy"], summary["rcd_accuracy"])],
-    "agreement gain (points)": summary["agreement_gain_points"],
-    "p (BY)": summary["agreement_p_by"],
+    "agreement gain (points)": summary["agreement_gain_points"], "p (BY)": summary["agreement_p_by"],
     "significant transfer": np.where(summary["significant_transfer"], "yes", "no"),
+})
+display(accuracy_table.style.format({"teacher acc (%)": "{:.1f}", "teacher errors": "{:.0f}",
+                                     "agreement gain (points)": "{:+.2f}", "p (BY)": "{:.2g}"}).hide(axis="index"))
+
+# %% [markdown]
+# ## Positive and negative transfer per setup
+# Change of A+ (agreement where the teacher is right) and A- (the student repeats the teacher's wrong
+# label) of kd over control, with the control's headroom; and whether kd is significantly more accurate
+# than random control distillation.
+
+# %% tags=["remove-input"]
+transfer = pd.DataFrame({
+    "setup": summary["id"], "significant transfer": np.where(summary["significant_transfer"], "yes", "no"),
     "ΔA+ (points)": summary["pos_gain_points"], "ΔA- (points)": summary["neg_gain_points"],
     "ΔA+ rel (%)": 100 * summary["pos_gain_relative"], "ΔA- rel (%)": 100 * summary["neg_gain_relative"],
     "headroom A+ / A- (%)": [f"{100 * p:.1f} / {100 * n:.1f}" for p, n in zip(summary["pos_headroom"], summary["neg_headroom"])],
     "kd > rcd in accuracy": np.where(summary["kd_beats_rcd_accuracy"], "yes", "no"),
 })
-display(table.style.format({"teacher acc (%)": "{:.1f}", "teacher errors": "{:.0f}", "agreement gain (points)": "{:+.2f}",
-                            "p (BY)": "{:.2g}", "ΔA+ (points)": "{:+.2f}", "ΔA- (points)": "{:+.2f}",
-                            "ΔA+ rel (%)": "{:+.1f}", "ΔA- rel (%)": "{:+.1f}"}).hide(axis="index"))
+display(transfer.style.format({"ΔA+ (points)": "{:+.2f}", "ΔA- (points)": "{:+.2f}", "ΔA+ rel (%)": "{:+.1f}",
+                               "ΔA- rel (%)": "{:+.1f}"}).hide(axis="index"))
 
 # %% [markdown]
 # ## Transfer and its asymmetry
-# Left: agreement gain of kd over control per setup (filled: significant). Right: the relative change of
-# A- against that of A+; points above the diagonal copy the teacher's errors more than its right answers.
+# The agreement gain of kd over control per setup (filled: significant after correction):
 
 # %% tags=["remove-input"]
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4))
 colours = [plots.ARM_COLOURS["kd"] if s else "white" for s in summary["significant_transfer"]]
+fig, ax1 = plt.subplots(figsize=(9, 4))
 ax1.bar(summary["id"], summary["agreement_gain_points"], color=colours, edgecolor=plots.ARM_COLOURS["kd"])
 ax1.axhline(0, color="black", lw=0.8)
 ax1.set_ylabel("agreement kd - control (points)")
 ax1.set_xlabel("setup")
-ax1.tick_params(axis="x", rotation=30)
+ax1.tick_params(axis="x", rotation=35)
 for tick in ax1.get_xticklabels():
     tick.set_horizontalalignment("right")
+fig.tight_layout()
+
+# %% [markdown]
+# The relative change of A- against that of A+; setups above the diagonal copy the teacher's errors more
+# than its right answers (filled: significant transfer).
+
+# %% tags=["remove-input"]
+fig, ax2 = plt.subplots(figsize=(8, 6))
 x, y = 100 * summary["pos_gain_relative"], 100 * summary["neg_gain_relative"]
-ax2.scatter(x, y, c=colours, edgecolors=plots.ARM_COLOURS["kd"], s=60)
-for xi, yi, name in zip(x, y, summary["id"]):
-    ax2.annotate(name, (xi, yi), fontsize=7, xytext=(4, 4), textcoords="offset points")
+ax2.scatter(x, y, c=colours, edgecolors=plots.ARM_COLOURS["kd"], s=70, zorder=3)
+for i, (xi, yi, name) in enumerate(zip(x, y, summary["id"])):
+    ax2.annotate(name, (xi, yi), fontsize=8, xytext=(6, 6 - 12 * (i % 2)), textcoords="offset points")
 lo, hi = min(x.min(), y.min(), 0) - 2, max(x.max(), y.max(), 0) + 2
 ax2.plot([lo, hi], [lo, hi], color="0.6", ls="--", lw=1)
+ax2.axhline(0, color="0.85", lw=0.8)
+ax2.axvline(0, color="0.85", lw=0.8)
 ax2.set_xlabel("ΔA+ relative to control (%)")
 ax2.set_ylabel("ΔA- relative to control (%)")
-ax2.set_title("asymmetry: above the diagonal = more negative transfer")
+ax2.set_title("asymmetry: above the diagonal = more negative than positive transfer")
 fig.tight_layout()
 
 # %% [markdown]

@@ -116,3 +116,12 @@ def test_functional_metrics_rejects_mismatched_inputs():
         M.functional_metrics(S, T, [0])
     with pytest.raises(ValueError, match="shape"):
         M.functional_metrics(S, T[:, :2], Y)
+
+
+def test_per_class_hand():
+    labels = np.array([0, 0, 1, 1])
+    teacher = np.eye(3)[[0, 1, 1, 1]]
+    student = np.eye(3)[[0, 0, 2, 1]]
+    r = M.per_class(student, teacher, labels, 3)
+    np.testing.assert_allclose(r["accuracy"], [1.0, 0.5, np.nan])
+    np.testing.assert_allclose(r["agreement"], [0.5, 0.5, np.nan])

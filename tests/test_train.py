@@ -15,11 +15,6 @@ def study():
     return load_study()
 
 
-def _weights(store, cfg):
-    path = store.path(cfg)
-    return path
-
-
 def test_alpha_zero_kd_and_rcd_train_to_the_control_weights(study, tmp_path):
     setup = study.setup("digits-mlp-self", "smoke", alpha=0.0, n_seeds=1)
     data = load_dataset(setup.dataset, **setup.data_args)
