@@ -14,6 +14,7 @@ setup() {
     "$PY" -m venv .venv
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -r requirements.txt
+    .venv/bin/python -m pip install -q --no-deps -e .   # kdlib, importable from any folder
     cp requirements.txt .venv/.requirements.txt
   fi
   .venv/bin/python -c "from kdlib import vendor; vendor.ensure()"

@@ -7,14 +7,17 @@ from .config import ARMS, ConfigError, RunConfig, SetupConfig  # noqa: E402
 from .setups import get_setup, load_study  # noqa: E402
 
 
-def run(setup: str, arm: str, seed: int = 0, scale: str = "cpu", results: str = "results/runs",
+def run(setup: str, arm: str, seed: int = 0, scale: str = "cpu", results: str | None = None,
         device: str = "auto", rcd_noise: str | None = None, **overrides) -> dict:
-    """Train (or load) one arm of a setup at a seed index and return its test metrics."""
+    """Train (or load) one arm of a setup at a seed index and return its test metrics.
+    Runs are stored in `results` (default: results/<scale>, the driver's store for that scale)."""
+    from pathlib import Path
+
     from .runner import run_one
     from .store import RunStore
 
     cfg = get_setup(setup, scale, **overrides)
-    return run_one(cfg, arm, seed, RunStore(results), device, rcd_noise=rcd_noise)
+    return run_one(cfg, arm, seed, RunStore(Path(results or f"results/{scale}") / "runs"), device, rcd_noise=rcd_noise)
 
 
 __all__ = ["ARMS", "ConfigError", "RunConfig", "SetupConfig", "get_setup", "load_study", "run"]

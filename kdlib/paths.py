@@ -7,6 +7,13 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def from_root(path: str | os.PathLike) -> Path:
+    """A path as given if absolute, else relative to the repository root (not to the current folder),
+    so notebooks find the same results wherever they are opened."""
+    path = Path(path)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
 def cache_dir() -> Path:
     """KDLIB_CACHE, else ~/.cache/kdlib. Derived files only: safe to delete."""
     path = Path(os.environ.get("KDLIB_CACHE", Path.home() / ".cache" / "kdlib"))

@@ -55,7 +55,7 @@ def tidy_for_book(path: Path, title: str) -> None:
     nbformat.write(nb, path)
 
 
-def execute(source: Path, output: Path, parameters: dict, title: str) -> float:
+def execute(source: Path, output: Path, parameters: dict, title: str, verbose: bool = False) -> float:
     import papermill as pm
 
     started = time.perf_counter()
@@ -67,7 +67,7 @@ def execute(source: Path, output: Path, parameters: dict, title: str) -> float:
             raise SystemExit(f"{source.name} has no parameter(s) {sorted(unknown)}; it takes: {sorted(known)}")
         output.parent.mkdir(parents=True, exist_ok=True)
         pm.execute_notebook(str(src), str(output), parameters=parameters, kernel_name="python3",
-                            progress_bar=False, cwd=str(REPO_ROOT), log_output=False)
+                            progress_bar=False, cwd=str(REPO_ROOT), log_output=verbose)
     tidy_for_book(output, title)
     return time.perf_counter() - started
 
@@ -117,9 +117,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="book root to write into (default: the repository)")
     ap.add_argument("--only", action="append", default=None, help="run only these plan entries (repeatable)")
     ap.add_argument("--no-build", action="store_true", help="execute the notebooks but do not build the book")
+    ap.add_argument("--verbose", action="store_true", help="stream each notebook's output (one line per run)")
     args = ap.parse_args(argv)
 
     started = time.perf_counter()
+    if args.verbose:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="    %(message)s")
     study = load_study(args.study)
     plan = study.plan(args.scale)
     if args.only:
@@ -141,7 +146,8 @@ def main(argv=None) -> int:
         _log(f"[{i}/{len(plan)}] {entry.id}: {len(cfg.runs())} runs ({cfg.n_seeds} seeds)...")
         params = {**common, "entry_id": entry.id, "setup": entry.setup, "device": args.device, **entry.params}
         title = entry.title or (cfg.title if entry.id == entry.setup else f"{cfg.title} ({entry.id})")
-        timings[entry.id] = execute(NOTEBOOKS / "setup.py", gen / "setups" / f"{entry.id}.ipynb", params, title)
+        timings[entry.id] = execute(NOTEBOOKS / "setup.py", gen / "setups" / f"{entry.id}.ipynb", params, title,
+                                    args.verbose)
         _log(f"[{i}/{len(plan)}] {entry.id}: done in {timings[entry.id]:.1f} s")
     results.mkdir(parents=True, exist_ok=True)
     (results / "driver_log.json").write_text(json.dumps({k: round(v, 1) for k, v in timings.items()}, indent=1))

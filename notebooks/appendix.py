@@ -15,26 +15,20 @@ study_file = None
 
 # %% tags=["remove-cell"]
 import json
-import os
-import sys
-from pathlib import Path
-
-_root = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "kdlib").is_dir())
-sys.path.insert(0, str(_root))
-os.chdir(_root)
 
 import pandas as pd
 import yaml
 from IPython.display import Markdown, display
 
 from kdlib import load_study
+from kdlib.paths import from_root
 from kdlib.analysis import plan_setups
 from kdlib.provenance import code_version, package_versions
 from kdlib.runner import setup_results
 from kdlib.store import RunStore
 
 study = load_study(study_file)
-store = RunStore(Path(results) / "runs")
+store = RunStore(from_root(results) / "runs")
 
 # %% [markdown]
 # ## Code and packages
@@ -63,7 +57,7 @@ display(per_setup.style.format({"seconds": "{:.1f}"}))
 display(Markdown("Every run (arm, seed, noise, config hash, seconds):"))
 display(ledger[["entry", "arm", "seed", "rcd_noise", "hash", "device", "seconds", "code_version"]]
         .reset_index(drop=True).style.format({"seconds": "{:.2f}"}))
-driver_log = Path(results) / "driver_log.json"
+driver_log = from_root(results) / "driver_log.json"
 if driver_log.is_file():
     display(Markdown("Notebook execution times of the previous driver run (seconds):"))
     display(pd.Series(json.loads(driver_log.read_text())).to_frame("seconds").T)

@@ -14,24 +14,17 @@ results = "results/cpu"
 study_file = None
 
 # %% tags=["remove-cell"]
-import os
-import sys
-from pathlib import Path
-
-_root = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "kdlib").is_dir())
-sys.path.insert(0, str(_root))
-os.chdir(_root)
-
 import pandas as pd
 from IPython.display import Markdown, display
 
 from kdlib import load_study
+from kdlib.paths import from_root
 from kdlib.analysis import collect_summaries
-from kdlib.claims import SMALL_TRANSFER_POINTS, verdicts
+from kdlib.claims import verdicts
 from kdlib.store import RunStore
 
 study = load_study(study_file)
-summaries, missing = collect_summaries(study, scale, RunStore(Path(results) / "runs"))
+summaries, missing = collect_summaries(study, scale, RunStore(from_root(results) / "runs"))
 
 # %% [markdown]
 # Each verdict below is computed by `kdlib.claims.verdicts` from the results of this build; none is

@@ -20,28 +20,22 @@ results = "results/cpu"
 study_file = None
 
 # %%
-import os
-import sys
-from pathlib import Path
-
-_root = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "kdlib").is_dir())
-sys.path.insert(0, str(_root))
-os.chdir(_root)
-
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from kdlib import load_study, metrics, plots
+from kdlib import load_study
+from kdlib import metrics, plots
+from kdlib.paths import from_root
 from kdlib.analysis import plan_setups
 from kdlib.data import load_dataset
 from kdlib.stats import DIRECTIONS, paired_tests
 from kdlib.store import RunStore
 
 study = load_study(study_file)
-store = RunStore(Path(results) / "runs")
+store = RunStore(from_root(results) / "runs")
 setups = dict(plan_setups(study, scale))
 
 

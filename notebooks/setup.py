@@ -27,19 +27,12 @@ results = "results/cpu"  # the run store of this study
 study_file = None
 
 # %% tags=["remove-cell"]
-import os
-import sys
-from pathlib import Path
-
-_root = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "kdlib").is_dir())
-sys.path.insert(0, str(_root))
-os.chdir(_root)
-
 import matplotlib
 import pandas as pd
 from IPython.display import Markdown, display
 
 from kdlib import load_study
+from kdlib.paths import from_root
 from kdlib import plots
 from kdlib.analysis import arm_table, test_table, transfer_table
 from kdlib.runner import main_arms, run_setup
@@ -54,7 +47,7 @@ overrides = {k: v for k, v in dict(n_seeds=n_seeds, alpha=alpha, temperature=tem
                                     variant_args=variant_args, student_args=student_args).items() if v is not None}
 cfg = study.setup(setup, scale, **overrides)
 entry_id = entry_id or cfg.name
-store = RunStore(Path(results) / "runs")
+store = RunStore(from_root(results) / "runs")
 
 # %% tags=["remove-input"]
 prov_rows = "\n".join(f"| {k} | {v} |" for k, v in cfg.provenance.items())

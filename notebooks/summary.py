@@ -14,27 +14,21 @@ results = "results/cpu"
 study_file = None
 
 # %% tags=["remove-cell"]
-import os
-import sys
-from pathlib import Path
-
-_root = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "kdlib").is_dir())
-sys.path.insert(0, str(_root))
-os.chdir(_root)
-
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from kdlib import load_study, plots
+from kdlib import load_study
+from kdlib import plots
+from kdlib.paths import from_root
 from kdlib.analysis import collect_summaries
 from kdlib.store import RunStore
 
 matplotlib.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False})
 study = load_study(study_file)
-summaries, missing = collect_summaries(study, scale, RunStore(Path(results) / "runs"))
+summaries, missing = collect_summaries(study, scale, RunStore(from_root(results) / "runs"))
 summary = pd.DataFrame(summaries)
 
 # %% [markdown]

@@ -79,3 +79,14 @@ def test_killed_sweep_resumes_to_the_same_results(setup, tmp_path, monkeypatch):
 def test_missing_run_error(setup, tmp_path):
     with pytest.raises(FileNotFoundError, match="not in the store"):
         RunStore(tmp_path).metrics(setup.run("kd", 0))
+
+
+def test_top_level_run_and_paths(tmp_path, monkeypatch):
+    import kdlib
+    from kdlib.paths import REPO_ROOT, from_root
+
+    assert from_root("results/cpu") == REPO_ROOT / "results" / "cpu"
+    assert from_root(tmp_path) == tmp_path
+    m = kdlib.run("vowels-seqcnn-self", "kd", seed=0, scale="smoke", results=str(tmp_path), device="cpu", epochs=1)
+    assert 0 <= m["agreement"] <= 1 and "neg_agreement" in m
+    assert len(RunStore(tmp_path / "runs").hashes()) == 2  # the teacher was trained first
