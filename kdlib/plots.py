@@ -32,7 +32,7 @@ def _arms(results: pd.DataFrame, with_teacher: bool = False) -> list[str]:
 
 def per_seed_figure(results: pd.DataFrame, metrics=("agreement", "js_divergence", "accuracy")):
     """Per-seed values by arm; grey lines join the arms of one seed (the pairing of the tests)."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 4.2))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.5 * len(metrics), 3.6))
     for ax, m in zip(np.atleast_1d(axes), metrics):
         arms = _arms(results, with_teacher=m == "accuracy")
         d = results[results["arm"].isin(arms)].copy()
@@ -55,7 +55,7 @@ def per_seed_figure(results: pd.DataFrame, metrics=("agreement", "js_divergence"
 def transfer_figure(results: pd.DataFrame):
     """A+ and A- by arm (left) and their change over the control with the control's headroom (right)."""
     arms = _arms(results)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7.5, 7.5))
     width = 0.38
     for j, (key, label) in enumerate((("pos_agreement", "A+ (teacher right)"), ("neg_agreement", "A- (teacher wrong)"))):
         means = [100 * results.loc[results.arm == a, key].mean() for a in arms]
@@ -105,14 +105,16 @@ def rcd_variants_figure(results: pd.DataFrame):
     order = ["control", "kd"] + sorted(x for x in d["arm / noise"].unique() if x.startswith("rcd"))
     palette = {**{k: ARM_COLOURS[k] for k in ("control", "kd")},
                **{f"rcd: {k}": v for k, v in RCD_COLOURS.items()}}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
     for ax, m in zip(axes, ("accuracy", "agreement")):
         d["value"] = _values(d, m)
         sns.barplot(data=d, x="arm / noise", y="value", hue="arm / noise", order=order, palette=palette,
                     errorbar="se", capsize=0.2, ax=ax, legend=False)
         ax.set_ylabel(LABELS[m])
         ax.set_xlabel("")
-        ax.tick_params(axis="x", rotation=25)
+        ax.tick_params(axis="x", rotation=30)
+        for tick in ax.get_xticklabels():
+            tick.set_horizontalalignment("right")
     fig.suptitle("RCD noise variants side by side (mean ± SEM over seeds)")
     fig.tight_layout()
     return fig
@@ -146,9 +148,9 @@ def metric_explorer(results: pd.DataFrame, metrics, title: str):
               else [] for a in arms]
         buttons.append({"label": m.replace("_", " "), "method": "update",
                         "args": [{"y": ys}, {"yaxis": {"title": {"text": LABELS.get(m, m)}}}]})
-    fig.update_layout(title=title, yaxis_title=LABELS.get(metrics[0], metrics[0]), xaxis_title="arm",
-                      updatemenus=[{"buttons": buttons, "x": 1.0, "xanchor": "right", "y": 1.18, "yanchor": "top"}],
-                      showlegend=False, height=420, margin={"t": 80}, template="plotly_white")
+    fig.update_layout(title={"text": title, "y": 0.97}, yaxis_title=LABELS.get(metrics[0], metrics[0]),
+                      xaxis_title="arm", showlegend=False, height=460, margin={"t": 110}, template="plotly_white",
+                      updatemenus=[{"buttons": buttons, "x": 0.0, "xanchor": "left", "y": 1.04, "yanchor": "bottom"}])
     return fig
 
 
@@ -170,12 +172,12 @@ def summary_explorer(summary: pd.DataFrame):
     fig = go.Figure(go.Bar(x=summary["id"], y=quantities[names[0]], marker_color=colours,
                            hovertemplate="%{x}: %{y:.2f}<extra></extra>"))
     fig.update_layout(
-        title="Across setups (red: significant kd > control agreement after BY correction)",
-        yaxis_title=names[0], xaxis_title="setup", template="plotly_white", height=430, margin={"t": 90},
+        title={"text": "Across setups (red: significant kd > control agreement after BY correction)", "y": 0.97},
+        yaxis_title=names[0], xaxis_title="setup", template="plotly_white", height=480, margin={"t": 110},
         updatemenus=[{"buttons": [{"label": n, "method": "update",
                                    "args": [{"y": [list(v)]}, {"yaxis": {"title": {"text": n}}}]}
                                   for n, v in quantities.items()],
-                      "x": 1.0, "xanchor": "right", "y": 1.2, "yanchor": "top"}])
+                      "x": 0.0, "xanchor": "left", "y": 1.04, "yanchor": "bottom"}])
     return fig
 
 

@@ -99,7 +99,7 @@ def assemble(out: Path) -> None:
 def build_book(out: Path) -> float:
     started = time.perf_counter()
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(out), "--builder", "html",
-           "--warningiserror", "--keep-going"]
+           "--warningiserror", "--keep-going", "--all"]  # --all: a new plan changes every page's navigation
     res = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
     if res.returncode != 0:
         sys.stderr.write(res.stdout[-6000:] + res.stderr[-6000:])
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
 
         logging.basicConfig(level=logging.INFO, format="    %(message)s")
     study = load_study(args.study)
-    plan = study.plan(args.scale)
+    full_plan = plan = study.plan(args.scale)
     if args.only:
         unknown = set(args.only) - {e.id for e in plan}
         if unknown:
@@ -154,7 +154,12 @@ def main(argv=None) -> int:
     for name, title in CHAPTERS:
         timings[name] = execute(NOTEBOOKS / f"{name}.py", gen / f"{name}.ipynb", common, title)
         _log(f"{name}: done in {timings[name]:.1f} s")
-    write_toc(out, [(e.id, e.setup) for e in plan])
+    # the book always follows the whole plan; entries not run now keep their earlier executed notebooks
+    present = [e for e in full_plan if (gen / "setups" / f"{e.id}.ipynb").is_file()]
+    for e in full_plan:
+        if e not in present:
+            _log(f"note: {e.id} has never been executed, so it is left out of the book (run without --only)")
+    write_toc(out, [(e.id, e.setup) for e in present])
     if not args.no_build:
         secs = build_book(out)
         _log(f"book built in {secs:.1f} s: {out / '_build' / 'html' / 'index.html'}")

@@ -142,7 +142,7 @@ plots.per_seed_tabs(main, ["accuracy", "agreement", "js_divergence", "pos_agreem
 # 1 - A(control) shows how much room the control leaves (a ceiling effect limits ΔA+).
 
 # %% tags=["remove-input"]
-display(transfer_table(main).style.format("{:.2f}"))
+display(transfer_table(main).T.rename_axis("measure").style.format("{:.2f}"))
 fig = plots.transfer_figure(main)
 
 # %% [markdown]
@@ -158,8 +158,10 @@ if len(cfg.noise_variants) > 1:
                      "logits: `unit_fixed` (the default) N(0,1) per example fixed for the run; `unit_resampled` "
                      "fresh each step; `teacher_scaled` fixed with the teacher's logit std; `permuted` the "
                      "teacher's logits under a random class permutation."))
-    students = results_df[results_df.arm != "teacher"]
-    display(students.groupby(["arm", "rcd_noise"], dropna=False)[["accuracy", "agreement", "pos_agreement",
-                                                                  "neg_agreement", "generalisation_gap"]]
-            .mean().style.format("{:.4f}"))
+    students = results_df[results_df.arm != "teacher"].assign(rcd_noise=lambda d: d.rcd_noise.fillna("-"))
+    variants = students.groupby(["arm", "rcd_noise"])[["accuracy", "agreement", "pos_agreement", "neg_agreement"]].mean()
+    variants = (100 * variants).rename(columns={"accuracy": "accuracy (%)", "agreement": "agreement (%)",
+                                                "pos_agreement": "A+ (%)", "neg_agreement": "A- (%)"})
+    variants["gap (points)"] = students.groupby(["arm", "rcd_noise"])["generalisation_gap"].mean()
+    display(variants.style.format("{:.2f}"))
     fig = plots.rcd_variants_figure(results_df)

@@ -119,3 +119,10 @@ def test_every_plan_param_is_a_notebook_parameter(tmp_path):
     with pytest.raises(SystemExit, match=r"has no parameter\(s\) \['colour'\]"):
         from kdlib.study import execute
         execute(ROOT / "notebooks" / "setup.py", tmp_path / "x.ipynb", {"colour": "red"}, "x")
+
+
+def test_only_keeps_the_whole_plan_in_the_toc(book):
+    driver_main(["--scale", "smoke", "--out", str(book), "--results", str(book / "results"),
+                 "--only", "imdb-textcnn-self", "--no-build"])
+    toc = yaml.safe_load((book / "_toc.yml").read_text())
+    assert len(toc["parts"][1]["chapters"]) == len(load_study().plan("smoke"))
