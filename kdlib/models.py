@@ -53,7 +53,7 @@ class MLP(nn.Module):
     def __init__(self, input_shape, n_classes, hidden=(256, 256), dropout=0.0):
         super().__init__()
         layers, d = [nn.Flatten()], _flat_dim(input_shape)
-        for i, h in enumerate(hidden):
+        for h in hidden:
             layers += [nn.Linear(d, h), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])
             d = h
         self.features = nn.Sequential(*layers)

@@ -7,7 +7,7 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 
-from .config import RunConfig, SetupConfig
+from .config import SetupConfig
 from .data import DataBundle, load_dataset
 from .metrics import functional_metrics
 from .provenance import provenance

@@ -17,7 +17,6 @@ study_file = None
 import json
 
 import pandas as pd
-import yaml
 from IPython.display import Markdown, display
 
 from kdlib import load_study

@@ -14,7 +14,6 @@ results = "results/cpu"
 study_file = None
 
 # %% tags=["remove-cell"]
-import pandas as pd
 from IPython.display import Markdown, display
 
 from kdlib import load_study
