@@ -65,7 +65,7 @@ def run_setup(setup: SetupConfig, store: RunStore, device: str = "auto", progres
         else:
             t0 = time.perf_counter()
             m = run_one(setup, cfg.arm, cfg.seed, store, device, rcd_noise=cfg.rcd_noise, progress=progress)
-            status = f"trained in {time.perf_counter() - t0:.1f} s, test accuracy {m['accuracy']:.3f}"
+            status = f"trained in {time.perf_counter() - t0:.2f} s, test accuracy {m['accuracy']:.3f}"
         if progress:
             progress(f"[{setup.name} {i}/{len(runs)}, {time.perf_counter() - started:.0f} s] {cfg.label}: {status}")
     return setup_results(setup, store)
