@@ -6,12 +6,13 @@ import math
 import numpy as np
 import pandas as pd
 
-from .stats import ALPHA, TEST_METRICS, paired_tests, power_limits, sem
+from .stats import ALPHA, metrics_for, paired_tests, power_limits, sem
 
 ARM_ORDER = ("teacher", "control", "kd", "rcd")
 REPORT_METRICS = ("accuracy", "loss", "ece", "train_accuracy", "generalisation_gap", "agreement", "js_divergence",
-                  "activation_distance", "kl_teacher_student", "pos_agreement", "neg_agreement")
-PERCENT_METRICS = {"accuracy", "train_accuracy", "agreement", "pos_agreement", "neg_agreement"}
+                  "activation_distance", "kl_teacher_student", "pos_agreement", "neg_agreement", "backdoor_asr", "backdoor_clean_rate", "backdoor_lift")
+PERCENT_METRICS = {"accuracy", "train_accuracy", "agreement", "pos_agreement", "neg_agreement", "backdoor_asr",
+                   "backdoor_clean_rate", "backdoor_lift"}
 
 
 def fmt_mean_sem(values, percent: bool = False) -> str:
@@ -25,7 +26,8 @@ def fmt_mean_sem(values, percent: bool = False) -> str:
 
 
 def arm_table(results: pd.DataFrame, metrics=REPORT_METRICS) -> pd.DataFrame:
-    """Mean (SEM) of each metric per arm; fractions shown as percentages."""
+    """Mean (SEM) of each metric per arm (metrics the runs do not have are left out); fractions as percentages."""
+    metrics = [m for m in metrics if m in results]
     rows = []
     for arm in [a for a in ARM_ORDER if a in set(results["arm"])]:
         d = results[results["arm"] == arm]
@@ -73,7 +75,7 @@ def test_table(tests: pd.DataFrame) -> pd.DataFrame:
 
 def summarise_setup(entry_id: str, setup, results: pd.DataFrame, alpha: float = ALPHA) -> dict:
     """The numbers that the summary and claims pages use, for one setup run (main RCD noise only)."""
-    tests = paired_tests(results, TEST_METRICS, alpha=alpha)
+    tests = paired_tests(results, metrics_for(results), alpha=alpha)
     n_seeds = int(results.groupby("arm").size().min()) if len(results) else 0
 
     def test(metric, a, b):
@@ -85,6 +87,8 @@ def summarise_setup(entry_id: str, setup, results: pd.DataFrame, alpha: float = 
         return float(d.mean()) if len(d) else float("nan")
 
     agree = test("agreement", "kd", "control")
+    backdoor = test("backdoor_asr", "kd", "control")
+    lift = test("backdoor_lift", "kd", "control")
     kd_rcd_acc = test("accuracy", "kd", "rcd")
     c_pos, c_neg = arm_mean("control", "pos_agreement"), arm_mean("control", "neg_agreement")
     k_pos, k_neg = arm_mean("kd", "pos_agreement"), arm_mean("kd", "neg_agreement")
@@ -110,6 +114,13 @@ def summarise_setup(entry_id: str, setup, results: pd.DataFrame, alpha: float = 
         "kd_beats_rcd_accuracy": bool(kd_rcd_acc["significant"]) if kd_rcd_acc is not None else False,
         "kd_vs_rcd_accuracy_p_by": float(kd_rcd_acc["p_by"]) if kd_rcd_acc is not None else float("nan"),
         "teacher_gap": arm_mean("teacher", "generalisation_gap"),
+        "has_backdoor": backdoor is not None,
+        **{f"{arm}_backdoor_{m}": arm_mean(arm, f"backdoor_{m}") if backdoor is not None else float("nan")
+           for arm in ARM_ORDER for m in ("asr", "lift")},
+        "backdoor_kd_vs_control_p_by": float(backdoor["p_by"]) if backdoor is not None else float("nan"),
+        "backdoor_lift_kd_vs_control_p_by": float(lift["p_by"]) if lift is not None else float("nan"),
+        "backdoor_transfers": bool(backdoor["significant"]) if backdoor is not None else False,
+        "backdoor_lift_transfers": bool(lift["significant"]) if lift is not None else False,
         "power": power_limits(n_seeds, len(tests), alpha) if n_seeds else {},
     }
 

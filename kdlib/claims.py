@@ -11,6 +11,7 @@ import pandas as pd
 
 SUPPORTED, NOT_SUPPORTED, NOT_TESTED = "supported", "not supported", "not tested at this scale"
 SMALL_TRANSFER_POINTS = 5.0  # "a few points of agreement over the control"
+STRONG_BACKDOOR = 0.5  # the teacher's own lift: below it there is no backdoor worth asking about
 CNN_MODELS = {"resnet18", "resnet", "vgg19", "vgg11", "lenet"}
 
 CLAIMS = {
@@ -94,15 +95,36 @@ def _claim6(s):
 
 
 def _claim7(s):
-    return NOT_TESTED, "no backdoor setup is implemented yet"
+    """Judged on the trigger's lift (attack success minus the base rate of predicting the target on the
+    same clean inputs): a student merely biased towards the target class raises attack success too."""
+    bd = [x for x in s if x.get("has_backdoor")]
+    if not bd:
+        return NOT_TESTED, "no backdoor setup ran at this scale"
+
+    def line(x):
+        return (f"{x['id']}: attack success teacher {100 * x['teacher_backdoor_asr']:.1f} %, control "
+                f"{100 * x['control_backdoor_asr']:.1f} %, kd {100 * x['kd_backdoor_asr']:.1f} %, rcd "
+                f"{100 * x['rcd_backdoor_asr']:.1f} % (kd > control p (BY) {x['backdoor_kd_vs_control_p_by']:.2g}); "
+                f"lift of the trigger over the base rate: teacher {100 * x['teacher_backdoor_lift']:.1f}, control "
+                f"{100 * x['control_backdoor_lift']:.1f}, kd {100 * x['kd_backdoor_lift']:.1f} points "
+                f"(kd > control p (BY) {x['backdoor_lift_kd_vs_control_p_by']:.2g})")
+
+    strong = [x for x in bd if x["teacher_backdoor_lift"] >= STRONG_BACKDOOR]
+    if not strong:
+        return NOT_TESTED, (f"no teacher learned its backdoor (lift >= {100 * STRONG_BACKDOOR:.0f} points); "
+                            + "; ".join(line(x) for x in bd))
+    ok = [x for x in strong if x["backdoor_lift_transfers"]]
+    return SUPPORTED if ok else NOT_SUPPORTED, "; ".join(line(x) for x in strong)
 
 
 RULES = {1: _claim1, 2: _claim2, 3: _claim3, 4: _claim4, 5: _claim5, 6: _claim6, 7: _claim7}
 
 
 def verdicts(summaries: list[dict]) -> pd.DataFrame:
+    """Claims 1-6 are judged on the setups with a clean teacher; claim 7 on the backdoor setups."""
+    clean = [x for x in summaries if not x.get("has_backdoor")]
     rows = []
     for k, text in CLAIMS.items():
-        verdict, evidence = RULES[k](summaries)
+        verdict, evidence = RULES[k](summaries if k == 7 else clean)
         rows.append({"claim": k, "statement": text, "verdict": verdict, "evidence": evidence})
     return pd.DataFrame(rows)

@@ -124,9 +124,13 @@ class RunConfig:
     variant_args: Optional[dict] = None
     rcd_noise: Optional[str] = None
     noise_seed: Optional[int] = None
+    backdoor: Optional[dict] = None  # teacher: trains poisoned; every arm: measured on triggered inputs
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["backdoor"] is None:  # keeps the hashes of runs without a backdoor as they were
+            del d["backdoor"]
+        return d
 
     @property
     def hash(self) -> str:
@@ -164,9 +168,10 @@ class SetupConfig:
     base_seed: int = 0
     provenance: dict = field(default_factory=dict)
     description: str = ""
+    backdoor: dict = field(default_factory=dict)  # e.g. {target: 0, poison_fraction: 0.1, patch: 3}
 
     def __post_init__(self) -> None:
-        from . import data, distill, models  # registries; imported late to keep config dependency-free
+        from . import backdoor, data, distill, models  # registries; imported late to keep config dependency-free
 
         _check_choice("setup kind", self.kind, KINDS)
         data.DATASETS.check(self.dataset)
@@ -183,6 +188,11 @@ class SetupConfig:
         object.__setattr__(self, "n_seeds", check_n_seeds(self.n_seeds))
         object.__setattr__(self, "train", check_train(dict(self.train)))
         object.__setattr__(self, "rcd_variants", tuple(self.rcd_variants))
+        if self.backdoor:
+            meta = data.DATASETS.meta(self.dataset)
+            if meta["modality"] != "image":
+                raise ConfigError(f"setup {self.name!r}: the backdoor trigger needs images, {self.dataset!r} is {meta['modality']}")
+            object.__setattr__(self, "backdoor", backdoor.check_spec(dict(self.backdoor), meta["n_classes"]))
 
     def with_overrides(self, **overrides: Any) -> "SetupConfig":
         """A copy with parameters changed (alpha, temperature, n_seeds, epochs, ...), validated again."""
@@ -191,7 +201,7 @@ class SetupConfig:
             if key in DEFAULT_TRAIN:
                 train[key] = overrides.pop(key)
         allowed = {"alpha", "temperature", "n_seeds", "rcd_noise", "rcd_variants", "base_seed", "data_args",
-                   "variant", "variant_args", "student_args"}
+                   "variant", "variant_args", "student_args", "backdoor"}
         unknown = set(overrides) - allowed
         if unknown:
             raise ConfigError(f"unknown override(s) {sorted(unknown)}; allowed: {sorted(allowed | set(DEFAULT_TRAIN))}")
@@ -216,6 +226,7 @@ class SetupConfig:
             train=dict(self.train),
             init_seed=derive_seed(self.base_seed, seed, "init", "teacher"),
             order_seed=derive_seed(self.base_seed, seed, "order", "teacher"),
+            backdoor=dict(self.backdoor) or None,
         )
 
     def run(self, arm: str, seed: int, rcd_noise: Optional[str] = None) -> RunConfig:
@@ -233,7 +244,7 @@ class SetupConfig:
             init_seed=init_seed,
             # one order for control, kd and rcd, different from the teacher's
             order_seed=derive_seed(self.base_seed, seed, "order", "student"),
-            teacher_hash=teacher.hash, teacher_model=self.teacher,
+            teacher_hash=teacher.hash, teacher_model=self.teacher, backdoor=dict(self.backdoor) or None,
         )
         if arm == "control":
             return RunConfig(**common)

@@ -135,3 +135,18 @@ def per_class(student_logits, teacher_logits, labels, n_classes: int) -> dict:
         if m.any():
             acc[c], agr[c] = (a_s[m] == c).mean(), (a_s[m] == a_t[m]).mean()
     return {"accuracy": acc, "agreement": agr}
+
+
+def attack_success_rate(triggered_logits, target: int) -> float:
+    """Fraction of triggered inputs (all of a class other than the target) classified as the target."""
+    return float(np.mean(_np(triggered_logits).argmax(1) == target))
+
+
+def backdoor_metrics(triggered_logits, test_logits, labels, target: int) -> dict:
+    """Attack success on the triggered non-target test inputs, the rate at which the same inputs
+    *without* the trigger are classified as the target (a model biased towards the target class scores
+    here too), and the lift of the trigger over that base rate."""
+    y = _np(labels)
+    asr = attack_success_rate(triggered_logits, target)
+    clean = float(np.mean(_np(test_logits)[y != target].argmax(1) == target))
+    return {"backdoor_asr": asr, "backdoor_clean_rate": clean, "backdoor_lift": asr - clean}

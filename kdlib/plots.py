@@ -18,7 +18,8 @@ LABELS = {
     "activation_distance": "activation distance (L2 on probabilities)", "kl_teacher_student": "KL(teacher || student) (nats)",
     "pos_agreement": "A+ agreement where teacher right (%)", "neg_agreement": "A- agreement where teacher wrong (%)",
     "loss": "test cross-entropy (nats)", "ece": "expected calibration error", "generalisation_gap": "train - test accuracy (points)",
-    "train_accuracy": "train accuracy (%)",
+    "train_accuracy": "train accuracy (%)", "backdoor_asr": "backdoor attack success (%)",
+    "backdoor_lift": "attack success - base rate of target (points)", "backdoor_clean_rate": "clean inputs -> target (%)",
 }
 
 
@@ -34,7 +35,7 @@ def per_seed_figure(results: pd.DataFrame, metrics=("agreement", "js_divergence"
     """Per-seed values by arm; grey lines join the arms of one seed (the pairing of the tests)."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.5 * len(metrics), 3.6))
     for ax, m in zip(np.atleast_1d(axes), metrics):
-        arms = _arms(results, with_teacher=m == "accuracy")
+        arms = _arms(results, with_teacher=m in ("accuracy", "backdoor_asr", "backdoor_lift"))
         d = results[results["arm"].isin(arms)].copy()
         d["value"] = _values(d, m)
         wide = d.pivot_table(index="seed", columns="arm", values="value")[arms]

@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
 
 from .config import SetupConfig
+from . import backdoor as bd
 from .data import DataBundle, load_dataset
-from .metrics import functional_metrics
+from .metrics import backdoor_metrics, functional_metrics
 from .provenance import provenance
 from .store import RunStore
-from .train import build_for_data, resolve_device, train
+from .train import build_for_data, predict, resolve_device, train
 
 Progress = Optional[Callable[[str], None]]
 
@@ -39,19 +41,36 @@ def run_one(setup: SetupConfig, arm: str, seed: int, store: RunStore, device: st
         if arm in ("kd", "rcd") and (setup.variant != "logit" or setup.train["augment"]):
             teacher_model = build_for_data(setup.teacher, data, teacher_cfg.init_seed)
             teacher_model.load_state_dict(store.model_state(teacher_cfg))
-    res = train(cfg, data, dev, teacher_train_logits=teacher_train_logits, teacher=teacher_model,
+    spec = bd.check_spec(cfg.backdoor, data.n_classes, data.input_shape) if cfg.backdoor else None
+    train_data = data
+    if spec is not None and arm == "teacher":  # only the teacher sees the poisoned training set
+        x, y, _ = bd.poison(data.x_train, data.y_train, spec, cfg.order_seed)
+        train_data = replace(data, x_train=x, y_train=y)
+    res = train(cfg, train_data, dev, teacher_train_logits=teacher_train_logits, teacher=teacher_model,
                 progress=progress if epoch_progress else None)
+    backdoor_logits = None
+    if spec is not None:
+        eb = cfg.train["eval_batch_size"]
+        if arm == "teacher":  # KD targets and train accuracy on the clean inputs the students see
+            res.train_logits = predict(res.model, data.x_train, eb, dev)
+            res.train_accuracy = float((res.train_logits.argmax(1) == data.y_train).float().mean())
+        triggered = bd.triggered_test(data.x_test, data.y_test, data.x_train, spec)
+        backdoor_logits = predict(res.model.to(dev), triggered, eb, dev)
+        res.model.cpu()
     # metrics from the float16 logits that are stored, so recomputing them later gives the same numbers
     test16 = res.test_logits.numpy().astype(np.float16).astype(np.float32)
     metrics = functional_metrics(test16, teacher_test, data.y_test.numpy())
     metrics["train_accuracy"] = res.train_accuracy
     metrics["generalisation_gap"] = 100.0 * (res.train_accuracy - metrics["accuracy"])
+    if backdoor_logits is not None:
+        b16 = backdoor_logits.numpy().astype(np.float16).astype(np.float32)
+        metrics.update(backdoor_metrics(b16, test16, data.y_test.numpy(), spec["target"]))
     prov = provenance(dev, res.seconds)
     prov["epochs"] = res.epoch_log
     prov["data"] = data.summary()
     store.write(cfg, metrics, prov, res.test_logits,
                 train_logits=res.train_logits if arm == "teacher" else None,
-                model_state=res.model.state_dict() if arm == "teacher" else None)
+                model_state=res.model.state_dict() if arm == "teacher" else None, backdoor_logits=backdoor_logits)
     return metrics
 
 

@@ -20,7 +20,7 @@ from .registry import Registry
 DEFAULT_STUDY = REPO_ROOT / "study.yaml"
 SETUP_FIELDS = {"title", "modality", "kind", "dataset", "data_args", "teacher", "student", "train", "variant",
                 "variant_args", "alpha", "temperature", "rcd_noise", "rcd_variants", "n_seeds", "base_seed",
-                "provenance", "description", "scales"}
+                "provenance", "description", "scales", "backdoor"}
 
 
 def deep_merge(base: dict, over: dict) -> dict:

@@ -20,10 +20,18 @@ DIRECTIONS = {
     "accuracy": "greater", "loss": "less", "ece": "less",
     "agreement": "greater", "js_divergence": "less", "activation_distance": "less",
     "kl_teacher_student": "less", "pos_agreement": "greater", "neg_agreement": "greater",
+    "backdoor_asr": "greater",  # more teacher-like: the student inherits the teacher's backdoor
+    "backdoor_lift": "greater",  # ... beyond its base rate of predicting the target class
 }
 TEST_METRICS = ("accuracy", "loss", "agreement", "js_divergence", "activation_distance",
                 "kl_teacher_student", "pos_agreement", "neg_agreement")
 COMPARISONS = (("kd", "control"), ("kd", "rcd"), ("rcd", "control"))
+
+
+def metrics_for(runs: pd.DataFrame) -> tuple:
+    """The tested family of a setup: the standard metrics, plus the backdoor's success rate where measured."""
+    extra = ("backdoor_asr", "backdoor_lift") if "backdoor_asr" in runs and runs["backdoor_asr"].notna().any() else ()
+    return TEST_METRICS + extra
 ALPHA = 0.05
 
 

@@ -6,6 +6,7 @@
                   test_logits.npy   float16 test logits, so every statistic can be recomputed
                   train_logits.npy  teachers only: float32 logits on the training set (KD targets)
                   model.pt          teachers only: final weights (feature variants, augmentation)
+                  backdoor_logits.npy  backdoor setups: float16 logits on the triggered test inputs
 
 A run is written into `<root>/.tmp-<hash>-<random>/` and renamed into place in one step, so a folder
 named by a hash is always complete; a killed run leaves only a `.tmp-*` folder, which is never read.
@@ -38,7 +39,8 @@ class RunStore:
         return (self.path(run) / "metrics.json").is_file()
 
     def write(self, cfg: RunConfig, metrics: dict, provenance: dict, test_logits: torch.Tensor,
-              train_logits: Optional[torch.Tensor] = None, model_state: Optional[dict] = None) -> Path:
+              train_logits: Optional[torch.Tensor] = None, model_state: Optional[dict] = None,
+              backdoor_logits: Optional[torch.Tensor] = None) -> Path:
         final = self.path(cfg)
         tmp = self.root / f".tmp-{cfg.hash}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
@@ -51,6 +53,8 @@ class RunStore:
                 np.save(tmp / "train_logits.npy", train_logits.numpy().astype(np.float32))
             if model_state is not None:
                 torch.save(model_state, tmp / "model.pt")
+            if backdoor_logits is not None:
+                np.save(tmp / "backdoor_logits.npy", backdoor_logits.numpy().astype(np.float16))
             os.replace(tmp, final) if not final.exists() else shutil.rmtree(tmp)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -74,6 +78,9 @@ class RunStore:
 
     def test_logits(self, run) -> np.ndarray:
         return np.load(self._require(run) / "test_logits.npy").astype(np.float32)
+
+    def backdoor_logits(self, run) -> np.ndarray:
+        return np.load(self._require(run) / "backdoor_logits.npy").astype(np.float32)
 
     def train_logits(self, run) -> torch.Tensor:
         return torch.from_numpy(np.load(self._require(run) / "train_logits.npy"))

@@ -31,8 +31,11 @@ summaries, missing = collect_summaries(study, scale, RunStore(from_root(results)
 # the paper scale on a GPU). The rules: claim 1 needs significant kd > control agreement in at least one
 # but not every setup; claim 2 holds where every significant setup gains fewer than a few points;
 # claim 3 where, in every significant setup, the relative rise of A- exceeds that of A+; claim 4 where kd
-# is not significantly more accurate than rcd in at least one setup. "Setups" are the entries of the
-# scale's plan in `study.yaml`, so temperature / alpha sweeps and feature variants count as setups.
+# is not significantly more accurate than rcd in at least one setup; claim 7 where, with a teacher that
+# learned its backdoor (lift of at least 50 points), the kd student's lift of the trigger over its base
+# rate of predicting the target class is significantly above the control's. "Setups" are the entries of the
+# scale's plan in `study.yaml`, so temperature / alpha sweeps and feature variants count as setups;
+# claims 1-6 use only the setups with a clean (not backdoored) teacher.
 
 # %% tags=["remove-input"]
 v = verdicts(summaries)

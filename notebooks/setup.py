@@ -22,6 +22,7 @@ rcd_variants = None      # e.g. ["unit_resampled", "permuted"] to run RCD noises
 variant = None           # logit, fitnets or attention
 variant_args = None      # e.g. {"student_layer": "features.3", "teacher_layer": "features.3", "beta": 1.0}
 student_args = None      # standard distillation: change the student's size, e.g. {"hidden": [8]}
+backdoor = None          # a backdoored teacher, e.g. {"target": 0, "poison_fraction": 0.1, "patch": 3}
 device = "auto"
 results = "results/cpu"  # the run store of this study
 study_file = None
@@ -36,7 +37,7 @@ from kdlib.paths import from_root
 from kdlib import plots
 from kdlib.analysis import arm_table, test_table, transfer_table
 from kdlib.runner import main_arms, run_setup
-from kdlib.stats import TEST_METRICS, paired_tests, power_limits
+from kdlib.stats import metrics_for, paired_tests, power_limits
 from kdlib.store import RunStore
 
 matplotlib.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False})
@@ -44,7 +45,8 @@ pd.set_option("display.max_columns", 40, "display.width", 200)
 study = load_study(study_file)
 overrides = {k: v for k, v in dict(n_seeds=n_seeds, alpha=alpha, temperature=temperature, epochs=epochs,
                                     rcd_noise=rcd_noise, rcd_variants=rcd_variants, variant=variant,
-                                    variant_args=variant_args, student_args=student_args).items() if v is not None}
+                                    variant_args=variant_args, student_args=student_args,
+                                    backdoor=backdoor).items() if v is not None}
 cfg = study.setup(setup, scale, **overrides)
 entry_id = entry_id or cfg.name
 store = RunStore(from_root(results) / "runs")
@@ -65,6 +67,7 @@ display(Markdown(f"""
 | RCD noise | `{cfg.rcd_noise}`{(' (side by side: ' + ', '.join(cfg.rcd_variants) + ')') if cfg.rcd_variants else ''} |
 | training | {', '.join(f'{k} {v}' for k, v in cfg.train.items())} |
 | seeds | {cfg.n_seeds} (scale `{cfg.scale}`) |
+{f"| backdoor | target class {cfg.backdoor['target']}, {cfg.backdoor['poison_fraction']:.0%} of the teacher's other-class training examples poisoned with a {cfg.backdoor['patch']}x{cfg.backdoor['patch']} corner patch; students train on clean data |" if cfg.backdoor else ""}
 
 **Which choices are the paper's.** The paper's body (hyperparameters, tables) is not available to this
 project; everything marked *reconstructed* is our own protocol. Every value above is a parameter
@@ -102,7 +105,7 @@ display(arm_table(main).T.rename_axis("metric"))
 # of this setup.
 
 # %% tags=["remove-input"]
-tests = paired_tests(main, TEST_METRICS)
+tests = paired_tests(main, metrics_for(main))
 lim = power_limits(cfg.n_seeds, len(tests))
 display(Markdown(
     f"With **{lim['n_seeds']} seeds** the smallest one-sided p is 2^-{lim['n_seeds']} = {lim['min_p']:.2g}. "
@@ -165,3 +168,13 @@ if len(cfg.noise_variants) > 1:
     variants["gap (points)"] = students.groupby(["arm", "rcd_noise"])["generalisation_gap"].mean()
     display(variants.style.format("{:.2f}"))
     fig = plots.rcd_variants_figure(results_df)
+
+# %% tags=["remove-input"]
+if cfg.backdoor:
+    display(Markdown("## Backdoor transfer\nOnly the teacher trained on poisoned data; the students saw clean "
+                     "inputs (kd and rcd distil the teacher's outputs on clean inputs). Attack success is the share of "
+                     f"triggered test images of other classes classified as class {cfg.backdoor['target']}. The "
+                     "`backdoor_asr` rows of the test table above test whether kd inherits more of it than the control. "
+                     "A student that is merely biased towards the target class also scores, so the lift (attack success "
+                     "minus the rate at which the same images *without* the trigger go to the target) is tested too."))
+    fig = plots.per_seed_figure(main, metrics=("backdoor_asr", "backdoor_lift", "accuracy"))

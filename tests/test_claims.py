@@ -60,3 +60,13 @@ def test_claim6_vit_gaps(vit_gap, expected):
 
 def test_claim7_not_tested():
     assert verdict([summary("a", sig=True)], 7) == NOT_TESTED
+
+
+def test_backdoor_setups_do_not_count_for_the_clean_claims():
+    poisoned = {**summary("b", sig=True, kd_beats_rcd=False), "has_backdoor": True, "backdoor_transfers": False,
+                "backdoor_lift_transfers": False, "teacher_backdoor_lift": 0.0, "teacher_backdoor_asr": 0.0,
+                "control_backdoor_asr": 0.0, "kd_backdoor_asr": 0.0, "rcd_backdoor_asr": 0.0,
+                "backdoor_kd_vs_control_p_by": 1.0, "control_backdoor_lift": 0.0, "kd_backdoor_lift": 0.0,
+                "backdoor_lift_kd_vs_control_p_by": 1.0}
+    assert verdict([summary("a"), poisoned], 4) == NOT_SUPPORTED
+    assert verdict([summary("a"), poisoned], 1) == NOT_TESTED  # one clean setup only
