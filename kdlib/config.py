@@ -78,8 +78,9 @@ def check_train(train: dict) -> dict:
             raise ConfigError(f"train.{key} must be an integer >= 1, got {t[key]!r}")
     if not (isinstance(t["lr"], (int, float)) and t["lr"] > 0):
         raise ConfigError(f"train.lr must be a number > 0, got {t['lr']!r}")
-    if not 0 <= t["warmup_epochs"] < t["epochs"] and t["warmup_epochs"] != 0:
-        raise ConfigError(f"train.warmup_epochs must lie in [0, epochs), got {t['warmup_epochs']!r}")
+    w = t["warmup_epochs"]
+    if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w < t["epochs"]:
+        raise ConfigError(f"train.warmup_epochs must be an integer in [0, epochs = {t['epochs']}), got {w!r}")
     if not 0.0 <= float(t["label_smoothing"]) < 1.0:
         raise ConfigError(f"train.label_smoothing must lie in [0, 1), got {t['label_smoothing']!r}")
     _check_choice("optimizer", t["optimizer"], OPTIMIZERS)

@@ -122,3 +122,17 @@ def test_cuda_path_matches_cpu_closely(study, tmp_path):
     cpu = train(setup.run("teacher", 0), data, "cpu", progress=None)
     gpu = train(setup.run("teacher", 0), data, "cuda", progress=None)
     assert (cpu.test_logits.argmax(1) == gpu.test_logits.argmax(1)).float().mean() > 0.9
+
+
+def test_paper_setups_at_smoke_scale_on_the_local_cifar_copy(study, tmp_path):
+    """The paper-scale code path (CIFAR-10, ResNets, augmentation on the device, FitNets) on 256 images."""
+    from tests.conftest import shared_file
+
+    shared_file("cifar10-jpeg.tar.gz")
+    store = RunStore(tmp_path)
+    resnet = study.setup("cifar10-resnet18-self", "smoke", n_seeds=1, augment=True)
+    m = run_one(resnet, "kd", 0, store, "cpu", progress=None)
+    assert 0 <= m["agreement"] <= 1 and m["n_teacher_correct"] + m["n_teacher_wrong"] == 256
+    fit = study.setup("cifar10-resnet56-resnet20-fitnets", "smoke", n_seeds=1)
+    m = run_one(fit, "rcd", 0, store, "cpu", progress=None)
+    assert 0 <= m["accuracy"] <= 1
