@@ -11,13 +11,12 @@ def run(setup: str, arm: str, seed: int = 0, scale: str = "cpu", results: str | 
         device: str = "auto", rcd_noise: str | None = None, **overrides) -> dict:
     """Train (or load) one arm of a setup at a seed index and return its test metrics.
     Runs are stored in `results` (default: results/<scale>, the driver's store for that scale)."""
-    from pathlib import Path
-
+    from .paths import from_root
     from .runner import run_one
     from .store import RunStore
 
     cfg = get_setup(setup, scale, **overrides)
-    return run_one(cfg, arm, seed, RunStore(Path(results or f"results/{scale}") / "runs"), device, rcd_noise=rcd_noise)
+    return run_one(cfg, arm, seed, RunStore(from_root(results or f"results/{scale}") / "runs"), device, rcd_noise=rcd_noise)
 
 
 __all__ = ["ARMS", "ConfigError", "RunConfig", "SetupConfig", "get_setup", "load_study", "run"]

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .stats import ALPHA, metrics_for, paired_tests, power_limits, sem
+from .stats import ALPHA, metrics_for, paired_tests, sem
 
 ARM_ORDER = ("teacher", "control", "kd", "rcd")
 REPORT_METRICS = ("accuracy", "loss", "ece", "train_accuracy", "generalisation_gap", "agreement", "js_divergence",
@@ -34,7 +34,7 @@ def arm_table(results: pd.DataFrame, metrics=REPORT_METRICS) -> pd.DataFrame:
         row = {"arm": arm, "seeds": len(d)}
         for m in metrics:
             name = f"{m} (%)" if m in PERCENT_METRICS else m
-            row[name] = fmt_mean_sem(d[m], m in PERCENT_METRICS) if m in d else "n/a"
+            row[name] = fmt_mean_sem(d[m], m in PERCENT_METRICS)
         rows.append(row)
     return pd.DataFrame(rows).set_index("arm")
 
@@ -90,8 +90,7 @@ def summarise_setup(entry_id: str, setup, results: pd.DataFrame, alpha: float = 
     backdoor = test("backdoor_asr", "kd", "control")
     lift = test("backdoor_lift", "kd", "control")
     kd_rcd_acc = test("accuracy", "kd", "rcd")
-    c_pos, c_neg = arm_mean("control", "pos_agreement"), arm_mean("control", "neg_agreement")
-    k_pos, k_neg = arm_mean("kd", "pos_agreement"), arm_mean("kd", "neg_agreement")
+    kd = transfer_table(results).loc["kd"]
     return {
         "id": entry_id, "setup": setup.name, "title": setup.title, "modality": setup.modality,
         "dataset": setup.dataset, "kind": setup.kind, "teacher_model": setup.teacher.name,
@@ -105,12 +104,9 @@ def summarise_setup(entry_id: str, setup, results: pd.DataFrame, alpha: float = 
         "agreement_gain_points": 100 * (arm_mean("kd", "agreement") - arm_mean("control", "agreement")),
         "agreement_p_by": float(agree["p_by"]) if agree is not None else float("nan"),
         "significant_transfer": bool(agree["significant"]) if agree is not None else False,
-        "n_significant_kd_vs_control": int(tests[(tests.arm_a == "kd") & (tests.arm_b == "control")]["significant"].sum())
-        if len(tests) else 0,
-        "pos_gain_points": 100 * (k_pos - c_pos), "neg_gain_points": 100 * (k_neg - c_neg),
-        "pos_gain_relative": (k_pos - c_pos) / c_pos if c_pos > 0 else float("nan"),
-        "neg_gain_relative": (k_neg - c_neg) / c_neg if c_neg > 0 else float("nan"),
-        "pos_headroom": 1 - c_pos, "neg_headroom": 1 - c_neg,
+        "pos_gain_points": kd["ΔA+ (points)"], "neg_gain_points": kd["ΔA- (points)"],
+        "pos_gain_relative": kd["ΔA+ (relative %)"] / 100, "neg_gain_relative": kd["ΔA- (relative %)"] / 100,
+        "pos_headroom": kd["headroom 1-A+(control) (%)"] / 100, "neg_headroom": kd["headroom 1-A-(control) (%)"] / 100,
         "kd_beats_rcd_accuracy": bool(kd_rcd_acc["significant"]) if kd_rcd_acc is not None else False,
         "kd_vs_rcd_accuracy_p_by": float(kd_rcd_acc["p_by"]) if kd_rcd_acc is not None else float("nan"),
         "teacher_gap": arm_mean("teacher", "generalisation_gap"),
@@ -121,7 +117,6 @@ def summarise_setup(entry_id: str, setup, results: pd.DataFrame, alpha: float = 
         "backdoor_lift_kd_vs_control_p_by": float(lift["p_by"]) if lift is not None else float("nan"),
         "backdoor_transfers": bool(backdoor["significant"]) if backdoor is not None else False,
         "backdoor_lift_transfers": bool(lift["significant"]) if lift is not None else False,
-        "power": power_limits(n_seeds, len(tests), alpha) if n_seeds else {},
     }
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .analysis import ARM_ORDER, PERCENT_METRICS
+from .analysis import ARM_ORDER, PERCENT_METRICS, transfer_table
 
 ARM_COLOURS = {"teacher": "#555555", "control": "#1f77b4", "kd": "#d62728", "rcd": "#2ca02c"}
 RCD_COLOURS = {"unit_fixed": "#2ca02c", "unit_resampled": "#98df8a", "teacher_scaled": "#8c564b", "permuted": "#bcbd22"}
@@ -56,28 +56,29 @@ def per_seed_figure(results: pd.DataFrame, metrics=("agreement", "js_divergence"
 def transfer_figure(results: pd.DataFrame):
     """A+ and A- by arm (left) and their change over the control with the control's headroom (right)."""
     arms = _arms(results)
+    table = transfer_table(results)
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7.5, 7.5))
     width = 0.38
-    for j, (key, label) in enumerate((("pos_agreement", "A+ (teacher right)"), ("neg_agreement", "A- (teacher wrong)"))):
-        means = [100 * results.loc[results.arm == a, key].mean() for a in arms]
+    for j, (key, label) in enumerate((("pos_agreement", "A+"), ("neg_agreement", "A-"))):
+        means = table.loc[arms, f"{label} (%)"]
         sems = [100 * results.loc[results.arm == a, key].sem() for a in arms]
         ax1.bar(np.arange(len(arms)) + (j - 0.5) * width, means, width, yerr=sems, capsize=3,
                 color=[ARM_COLOURS[a] for a in arms], alpha=1.0 if j == 0 else 0.55,
-                hatch=None if j == 0 else "//", edgecolor="black", label=label)
+                hatch=None if j == 0 else "//", edgecolor="black",
+                label=f"{label} (teacher {'right' if j == 0 else 'wrong'})")
     ax1.set_xticks(range(len(arms)), arms)
     ax1.set_xlabel("arm")
     ax1.set_ylabel("agreement with teacher (%)")
     ax1.set_title("positive (A+, solid) and negative (A-, hatched) agreement")
     ax1.legend(loc="lower left", fontsize=8)
-    ctrl = results[results.arm == "control"]
     students = [a for a in arms if a != "control"]
-    for j, (key, label) in enumerate((("pos_agreement", "ΔA+"), ("neg_agreement", "ΔA-"))):
-        deltas = [100 * (results.loc[results.arm == a, key].mean() - ctrl[key].mean()) for a in students]
+    for j, label in enumerate(("ΔA+", "ΔA-")):
+        deltas = table.loc[students, f"{label} (points)"]
         ax2.bar(np.arange(len(students)) + (j - 0.5) * width, deltas, width,
                 color=[ARM_COLOURS[a] for a in students], alpha=1.0 if j == 0 else 0.55,
                 hatch=None if j == 0 else "//", edgecolor="black", label=label)
     ax2.axhline(0, color="black", lw=0.8)
-    head_pos, head_neg = 100 * (1 - ctrl["pos_agreement"].mean()), 100 * (1 - ctrl["neg_agreement"].mean())
+    head_pos, head_neg = table.loc["control", ["headroom 1-A+(control) (%)", "headroom 1-A-(control) (%)"]]
     ax2.set_xticks(range(len(students)), students)
     ax2.set_xlabel("arm")
     ax2.set_ylabel("change over control (points)")

@@ -26,13 +26,13 @@ DIRECTIONS = {
 TEST_METRICS = ("accuracy", "loss", "agreement", "js_divergence", "activation_distance",
                 "kl_teacher_student", "pos_agreement", "neg_agreement")
 COMPARISONS = (("kd", "control"), ("kd", "rcd"), ("rcd", "control"))
+ALPHA = 0.05
 
 
 def metrics_for(runs: pd.DataFrame) -> tuple:
     """The tested family of a setup: the standard metrics, plus the backdoor's success rate where measured."""
     extra = ("backdoor_asr", "backdoor_lift") if "backdoor_asr" in runs and runs["backdoor_asr"].notna().any() else ()
     return TEST_METRICS + extra
-ALPHA = 0.05
 
 
 def sem(values) -> float:

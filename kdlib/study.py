@@ -71,10 +71,10 @@ def execute(source: Path, output: Path, parameters: dict, title: str, verbose: b
     return time.perf_counter() - started
 
 
-def write_toc(out: Path, entries: list[tuple[str, str]]) -> Path:
+def write_toc(out: Path, entry_ids: list[str]) -> Path:
     toc = {"format": "jb-book", "root": "book/intro", "parts": [
         {"caption": "The study", "chapters": [{"file": "book/methods"}]},
-        {"caption": "Setups", "chapters": [{"file": f"book/generated/setups/{i}"} for i, _ in entries]},
+        {"caption": "Setups", "chapters": [{"file": f"book/generated/setups/{i}"} for i in entry_ids]},
         {"caption": "Results", "chapters": [{"file": f"book/generated/{name}"} for name, _ in CHAPTERS]},
     ]}
     path = out / "_toc.yml"
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     for e in full_plan:
         if e not in present:
             _log(f"note: {e.id} has never been executed, so it is left out of the book (run without --only)")
-    write_toc(out, [(e.id, e.setup) for e in present])
+    write_toc(out, [e.id for e in present])
     if not args.no_build:
         secs = build_book(out)
         _log(f"book built in {secs:.1f} s: {out / '_build' / 'html' / 'index.html'}")

@@ -125,7 +125,7 @@ display(test_table(tests).style.format({"p": "{:.2g}", "p (BY)": "{:.2g}", "smal
 fig = plots.per_seed_figure(main)
 
 # %% [markdown]
-# Pick a metric in the menu (top right) to see every seed of every arm:
+# Pick a metric in the menu above the chart to see every seed of every arm:
 
 # %% tags=["remove-input"]
 plots.show_plotly(plots.metric_explorer(main, ["agreement", "js_divergence", "activation_distance", "kl_teacher_student",

@@ -66,6 +66,11 @@ def test_backdoor_setup_runs_and_students_see_clean_data(tmp_path):
         assert {"backdoor_asr", "backdoor_lift", "backdoor_clean_rate"} <= set(m)
     t = poisoned.teacher_run(0)
     assert store.metrics(t)["backdoor_asr"] >= 0
+    # the stored triggered-input logits reproduce the stored backdoor metrics
+    data0 = load_dataset(poisoned.dataset, **poisoned.data_args)
+    kd = poisoned.run("kd", 0)
+    again = backdoor_metrics(store.backdoor_logits(kd), store.test_logits(kd), data0.y_test.numpy(), SPEC["target"])
+    assert again == pytest.approx({k: store.metrics(kd)[k] for k in again})
     # the teacher's stored KD targets are its outputs on the *clean* training inputs
     data = load_dataset(poisoned.dataset, **poisoned.data_args)
     teacher = build_for_data(poisoned.teacher, data, t.init_seed)
