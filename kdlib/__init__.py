@@ -1,22 +1,33 @@
 """kdlib: the engine of the knowledge-distillation reproduction study (see docs/ARCHITECTURE.md)."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import os
+
+__version__ = "0.2.0"
+
+# cuBLAS reads this when its first handle is created: deterministic matmuls on CUDA (see kdlib.runner)
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 from .config import ARMS, ConfigError, RunConfig, SetupConfig  # noqa: E402
-from .setups import get_setup, load_study  # noqa: E402
+from .studyfile import get_setup, load_study  # noqa: E402
 
 
-def run(setup: str, arm: str, seed: int = 0, scale: str = "cpu", results: str | None = None,
-        device: str = "auto", rcd_noise: str | None = None, **overrides) -> dict:
-    """Train (or load) one arm of a setup at a seed index and return its test metrics.
-    Runs are stored in `results` (default: results/<scale>, the driver's store for that scale)."""
-    from .paths import from_root
-    from .runner import run_one
+def run(setup: str, arm: str, seed: int = 0, scale: str = "cpu", results_dir: str | None = None,
+        device: str = "auto", rcd_noise: str | None = None, kd_weight: float | None = None, **overrides) -> dict:
+    """Train (or load) one arm of a setup at a seed index (and its teacher first) and return its test
+    metrics. Runs are stored in `results_dir` (default: the scale's store, e.g. results/cpu)."""
+    from .executors import Job, LocalExecutor
     from .store import RunStore
 
-    cfg = get_setup(setup, scale, **overrides)
-    return run_one(cfg, arm, seed, RunStore(from_root(results or f"results/{scale}") / "runs"), device, rcd_noise=rcd_noise)
+    study = load_study()
+    cfg = study.setup(setup, scale, **overrides)
+    run_cfg = cfg.run_config(arm, seed, rcd_noise=rcd_noise, kd_weight=kd_weight)
+    store = RunStore.open(results_dir or study.results_dir(scale))
+    jobs = [Job(cfg.teacher_run(seed))] + ([Job(run_cfg)] if run_cfg.is_student else [])
+    report = LocalExecutor(device).run(jobs, store)
+    if report.failed:
+        raise RuntimeError("; ".join(f"{k}: {v}" for k, v in report.failed.items()))
+    return store.metrics(run_cfg)
 
 
 __all__ = ["ARMS", "ConfigError", "RunConfig", "SetupConfig", "get_setup", "load_study", "run"]

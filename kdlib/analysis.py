@@ -1,139 +1,311 @@
-"""Tables and per-setup summaries computed from stored results (pure functions of DataFrames)."""
+"""Tables and per-setup summaries computed from stored results (pure functions of DataFrames).
+
+Tables use plain column keys (metric names); `labels.show` gives them display labels when shown.
+`summarise_setup` gives the numbers the summary and claims pages use, for one setup under one reading
+of the KD weight.
+"""
 from __future__ import annotations
 
 import math
+from typing import Iterable, Optional
 
 import numpy as np
 import pandas as pd
 
-from .stats import ALPHA, metrics_for, paired_tests, sem
+from .stats import (ALPHA, COMPARISONS, DIRECTIONS, TEST_METRICS, by_constant, equivalence_test, metrics_for,
+                    paired_tests, sem, signed_rank_test)
+from .store import ARM_ORDER, main_arms
 
-ARM_ORDER = ("teacher", "control", "kd", "rcd")
 REPORT_METRICS = ("accuracy", "loss", "ece", "train_accuracy", "generalisation_gap", "agreement", "js_divergence",
-                  "activation_distance", "kl_teacher_student", "pos_agreement", "neg_agreement", "backdoor_asr", "backdoor_clean_rate", "backdoor_lift")
+                  "activation_distance", "kl_teacher_student", "pos_agreement", "neg_agreement", "mi", "nmi", "cka",
+                  "backdoor_asr", "backdoor_clean_rate", "backdoor_lift")
 PERCENT_METRICS = {"accuracy", "train_accuracy", "agreement", "pos_agreement", "neg_agreement", "backdoor_asr",
                    "backdoor_clean_rate", "backdoor_lift"}
+# The default primary family (study.yaml `defaults: primary:` can change it per setup).
+DEFAULT_PRIMARY = (("agreement", "kd", "control"), ("neg_agreement", "kd", "control"), ("agreement", "kd", "rcd"))
+FLAT_TAIL, FLAT_SHARE = 0.2, 0.05  # "flattened": < 5 % of the loss decrease came in the last 20 % of epochs
 
 
 def fmt_mean_sem(values, percent: bool = False) -> str:
+    """Mean (SEM): percentages to two decimals, other metrics to four significant digits."""
     v = np.asarray(values, dtype=float)
     v = v[~np.isnan(v)]
     if not len(v):
         return "n/a"
-    scale = 100.0 if percent else 1.0
-    s = sem(v)
-    return f"{scale * v.mean():.2f} ({scale * s:.2f})" if not math.isnan(s) else f"{scale * v.mean():.2f}"
+    if percent:
+        m, s = 100.0 * v.mean(), 100.0 * sem(v)
+        return f"{m:.2f} ({s:.2f})" if not math.isnan(s) else f"{m:.2f}"
+    m, s = v.mean(), sem(v)
+    return f"{m:.4g} ({s:.2g})" if not math.isnan(s) else f"{m:.4g}"
+
+
+def arms_present(results: pd.DataFrame, with_teacher: bool = True) -> list[str]:
+    return [a for a in ARM_ORDER if a in set(results["arm"]) and (with_teacher or a != "teacher")]
 
 
 def arm_table(results: pd.DataFrame, metrics=REPORT_METRICS) -> pd.DataFrame:
-    """Mean (SEM) of each metric per arm (metrics the runs do not have are left out); fractions as percentages."""
-    metrics = [m for m in metrics if m in results]
-    rows = []
-    for arm in [a for a in ARM_ORDER if a in set(results["arm"])]:
+    """Mean (SEM) of each metric per arm, metrics as rows, arms as columns (fractions as percentages)."""
+    metrics = [m for m in metrics if m in results and results[m].notna().any()]
+    out = {}
+    for arm in arms_present(results):
         d = results[results["arm"] == arm]
-        row = {"arm": arm, "seeds": len(d)}
-        for m in metrics:
-            name = f"{m} (%)" if m in PERCENT_METRICS else m
-            row[name] = fmt_mean_sem(d[m], m in PERCENT_METRICS)
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("arm")
+        out[arm] = {m: fmt_mean_sem(d[m], m in PERCENT_METRICS) for m in metrics}
+        out[arm]["seeds"] = str(len(d))
+    return pd.DataFrame(out).reindex(["seeds"] + metrics)
+
+
+def _by_seed(results: pd.DataFrame, arm: str, metric: str) -> pd.Series:
+    return results[results["arm"] == arm].set_index("seed")[metric]
+
+
+def headroom_shares(results: pd.DataFrame, arm: str = "kd") -> pd.DataFrame:
+    """Per seed: the share of the control's remaining headroom that `arm` closes,
+    (A_arm - A_control) / (1 - A_control), on the teacher's right (A+) and wrong (A-) answers.
+    NaN where the control leaves no headroom or A- is undefined (a teacher seed with no test errors)."""
+    out = {}
+    for key, col in (("pos_agreement", "pos_share"), ("neg_agreement", "neg_share")):
+        a, c = _by_seed(results, arm, key), _by_seed(results, "control", key)
+        seeds = a.index.intersection(c.index)
+        head = 1.0 - c.loc[seeds]
+        out[col] = (a.loc[seeds] - c.loc[seeds]) / head.where(head > 0)
+    return pd.DataFrame(out)
 
 
 def transfer_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Positive (A+) and negative (A-) agreement per student arm, their change over the control in
-    points and relative to the control, the control's headroom, and the counts behind them."""
+    """Positive (A+) and negative (A-) agreement per student arm, their change over the control (points
+    and relative), the control's headroom, the mean share of it closed, and the counts behind them."""
     ctrl = results[results["arm"] == "control"]
-    rows = []
+    rows = {}
     for arm in ("control", "kd", "rcd"):
         d = results[results["arm"] == arm]
         if d.empty:
             continue
-        row = {"arm": arm}
-        for key, label in (("pos_agreement", "A+"), ("neg_agreement", "A-")):
+        row = {}
+        shares = headroom_shares(results, arm) if arm != "control" else None
+        for key, label in (("pos_agreement", "pos"), ("neg_agreement", "neg")):
             mean, c = d[key].mean(), ctrl[key].mean()
-            row[f"{label} (%)"] = 100 * mean
-            row[f"Δ{label} (points)"] = 100 * (mean - c)
-            row[f"Δ{label} (relative %)"] = 100 * (mean - c) / c if c > 0 else float("nan")
-            row[f"headroom 1-{label}(control) (%)"] = 100 * (1 - c)
-        row["teacher right (mean n)"] = d["n_teacher_correct"].mean()
-        row["teacher wrong (mean n)"] = d["n_teacher_wrong"].mean()
-        row["copied right answers (mean n)"] = d["n_pos_agree"].mean()
-        row["copied wrong answers (mean n)"] = d["n_neg_agree"].mean()
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("arm")
+            row[f"{label}_agreement"] = 100 * mean
+            row[f"{label}_gain_points"] = 100 * (mean - c)
+            row[f"{label}_gain_relative"] = 100 * (mean - c) / c if c > 0 else float("nan")
+            row[f"{label}_headroom"] = 100 * (1 - c)
+            row[f"{label}_share_closed"] = float(shares[f"{label}_share"].mean()) if shares is not None else float("nan")
+        row["teacher_right"] = d["n_teacher_correct"].mean()
+        row["teacher_wrong"] = d["n_teacher_wrong"].mean()
+        row["copied_right"] = d["n_pos_agree"].mean()
+        row["copied_wrong"] = d["n_neg_agree"].mean()
+        rows[arm] = row
+    return pd.DataFrame(rows)
 
 
-def test_table(tests: pd.DataFrame) -> pd.DataFrame:
-    """The hypothesis-test table as shown in the book."""
-    t = tests.copy()
-    t["mean (SEM) a"] = [f"{m:.4f} ({s:.4f})" for m, s in zip(t["mean_a"], t["sem_a"])]
-    t["mean (SEM) b"] = [f"{m:.4f} ({s:.4f})" for m, s in zip(t["mean_b"], t["sem_b"])]
-    t["significant"] = np.where(t["significant"], "yes", "no")
-    out = t[["comparison", "metric", "n", "mean (SEM) a", "mean (SEM) b", "W", "p", "p_by", "rbc", "significant", "min_p"]]
-    return out.rename(columns={"p_by": "p (BY)", "rbc": "effect (rank-biserial r)", "min_p": "smallest p"})
+def test_metrics(results: pd.DataFrame) -> tuple:
+    """The tested metrics: the protocol's, plus MI / CKA and the backdoor's where the runs have them."""
+    extra = tuple(m for m in ("mi", "nmi", "cka") if m in results and results[m].notna().any())
+    return tuple(metrics_for(results)) + extra
 
 
-def summarise_setup(entry_id: str, setup, results: pd.DataFrame, alpha: float = ALPHA) -> dict:
-    """The numbers that the summary and claims pages use, for one setup run (main RCD noise only)."""
-    tests = paired_tests(results, metrics_for(results), alpha=alpha)
-    n_seeds = int(results.groupby("arm").size().min()) if len(results) else 0
+def setup_tests(results: pd.DataFrame, primary: Iterable = DEFAULT_PRIMARY, alpha: float = ALPHA) -> pd.DataFrame:
+    """The paired tests of one setup under one reading: the primary family (corrected on its own) and the
+    exploratory rest (corrected on its own)."""
+    tests = paired_tests(results, test_metrics(results), COMPARISONS, alpha=alpha, primary=[tuple(p) for p in primary])
+    if not tests.empty:  # the SEM of the paired differences, for the compact table
+        tests["sem_diff"] = [sem((_by_seed(results, a, m) - _by_seed(results, b, m)).dropna())
+                             for m, a, b in zip(tests["metric"], tests["arm_a"], tests["arm_b"])]
+    return tests
 
-    def test(metric, a, b):
-        row = tests[(tests.metric == metric) & (tests.arm_a == a) & (tests.arm_b == b)]
-        return row.iloc[0] if len(row) else None
 
-    def arm_mean(arm, metric):
-        d = results.loc[results["arm"] == arm, metric]
+def asymmetry_test(results: pd.DataFrame) -> dict:
+    """Claim 3: is the share of headroom kd closes on the teacher's errors (A-) larger than on its right
+    answers (A+)? Paired by seed, one-sided, exact; seeds with an undefined share are excluded."""
+    s = headroom_shares(results, "kd")
+    return {**signed_rank_test(s["neg_share"].to_numpy(float), s["pos_share"].to_numpy(float), "greater"),
+            "pos_share": float(s["pos_share"].mean()), "neg_share": float(s["neg_share"].mean())}
+
+
+def convergence(results: pd.DataFrame, epoch_logs: dict) -> pd.DataFrame:
+    """Per arm: how many runs' training loss flattened (less than FLAT_SHARE of the total decrease in the
+    last FLAT_TAIL of the epochs) and the teacher's train accuracy. `epoch_logs`: hash -> epoch log."""
+    rows = {}
+    for arm in arms_present(results):
+        d = results[results["arm"] == arm]
+        flat = [is_flat([e["loss"] for e in epoch_logs[h]]) for h in d["hash"] if h in epoch_logs]
+        rows[arm] = {"runs": len(d), "loss_flattened": int(sum(flat)),
+                     "train_accuracy": 100 * float(d["train_accuracy"].mean()),
+                     "final_loss": float(np.mean([epoch_logs[h][-1]["loss"] for h in d["hash"] if h in epoch_logs]))}
+    return pd.DataFrame(rows)
+
+
+def is_flat(losses: list, tail: float = FLAT_TAIL, share: float = FLAT_SHARE) -> bool:
+    """Less than `share` of the loss decrease from the first to the last epoch happened in the last `tail`
+    of the epochs (a single-epoch run cannot show a plateau)."""
+    if len(losses) < 3:
+        return False
+    k = max(1, int(round(tail * len(losses))))
+    drop = losses[0] - losses[-1]
+    if drop <= 0:
+        return False
+    return (losses[-1 - k] - losses[-1]) <= share * drop
+
+
+def _row(tests: pd.DataFrame, metric: str, a: str, b: str):
+    r = tests[(tests.metric == metric) & (tests.arm_a == a) & (tests.arm_b == b)]
+    return r.iloc[0] if len(r) else None
+
+
+def primary_power(n_seeds: int, m: int, alpha: float = ALPHA) -> dict:
+    """Whether a test of the primary family can be significant at this seed count (exact signed-rank
+    test, BY over the m primary tests): the lone-test bound m c(m) 2^-n <= alpha."""
+    best = m * by_constant(m) * 2.0 ** -n_seeds
+    return {"n_seeds": n_seeds, "m": m, "min_p_by": min(1.0, best), "testable": best <= alpha}
+
+
+def summarise_setup(entry_id: str, setup, results: pd.DataFrame, kd_weight: Optional[float] = None,
+                    alpha: float = ALPHA) -> dict:
+    """The numbers that the summary and claims pages use, for one setup under one KD weight."""
+    w = setup.kd_weight if kd_weight is None else kd_weight
+    r = main_arms(results, w)
+    tests = setup_tests(r, setup.primary or DEFAULT_PRIMARY, alpha)
+    n_seeds = int(r.groupby("arm").size().min()) if len(r) else 0
+
+    def mean(arm, metric):
+        d = r.loc[r["arm"] == arm, metric] if metric in r else pd.Series(dtype=float)
         return float(d.mean()) if len(d) else float("nan")
 
-    agree = test("agreement", "kd", "control")
-    backdoor = test("backdoor_asr", "kd", "control")
-    lift = test("backdoor_lift", "kd", "control")
-    kd_rcd_acc = test("accuracy", "kd", "rcd")
-    kd = transfer_table(results).loc["kd"]
+    agree, neg = _row(tests, "agreement", "kd", "control"), _row(tests, "neg_agreement", "kd", "control")
+    kd_rcd_agree, kd_rcd_acc = _row(tests, "agreement", "kd", "rcd"), _row(tests, "accuracy", "kd", "rcd")
+    bd_asr, bd_lift = _row(tests, "backdoor_asr", "kd", "control"), _row(tests, "backdoor_lift", "kd", "control")
+    rcd_acc, kd_acc = _by_seed(r, "rcd", "accuracy"), _by_seed(r, "kd", "accuracy")
+    seeds = kd_acc.index.intersection(rcd_acc.index)
+    equiv = equivalence_test(rcd_acc.loc[seeds].to_numpy(float), kd_acc.loc[seeds].to_numpy(float),
+                             setup.equivalence_margin)
+    rcd_better = signed_rank_test(rcd_acc.loc[seeds].to_numpy(float), kd_acc.loc[seeds].to_numpy(float), "greater")
+    asym = asymmetry_test(r)
+    tt = transfer_table(r)
+    kd = tt["kd"] if "kd" in tt else pd.Series(dtype=float)
+    teacher = r[r["arm"] == "teacher"].sort_values("seed")
+    m_primary = int((tests["family"] == "primary").sum()) if len(tests) else 0
+    n_primary_seeds = int(tests.loc[tests["family"] == "primary", "n"].min()) if m_primary else n_seeds
+
+    def p(row):
+        return float(row["p_by"]) if row is not None else float("nan")
+
+    def sig(row):
+        return bool(row["significant"]) if row is not None else False
+
     return {
-        "id": entry_id, "setup": setup.name, "title": setup.title, "modality": setup.modality,
+        "id": entry_id, "setup": setup.name, "title": setup.title, "modality": setup.modality, "scale": setup.scale,
         "dataset": setup.dataset, "kind": setup.kind, "teacher_model": setup.teacher.name,
-        "student_model": setup.student.name, "alpha": setup.alpha, "temperature": setup.temperature,
-        "rcd_noise": setup.rcd_noise, "variant": setup.variant, "n_seeds": n_seeds, "scale": setup.scale,
-        "teacher_accuracy": arm_mean("teacher", "accuracy"),
-        "teacher_errors": arm_mean("kd", "n_teacher_wrong"),
-        "control_accuracy": arm_mean("control", "accuracy"), "kd_accuracy": arm_mean("kd", "accuracy"),
-        "rcd_accuracy": arm_mean("rcd", "accuracy"),
-        "control_agreement": arm_mean("control", "agreement"), "kd_agreement": arm_mean("kd", "agreement"),
-        "agreement_gain_points": 100 * (arm_mean("kd", "agreement") - arm_mean("control", "agreement")),
-        "agreement_p_by": float(agree["p_by"]) if agree is not None else float("nan"),
-        "significant_transfer": bool(agree["significant"]) if agree is not None else False,
-        "pos_gain_points": kd["ΔA+ (points)"], "neg_gain_points": kd["ΔA- (points)"],
-        "pos_gain_relative": kd["ΔA+ (relative %)"] / 100, "neg_gain_relative": kd["ΔA- (relative %)"] / 100,
-        "pos_headroom": kd["headroom 1-A+(control) (%)"] / 100, "neg_headroom": kd["headroom 1-A-(control) (%)"] / 100,
-        "kd_beats_rcd_accuracy": bool(kd_rcd_acc["significant"]) if kd_rcd_acc is not None else False,
-        "kd_vs_rcd_accuracy_p_by": float(kd_rcd_acc["p_by"]) if kd_rcd_acc is not None else float("nan"),
-        "teacher_gap": arm_mean("teacher", "generalisation_gap"),
-        "has_backdoor": backdoor is not None,
-        **{f"{arm}_backdoor_{m}": arm_mean(arm, f"backdoor_{m}") if backdoor is not None else float("nan")
+        "student_model": setup.student.name, "student_args": dict(setup.student.args), "kd_weight": w,
+        "main_kd_weight": setup.kd_weight, "temperature": setup.temperature, "rcd_noise": setup.rcd_noise,
+        "variant": setup.variant, "recipe": setup.recipe, "epochs": setup.train["epochs"], "n_seeds": n_seeds,
+        "teacher_hashes": sorted(r.loc[r.arm == "teacher", "hash"]), "control_hashes": sorted(r.loc[r.arm == "control", "hash"]),
+        "kd_hashes": sorted(r.loc[r.arm == "kd", "hash"]),
+        "primary_testable": primary_power(n_primary_seeds, max(1, m_primary), alpha)["testable"],
+        "teacher_accuracy": mean("teacher", "accuracy"), "teacher_train_accuracy": mean("teacher", "train_accuracy"),
+        "teacher_errors": mean("kd", "n_teacher_wrong"),
+        "control_accuracy": mean("control", "accuracy"), "kd_accuracy": mean("kd", "accuracy"),
+        "rcd_accuracy": mean("rcd", "accuracy"),
+        "control_agreement": mean("control", "agreement"), "kd_agreement": mean("kd", "agreement"),
+        "rcd_agreement": mean("rcd", "agreement"),
+        "agreement_gain_points": 100 * (mean("kd", "agreement") - mean("control", "agreement")),
+        "agreement_p_by": p(agree), "significant_transfer": sig(agree),
+        "neg_rise_p_by": p(neg), "neg_rise_significant": sig(neg),
+        "kd_vs_rcd_agreement_p_by": p(kd_rcd_agree), "kd_beats_rcd_agreement": sig(kd_rcd_agree),
+        "kd_vs_rcd_accuracy_p_by": p(kd_rcd_acc), "kd_beats_rcd_accuracy": sig(kd_rcd_acc),
+        "rcd_kd_equivalence_p": equiv["p"], "rcd_kd_equivalent": bool(equiv["equivalent"]),
+        "rcd_kd_accuracy_diff": equiv["mean_diff"], "equivalence_margin": setup.equivalence_margin,
+        "equivalence_testable": bool(equiv.get("min_p", 0.0) <= alpha),
+        "rcd_better_p": rcd_better["p"],
+        "pos_gain_points": kd.get("pos_gain_points", float("nan")), "neg_gain_points": kd.get("neg_gain_points", float("nan")),
+        "pos_gain_relative": kd.get("pos_gain_relative", float("nan")) / 100,
+        "neg_gain_relative": kd.get("neg_gain_relative", float("nan")) / 100,
+        "pos_headroom": kd.get("pos_headroom", float("nan")) / 100, "neg_headroom": kd.get("neg_headroom", float("nan")) / 100,
+        "pos_share_closed": asym["pos_share"], "neg_share_closed": asym["neg_share"],
+        "asymmetry_p": asym["p"], "asymmetry_n": asym["n_nonzero"], "asymmetry_excluded": asym["n_excluded"],
+        "teacher_gap": mean("teacher", "generalisation_gap"),
+        "teacher_gaps": dict(zip(teacher["seed"].astype(int), teacher["generalisation_gap"].astype(float))),
+        "has_backdoor": bd_asr is not None,
+        **{f"{arm}_backdoor_{m}": mean(arm, f"backdoor_{m}") if bd_asr is not None else float("nan")
            for arm in ARM_ORDER for m in ("asr", "lift")},
-        "backdoor_kd_vs_control_p_by": float(backdoor["p_by"]) if backdoor is not None else float("nan"),
-        "backdoor_lift_kd_vs_control_p_by": float(lift["p_by"]) if lift is not None else float("nan"),
-        "backdoor_transfers": bool(backdoor["significant"]) if backdoor is not None else False,
-        "backdoor_lift_transfers": bool(lift["significant"]) if lift is not None else False,
+        "backdoor_kd_vs_control_p_by": p(bd_asr), "backdoor_lift_kd_vs_control_p_by": p(bd_lift),
+        "backdoor_transfers": sig(bd_asr), "backdoor_lift_transfers": sig(bd_lift),
+        "kd_mi": mean("kd", "mi"), "control_mi": mean("control", "mi"),
+        "kd_cka": mean("kd", "cka"), "control_cka": mean("control", "cka"),
     }
 
 
-def plan_setups(study, scale: str, params: dict | None = None) -> list:
+def plan_setups(study, scale: str, params: Optional[dict] = None) -> list:
     """(entry id, resolved SetupConfig) for every entry of a scale's plan, with extra params applied."""
-    return [(e.id, study.setup(e.setup, scale, **{**e.params, **(params or {})})) for e in study.plan(scale)]
+    return [(e.id, study.entry_setup(scale, e, **(params or {}))) for e in study.plan(scale)]
 
 
-def collect_summaries(study, scale: str, store, params: dict | None = None) -> tuple[list[dict], list[str]]:
-    """Summaries of every plan entry whose runs are all in the store; ids of the incomplete ones."""
-    from .runner import main_arms, setup_results
-
+def collect_summaries(study, scale: str, store, readings: Optional[Iterable[float]] = None) -> tuple[list[dict], list[str]]:
+    """Summaries of every plan entry whose runs are all in the store, one per KD weight the entry ran
+    (or only the given `readings`); and the ids of incomplete entries."""
     summaries, missing = [], []
-    for entry_id, cfg in plan_setups(study, scale, params):
-        res = setup_results(cfg, store)
+    for entry_id, cfg in plan_setups(study, scale):
+        res = store.results(cfg)
         if len(res) < len(cfg.runs()):
             missing.append(entry_id)
             continue
-        summaries.append(summarise_setup(entry_id, cfg, main_arms(res)))
+        for w in cfg.kd_weights:
+            if readings is None or w in readings:
+                summaries.append(summarise_setup(entry_id, cfg, res, w))
     return summaries, missing
+
+
+def weight_curve(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean (SEM) accuracy and agreement of kd and of each rcd noise at every KD weight the setup ran."""
+    d = results[results["arm"].isin(["kd", "rcd"])].copy()
+    d["arm_noise"] = np.where(d["arm"] == "rcd", "rcd: " + d["rcd_noise"].astype(str), "kd")
+    g = d.groupby(["arm_noise", "kd_weight"])
+    out = g[["accuracy", "agreement"]].mean().rename(columns=lambda c: f"{c}_mean")
+    sems = g[["accuracy", "agreement"]].sem().rename(columns=lambda c: f"{c}_sem")
+    return out.join(sems).reset_index()
+
+
+def readings_table(results: pd.DataFrame, setup) -> pd.DataFrame:
+    """kd and rcd (main noise) at every KD weight the setup ran, beside the control: accuracy, agreement,
+    A+ / A-, and whether kd > control agreement is significant in the primary family of that reading."""
+    rows = []
+    ctrl = results[results["arm"] == "control"]
+    for w in setup.kd_weights:
+        r = main_arms(results, w)
+        tests = setup_tests(r, setup.primary or DEFAULT_PRIMARY)
+        agree = _row(tests, "agreement", "kd", "control")
+        for arm in ("kd", "rcd"):
+            d = r[r["arm"] == arm]
+            rows.append({"kd_weight": w, "arm": arm, "accuracy": 100 * d["accuracy"].mean(),
+                         "agreement": 100 * d["agreement"].mean(),
+                         "agreement_gain": 100 * (d["agreement"].mean() - ctrl["agreement"].mean()),
+                         "pos_agreement": 100 * d["pos_agreement"].mean(), "neg_agreement": 100 * d["neg_agreement"].mean(),
+                         "kd_gt_control_agreement_p_by": float(agree["p_by"]) if (agree is not None and arm == "kd") else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def compact_tests(tests: pd.DataFrame) -> pd.DataFrame:
+    """The hypothesis tests as the book shows them: few, clear columns (the full table is one click away)."""
+    if tests.empty:
+        return tests
+    diff = tests["mean_a"] - tests["mean_b"]
+    pct = tests["metric"].isin(PERCENT_METRICS)
+    scale = np.where(pct, 100.0, 1.0)
+    sem_diff = tests["sem_diff"] if "sem_diff" in tests else [float("nan")] * len(tests)
+    out = pd.DataFrame({
+        "family": tests["family"], "comparison": tests["comparison"], "metric": tests["metric"],
+        "difference": [_fmt_diff(s * d, s * e, pct) for s, d, e, pct in zip(scale, diff, sem_diff, pct)],
+        "r": [f"{r:+.2f}" for r in tests["rbc"]], "p_by": tests["p_by"],
+        "verdict": np.where(tests["significant"], "significant", "n.s."),
+    })
+    return out
+
+
+def _fmt_diff(d: float, e: float, percent: bool) -> str:
+    """Points to two decimals for percentages; three significant digits for the rest (JS, KL, CKA, ...)."""
+    if percent:
+        return f"{d:+.2f} ± {e:.2f}" if not math.isnan(e) else f"{d:+.2f}"
+    return f"{d:+.3g} ± {e:.2g}" if not math.isnan(e) else f"{d:+.3g}"
+
+
+__all__ = ["arm_table", "transfer_table", "headroom_shares", "setup_tests", "asymmetry_test", "convergence",
+           "summarise_setup", "collect_summaries", "plan_setups", "weight_curve", "readings_table", "compact_tests",
+           "DIRECTIONS", "TEST_METRICS", "PERCENT_METRICS", "REPORT_METRICS"]

@@ -1,25 +1,38 @@
 """The paper's claims (PROTOCOL.md) and a verdict for each, computed from per-setup summaries.
 
-`verdicts(summaries)` takes the dicts of `analysis.summarise_setup` and returns one row per claim:
-claim, verdict (supported / not supported / not tested at this scale), evidence. Nothing is typed by hand.
+`verdicts(summaries)` takes the dicts of `analysis.summarise_setup` (one scale, one reading of the KD
+weight) and returns one row per claim: claim, statement, verdict, evidence. Nothing is typed by hand.
+
+Rules that keep a verdict from saying more than the data do:
+- setups that share their teachers and controls (temperature / KD-weight sweeps, student sizes,
+  feature variants of one setup) are one piece of evidence: the first in plan order counts, the others
+  are listed beside it as sweeps;
+- a claim whose tests cannot reach significance at the seed count is "not testable at this seed count";
+- claim 3 is judged on the share of the remaining headroom kd closes on the teacher's errors (A-) against
+  its right answers (A+), per seed and paired, and needs the rise of A- itself to be significant;
+- claim 4 ("RCD reaches KD") needs equivalence within a stated margin (two one-sided tests), or rcd
+  significantly more accurate than kd: "not significantly worse" is not enough.
 """
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
-SUPPORTED, NOT_SUPPORTED, NOT_TESTED = "supported", "not supported", "not tested at this scale"
+from .stats import ALPHA, signed_rank_test
+
+SUPPORTED, NOT_SUPPORTED = "supported", "not supported"
+NOT_TESTED, NOT_TESTABLE = "not tested at this scale", "not testable at this seed count"
 SMALL_TRANSFER_POINTS = 5.0  # "a few points of agreement over the control"
 STRONG_BACKDOOR = 0.5  # the teacher's own lift: below it there is no backdoor worth asking about
-CNN_MODELS = {"resnet18", "resnet", "vgg19", "vgg11", "lenet"}
+CNN_MODELS = {"resnet18", "resnet50", "resnet", "vgg19", "vgg11", "lenet", "cifar_cnn"}
 
 CLAIMS = {
     1: "KD produces statistically significant functional transfer (kd more teacher-like than control) "
        "in some setups but not in all.",
     2: "Where it is significant, the transfer is small (a few points of agreement over the control).",
-    3: "Where it is significant, negative knowledge transfers more than positive: the relative rise of "
-       "A- over the control exceeds that of A+.",
+    3: "Where it is significant, negative knowledge transfers more than positive: kd closes a larger share "
+       "of the remaining headroom on the teacher's errors (A-) than on its right answers (A+).",
     4: "Random control distillation reaches the accuracy of KD in some setups (KD acts as a regulariser).",
     5: "On CIFAR-10, KD with alpha = 0.9 significantly raises agreement for ResNet-18 and VGG-19.",
     6: "ViTs show larger generalisation gaps than CNNs on the same data.",
@@ -27,77 +40,141 @@ CLAIMS = {
 }
 
 
-def _claim1(s):
-    if len(s) < 2:
-        return NOT_TESTED, f"needs at least two setups; {len(s)} ran"
-    sig = [x["id"] for x in s if x["significant_transfer"]]
-    ok = 0 < len(sig) < len(s)
+def independent_groups(summaries: list[dict]) -> list[tuple[dict, list[dict]]]:
+    """(representative, sweeps) per distinct set of teacher and control runs, in plan order."""
+    groups: dict = {}
+    for s in summaries:
+        key = (tuple(s.get("teacher_hashes", ())), tuple(s.get("control_hashes", ())))
+        if key not in groups:
+            groups[key] = (s, [])
+        elif tuple(s.get("kd_hashes", ())) != tuple(groups[key][0].get("kd_hashes", ())):
+            groups[key][1].append(s)
+    return list(groups.values())
+
+
+def _sweeps_note(groups, pick=lambda s: True, fmt=lambda s: s["id"]) -> str:
+    items = [f"{fmt(w)} (sweep of {rep['id']})" for rep, sweeps in groups for w in sweeps if pick(w)]
+    return f" Sweeps sharing those teachers and controls, not counted again: {'; '.join(items)}." if items else ""
+
+
+def _claim1(groups):
+    reps = [r for r, _ in groups]
+    testable = [r for r in reps if r["primary_testable"]]
+    if len(reps) < 2:
+        return NOT_TESTED, f"needs at least two independent setups; {len(reps)} ran"
+    if len(testable) < 2:
+        return NOT_TESTABLE, (f"{len(reps)} independent setups, {len(testable)} with enough seeds for the primary "
+                              f"tests to reach significance after correction (seeds: {sorted({r['n_seeds'] for r in reps})})")
+    sig = [r["id"] for r in testable if r["significant_transfer"]]
+    ok = 0 < len(sig) < len(testable)
     return (SUPPORTED if ok else NOT_SUPPORTED,
-            f"significant kd > control agreement (BY-corrected) in {len(sig)} of {len(s)} setups"
-            + (f": {', '.join(sig)}" if sig else ""))
+            f"significant kd > control agreement (primary family, BY-corrected) in {len(sig)} of {len(testable)} "
+            f"independent setups" + (f": {', '.join(sig)}" if sig else "") + "."
+            + _sweeps_note(groups, lambda s: True, lambda s: f"{s['id']} {'significant' if s['significant_transfer'] else 'not significant'}"))
 
 
-def _claim2(s):
-    sig = [x for x in s if x["significant_transfer"]]
+def _significant(groups):
+    return [r for r, _ in groups if r["primary_testable"] and r["significant_transfer"]]
+
+
+def _claim2(groups):
+    sig = _significant(groups)
+    if not any(r["primary_testable"] for r, _ in groups):
+        return NOT_TESTABLE, "no setup has enough seeds for its primary tests"
     if not sig:
-        return NOT_TESTED, "no setup shows significant transfer"
-    gains = ", ".join(f"{x['id']} +{x['agreement_gain_points']:.2f}" for x in sig)
+        return NOT_TESTED, "no independent setup shows significant transfer"
+    gains = ", ".join(f"{x['id']} {x['agreement_gain_points']:+.2f}" for x in sig)
     ok = all(x["agreement_gain_points"] < SMALL_TRANSFER_POINTS for x in sig)
-    return SUPPORTED if ok else NOT_SUPPORTED, f"agreement gain over control in points ({gains}); threshold {SMALL_TRANSFER_POINTS:g}"
+    return SUPPORTED if ok else NOT_SUPPORTED, f"agreement gain of kd over control, points: {gains} (threshold {SMALL_TRANSFER_POINTS:g})."
 
 
-def _claim3(s):
-    sig = [x for x in s if x["significant_transfer"]]
+def _claim3(groups):
+    sig = _significant(groups)
+    if not any(r["primary_testable"] for r, _ in groups):
+        return NOT_TESTABLE, "no setup has enough seeds for its primary tests"
     if not sig:
-        return NOT_TESTED, "no setup shows significant transfer"
+        return NOT_TESTED, "no independent setup shows significant transfer"
+    ps = np.array([x["asymmetry_p"] for x in sig], dtype=float)
+    finite = np.isfinite(ps)
+    p_by = np.full(len(ps), np.nan)
+    if finite.any():
+        p_by[finite] = sps.false_discovery_control(ps[finite], method="by")
     parts, ok = [], 0
-    for x in sig:
-        neg, pos = x["neg_gain_relative"], x["pos_gain_relative"]
-        holds = not math.isnan(neg) and not math.isnan(pos) and neg > pos
+    for x, pb in zip(sig, p_by):
+        if x["asymmetry_n"] < 5:
+            parts.append(f"{x['id']}: only {x['asymmetry_n']} seeds with a defined headroom share")
+            continue
+        holds = x["neg_rise_significant"] and pb <= ALPHA and x["neg_share_closed"] > x["pos_share_closed"]
         ok += holds
-        parts.append(f"{x['id']}: ΔA- {100 * neg:+.1f} % vs ΔA+ {100 * pos:+.1f} % (relative)")
-    return SUPPORTED if ok == len(sig) else NOT_SUPPORTED, f"{ok} of {len(sig)} significant setups; " + "; ".join(parts)
+        excl = f", {x['asymmetry_excluded']} seed(s) excluded (no teacher errors or no headroom)" if x["asymmetry_excluded"] else ""
+        parts.append(f"{x['id']}: share of headroom closed A- {x['neg_share_closed']:.2f} vs A+ {x['pos_share_closed']:.2f} "
+                     f"(A- > A+ p (BY over these setups) {pb:.2g}; rise of A- itself p (BY) {x['neg_rise_p_by']:.2g}{excl})")
+    if all("only" in p for p in parts):
+        return NOT_TESTABLE, "; ".join(parts)
+    return (SUPPORTED if ok == len(sig) else NOT_SUPPORTED,
+            f"{ok} of {len(sig)} significant setups show the asymmetry; " + "; ".join(parts) + ".")
 
 
-def _claim4(s):
-    if not s:
+def _claim4(groups):
+    reps = [r for r, _ in groups]
+    if not reps:
         return NOT_TESTED, "no setups ran"
-    matched = [x["id"] for x in s if not x["kd_beats_rcd_accuracy"]]
-    return (SUPPORTED if matched else NOT_SUPPORTED,
-            f"kd is not significantly more accurate than rcd in {len(matched)} of {len(s)} setups"
-            + (f": {', '.join(matched)}" if matched else ""))
+    testable = [r for r in reps if r["equivalence_testable"]]
+    if not testable:
+        return NOT_TESTABLE, f"the equivalence test cannot reach p <= {ALPHA} with {sorted({r['n_seeds'] for r in reps})} seeds"
+    parts, reached = [], []
+    for r in testable:
+        better = r["rcd_better_p"] <= ALPHA
+        if r["rcd_kd_equivalent"] or better:
+            reached.append(r["id"])
+        parts.append(f"{r['id']}: rcd - kd accuracy {100 * r['rcd_kd_accuracy_diff']:+.2f} points, "
+                     f"{'equivalent' if r['rcd_kd_equivalent'] else 'not shown equivalent'} within "
+                     f"±{100 * r['equivalence_margin']:g} (TOST p {r['rcd_kd_equivalence_p']:.2g})"
+                     + ("; rcd significantly more accurate" if better else ""))
+    return (SUPPORTED if reached else NOT_SUPPORTED,
+            f"rcd reaches kd in {len(reached)} of {len(testable)} independent setups: " + "; ".join(parts) + ".")
 
 
-def _claim5(s):
+def _claim5(groups):
     by_model = {}
-    for x in s:
-        if x["dataset"] == "cifar10" and x["kind"] == "self" and x["alpha"] == 0.9 and x["variant"] == "logit":
-            by_model.setdefault(x["student_model"], []).append(x)
+    for rep, sweeps in groups:
+        for x in [rep] + sweeps:
+            if x["dataset"] == "cifar10" and x["kind"] == "self" and x["variant"] == "logit":
+                by_model.setdefault(x["student_model"], []).append(x)
     if not ({"resnet18", "vgg19"} <= set(by_model)):
-        return NOT_TESTED, "needs CIFAR-10 ResNet-18 and VGG-19 self-distillation at alpha 0.9 (paper scale)"
-    ok = all(any(x["significant_transfer"] for x in by_model[m]) for m in ("resnet18", "vgg19"))
+        return NOT_TESTED, "needs CIFAR-10 ResNet-18 and VGG-19 self-distillation (paper scale, GPU)"
+    xs = {m: by_model[m][0] for m in ("resnet18", "vgg19")}
+    if not all(x["primary_testable"] for x in xs.values()):
+        return NOT_TESTABLE, "too few seeds for the primary tests"
+    ok = all(x["significant_transfer"] for x in xs.values())
     return SUPPORTED if ok else NOT_SUPPORTED, "; ".join(
-        f"{m}: p (BY) {by_model[m][0]['agreement_p_by']:.3g}" for m in ("resnet18", "vgg19"))
+        f"{m}: agreement gain {x['agreement_gain_points']:+.2f} points, p (BY) {x['agreement_p_by']:.2g}" for m, x in xs.items())
 
 
-def _claim6(s):
-    out = []
-    for ds in sorted({x["dataset"] for x in s}):
-        vit = [x["teacher_gap"] for x in s if x["dataset"] == ds and x["teacher_model"] == "vit"]
-        cnn = [x["teacher_gap"] for x in s if x["dataset"] == ds and x["teacher_model"] in CNN_MODELS]
-        if vit and cnn:
-            out.append((ds, max(vit), max(cnn)))
+def _claim6(groups):
+    """Teachers' generalisation gaps, ViT against each CNN on the same data and training length, paired by seed."""
+    teachers = [r for r, _ in groups]
+    out, untestable = [], []
+    for v in [t for t in teachers if t["teacher_model"] == "vit"]:
+        for c in [t for t in teachers if t["teacher_model"] in CNN_MODELS and t["dataset"] == v["dataset"]
+                  and t["epochs"] == v["epochs"]]:
+            seeds = sorted(set(v["teacher_gaps"]) & set(c["teacher_gaps"]))
+            res = signed_rank_test([v["teacher_gaps"][s] for s in seeds], [c["teacher_gaps"][s] for s in seeds], "greater")
+            (out if res["min_p"] <= ALPHA else untestable).append((v, c, res, seeds))
+    if not out and not untestable:
+        return NOT_TESTED, "needs a ViT and a CNN teacher on the same dataset with the same number of epochs (paper scale)"
     if not out:
-        return NOT_TESTED, "needs a ViT and a CNN setup on the same dataset (paper scale)"
-    ok = all(v > c for _, v, c in out)
+        return NOT_TESTABLE, "too few seeds to test the gap difference"
+    ok = all(res["p"] <= ALPHA for _, _, res, _ in out)
     return SUPPORTED if ok else NOT_SUPPORTED, "; ".join(
-        f"{ds}: ViT gap {v:.1f} vs largest CNN gap {c:.1f} points" for ds, v, c in out)
+        f"{v['dataset']}: ViT gap {v['teacher_gap']:.1f} vs {c['teacher_model']} {c['teacher_gap']:.1f} points "
+        f"({len(seeds)} seeds, {v['epochs']} epochs each; one-sided p {res['p']:.2g})" for v, c, res, seeds in out)
 
 
-def _claim7(s):
+def _claim7(groups):
     """Judged on the trigger's lift (attack success minus the base rate of predicting the target on the
     same clean inputs): a student merely biased towards the target class raises attack success too."""
-    bd = [x for x in s if x.get("has_backdoor")]
+    bd = [r for r, _ in groups if r.get("has_backdoor")]
     if not bd:
         return NOT_TESTED, "no backdoor setup ran at this scale"
 
@@ -113,6 +190,8 @@ def _claim7(s):
     if not strong:
         return NOT_TESTED, (f"no teacher learned its backdoor (lift >= {100 * STRONG_BACKDOOR:.0f} points); "
                             + "; ".join(line(x) for x in bd))
+    if not any(x["primary_testable"] for x in strong):
+        return NOT_TESTABLE, "; ".join(line(x) for x in strong)
     ok = [x for x in strong if x["backdoor_lift_transfers"]]
     return SUPPORTED if ok else NOT_SUPPORTED, "; ".join(line(x) for x in strong)
 
@@ -122,9 +201,35 @@ RULES = {1: _claim1, 2: _claim2, 3: _claim3, 4: _claim4, 5: _claim5, 6: _claim6,
 
 def verdicts(summaries: list[dict]) -> pd.DataFrame:
     """Claims 1-6 are judged on the setups with a clean teacher; claim 7 on the backdoor setups."""
-    clean = [x for x in summaries if not x.get("has_backdoor")]
+    clean = independent_groups([x for x in summaries if not x.get("has_backdoor")])
+    allg = independent_groups(summaries)
     rows = []
     for k, text in CLAIMS.items():
-        verdict, evidence = RULES[k](summaries if k == 7 else clean)
+        verdict, evidence = RULES[k](allg if k == 7 else clean)
         rows.append({"claim": k, "statement": text, "verdict": verdict, "evidence": evidence})
     return pd.DataFrame(rows)
+
+
+def verdict_matrix(columns: dict[str, list[dict]]) -> tuple[pd.DataFrame, dict]:
+    """Verdicts side by side, one column per body of evidence (e.g. scale x reading of the KD weight),
+    a `flips` column naming where a claim's verdict differs between readings of the same scale; and the
+    evidence texts, keyed by (column, claim)."""
+    table, evidence = {}, {}
+    for col, summaries in columns.items():
+        v = verdicts(summaries)
+        table[col] = dict(zip(v["claim"], v["verdict"]))
+        for k, e in zip(v["claim"], v["evidence"]):
+            evidence[(col, k)] = e
+    out = pd.DataFrame(table)
+    out.index.name = "claim"
+    scales = {}
+    for col in columns:
+        scales.setdefault(col.split(",")[0], []).append(col)
+    flips = []
+    for k in out.index:
+        f = [s for s, cols in scales.items() if len({out.loc[k, c] for c in cols}) > 1]
+        flips.append(", ".join(f) if f else "")
+    out["flips between readings"] = flips
+    out.insert(0, "statement", [CLAIMS[k] for k in out.index])
+    return out, evidence
+

@@ -1,63 +1,65 @@
 """Typed, validated configs for one setup and one run, and the run's config hash.
 
-A `SetupConfig` is one experiment resolved at one scale (see `kdlib.setups`); `SetupConfig.run(arm, seed)`
-gives the `RunConfig` of one arm at one seed index. A run's hash covers exactly the fields that change
-its result, so a control run is shared by every alpha / temperature of the same setup, and a teacher by
-every student of it.
+A `SetupConfig` is one experiment resolved at one scale (see `kdlib.studyfile`);
+`SetupConfig.run_config(arm, seed)` gives the `RunConfig` of one arm at one seed index. A run's hash
+covers exactly the fields that change its result, so a control run is shared by every KD weight /
+temperature of the same setup, and a teacher by every student of it.
+
+This module depends on nothing else in kdlib: names (datasets, models, variants, RCD noises) are
+checked against their registries where the study file is read (`kdlib.studyfile`), numbers here.
 """
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional
 
 ARMS = ("teacher", "control", "kd", "rcd")
-STUDENT_ARMS = ("control", "kd", "rcd")
 KINDS = ("self", "standard")
 RCD_NOISES = ("unit_fixed", "unit_resampled", "teacher_scaled", "permuted")
 OPTIMIZERS = ("sgd", "adamw")
-
-DEFAULT_TRAIN = {
-    "epochs": 10,
-    "batch_size": 128,
-    "optimizer": "sgd",
-    "lr": 0.05,
-    "momentum": 0.9,
-    "weight_decay": 5e-4,
-    "warmup_epochs": 0,
-    "label_smoothing": 0.0,  # off: it would change the teacher's soft targets (see EXEMPLARS.md)
-    "augment": False,
-    "eval_batch_size": 1024,
-}
+SCHEDULES = ("cosine", "constant", "onecycle")
+# Every training option, with its type check. The values live in study.yaml (`defaults: train:`).
+TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule",
+              "warmup_epochs", "label_smoothing", "augment", "eval_batch_size")
 
 
 class ConfigError(ValueError):
     """A config value is outside what is allowed; the message names the value and the allowed range."""
 
 
-def _check_choice(what: str, value: Any, allowed) -> None:
+def check_choice(what: str, value: Any, allowed) -> Any:
     if value not in allowed:
         raise ConfigError(f"unknown {what} {value!r}; allowed: {', '.join(map(str, allowed))}")
+    return value
 
 
-def check_alpha(alpha: Any) -> float:
+def _number(what: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be a number, got {value!r}")
     try:
-        a = float(alpha)
+        v = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"alpha must be a number in [0, 1], got {alpha!r}") from None
-    if not 0.0 <= a <= 1.0:
-        raise ConfigError(f"alpha must lie in [0, 1], got {alpha!r}")
-    return a
+        raise ConfigError(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ConfigError(f"{what} must be a finite number, got {value!r}")
+    return v
+
+
+def check_kd_weight(w: Any, what: str = "kd_weight") -> float:
+    """The weight of the KD term: loss = (1 - w) CE + w T^2 KL. It must lie in [0, 1]."""
+    v = _number(f"{what} (the KD-term weight)", w)
+    if not 0.0 <= v <= 1.0:
+        raise ConfigError(f"{what} (the KD-term weight) must lie in [0, 1], got {w!r}")
+    return v
 
 
 def check_temperature(t: Any) -> float:
-    try:
-        v = float(t)
-    except (TypeError, ValueError):
-        raise ConfigError(f"temperature must be a number > 0, got {t!r}") from None
-    if not v > 0.0 or v != v or v == float("inf"):
+    v = _number("temperature", t)
+    if not v > 0.0:
         raise ConfigError(f"temperature must be a finite number > 0, got {t!r}")
     return v
 
@@ -69,21 +71,34 @@ def check_n_seeds(n: Any) -> int:
 
 
 def check_train(train: dict) -> dict:
-    unknown = set(train) - set(DEFAULT_TRAIN)
+    """A complete, type-checked training recipe (every key of TRAIN_KEYS, nothing else)."""
+    unknown = set(train) - set(TRAIN_KEYS)
     if unknown:
-        raise ConfigError(f"unknown training option(s) {sorted(unknown)}; allowed: {sorted(DEFAULT_TRAIN)}")
-    t = {**DEFAULT_TRAIN, **train}
+        raise ConfigError(f"unknown training option(s) {sorted(unknown)}; allowed: {sorted(TRAIN_KEYS)}")
+    missing = set(TRAIN_KEYS) - set(train)
+    if missing:
+        raise ConfigError(f"training option(s) {sorted(missing)} have no value (set them under "
+                          "`defaults: train:` in the study file)")
+    t = dict(train)
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if isinstance(t[key], bool) or not isinstance(t[key], int) or t[key] < 1:
             raise ConfigError(f"train.{key} must be an integer >= 1, got {t[key]!r}")
-    if not (isinstance(t["lr"], (int, float)) and t["lr"] > 0):
+    if not _number("train.lr", t["lr"]) > 0:
         raise ConfigError(f"train.lr must be a number > 0, got {t['lr']!r}")
+    if not 0.0 <= _number("train.momentum", t["momentum"]) < 1.0:
+        raise ConfigError(f"train.momentum must lie in [0, 1), got {t['momentum']!r}")
+    if _number("train.weight_decay", t["weight_decay"]) < 0:
+        raise ConfigError(f"train.weight_decay must be >= 0, got {t['weight_decay']!r}")
     w = t["warmup_epochs"]
     if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w < t["epochs"]:
         raise ConfigError(f"train.warmup_epochs must be an integer in [0, epochs = {t['epochs']}), got {w!r}")
-    if not 0.0 <= float(t["label_smoothing"]) < 1.0:
+    if not 0.0 <= _number("train.label_smoothing", t["label_smoothing"]) < 1.0:
         raise ConfigError(f"train.label_smoothing must lie in [0, 1), got {t['label_smoothing']!r}")
-    _check_choice("optimizer", t["optimizer"], OPTIMIZERS)
+    for key in ("augment", "nesterov"):
+        if not isinstance(t[key], bool):
+            raise ConfigError(f"train.{key} must be true or false, got {t[key]!r}")
+    check_choice("optimizer", t["optimizer"], OPTIMIZERS)
+    check_choice("learning-rate schedule", t["schedule"], SCHEDULES)
     return t
 
 
@@ -119,7 +134,7 @@ class RunConfig:
     order_seed: int
     teacher_hash: Optional[str] = None
     teacher_model: Optional[ModelSpec] = None
-    alpha: Optional[float] = None
+    kd_weight: Optional[float] = None
     temperature: Optional[float] = None
     variant: Optional[str] = None
     variant_args: Optional[dict] = None
@@ -128,26 +143,35 @@ class RunConfig:
     backdoor: Optional[dict] = None  # teacher: trains poisoned; every arm: measured on triggered inputs
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        if d["backdoor"] is None:  # keeps the hashes of runs without a backdoor as they were
-            del d["backdoor"]
-        return d
+        return asdict(self)
 
     @property
     def hash(self) -> str:
-        # `setup` names the experiment but does not change the weights; it is kept so two setups that
-        # happen to coincide still own separate, readable run folders.
-        return hashlib.sha256(canonical_json(self.to_dict()).encode()).hexdigest()[:16]
+        # `setup` names the experiment but does not change the weights, so it is left out: two setups
+        # whose teachers coincide (e.g. self and standard distillation from one teacher) share the runs.
+        d = self.to_dict()
+        del d["setup"]
+        return hashlib.sha256(canonical_json(d).encode()).hexdigest()[:16]
 
     @property
     def label(self) -> str:
-        extra = f" {self.rcd_noise}" if self.arm == "rcd" else ""
+        extra = f" w{self.kd_weight:g}" if self.arm in ("kd", "rcd") else ""
+        extra += f" {self.rcd_noise}" if self.arm == "rcd" else ""
         return f"{self.setup}/{self.arm}{extra}/seed{self.seed}"
+
+    @property
+    def is_student(self) -> bool:
+        return self.arm != "teacher"
 
 
 @dataclass(frozen=True)
 class SetupConfig:
-    """One experimental setup, resolved at one scale with any user overrides applied."""
+    """One experimental setup, resolved at one scale with any user overrides applied.
+
+    `kd_weight` is the main reading of the paper's alpha (the weight of the KD term) and
+    `kd_weight_variants` the other readings run beside it; `rcd_noise` / `rcd_variants` likewise for
+    the RCD noise. kd and rcd students run for every (KD weight, noise) pair; teachers and controls
+    are shared by all of them."""
 
     name: str
     scale: str
@@ -159,9 +183,11 @@ class SetupConfig:
     teacher: ModelSpec
     student: ModelSpec
     train: dict
+    recipe: Optional[str] = None
     variant: str = "logit"
     variant_args: dict = field(default_factory=dict)
-    alpha: float = 0.9
+    kd_weight: float = 0.9
+    kd_weight_variants: tuple = ()
     temperature: float = 4.0
     rcd_noise: str = "unit_fixed"
     rcd_variants: tuple = ()
@@ -170,55 +196,38 @@ class SetupConfig:
     provenance: dict = field(default_factory=dict)
     description: str = ""
     backdoor: dict = field(default_factory=dict)  # e.g. {target: 0, poison_fraction: 0.1, patch: 3}
+    primary: tuple = ()  # (metric, arm_a, arm_b) triples: the setup's primary test family
+    equivalence_margin: float = 0.01  # claim 4: "rcd reaches kd" within this many accuracy (fraction)
+    resources: dict = field(default_factory=dict)  # what one run asks of a scheduler (num_gpus, num_cpus)
 
     def __post_init__(self) -> None:
-        from . import backdoor, data, distill, models  # registries; imported late to keep config dependency-free
-
-        _check_choice("setup kind", self.kind, KINDS)
-        data.DATASETS.check(self.dataset)
-        models.MODELS.check(self.teacher.name)
-        models.MODELS.check(self.student.name)
-        distill.VARIANTS.check(self.variant)
-        _check_choice("RCD noise", self.rcd_noise, RCD_NOISES)
+        check_choice("setup kind", self.kind, KINDS)
+        check_choice("RCD noise", self.rcd_noise, RCD_NOISES)
         for v in self.rcd_variants:
-            _check_choice("RCD noise", v, RCD_NOISES)
+            check_choice("RCD noise", v, RCD_NOISES)
         if self.kind == "self" and self.teacher != self.student:
             raise ConfigError(f"setup {self.name!r} is self-distillation but its student differs from its teacher")
-        object.__setattr__(self, "alpha", check_alpha(self.alpha))
+        object.__setattr__(self, "kd_weight", check_kd_weight(self.kd_weight))
+        object.__setattr__(self, "kd_weight_variants",
+                           tuple(check_kd_weight(w, "kd_weight_variants") for w in self.kd_weight_variants))
         object.__setattr__(self, "temperature", check_temperature(self.temperature))
         object.__setattr__(self, "n_seeds", check_n_seeds(self.n_seeds))
         object.__setattr__(self, "train", check_train(dict(self.train)))
         object.__setattr__(self, "rcd_variants", tuple(self.rcd_variants))
-        if self.backdoor:
-            meta = data.DATASETS.meta(self.dataset)
-            if meta["modality"] != "image":
-                raise ConfigError(f"setup {self.name!r}: the backdoor trigger needs images, {self.dataset!r} is {meta['modality']}")
-            object.__setattr__(self, "backdoor", backdoor.check_spec(dict(self.backdoor), meta["n_classes"]))
-
-    def with_overrides(self, **overrides: Any) -> "SetupConfig":
-        """A copy with parameters changed (alpha, temperature, n_seeds, epochs, ...), validated again."""
-        train = dict(self.train)
-        for key in list(overrides):
-            if key in DEFAULT_TRAIN:
-                train[key] = overrides.pop(key)
-        allowed = {"alpha", "temperature", "n_seeds", "rcd_noise", "rcd_variants", "base_seed", "data_args",
-                   "variant", "variant_args", "student_args", "backdoor"}
-        unknown = set(overrides) - allowed
-        if unknown:
-            raise ConfigError(f"unknown override(s) {sorted(unknown)}; allowed: {sorted(allowed | set(DEFAULT_TRAIN))}")
-        if "data_args" in overrides:
-            overrides["data_args"] = {**self.data_args, **overrides["data_args"]}
-        if "student_args" in overrides:  # e.g. a family of student sizes for scaling
-            if self.kind == "self":
-                raise ConfigError(f"setup {self.name!r} is self-distillation: its student is the teacher, "
-                                  "so student_args cannot change it")
-            overrides["student"] = ModelSpec(self.student.name, {**self.student.args, **overrides.pop("student_args")})
-        return replace(self, train=train, **overrides)
+        object.__setattr__(self, "primary", tuple(tuple(p) for p in self.primary))
+        margin = _number("equivalence_margin", self.equivalence_margin)
+        if not 0.0 < margin < 1.0:
+            raise ConfigError(f"equivalence_margin (an accuracy difference as a fraction) must lie in (0, 1), got {margin!r}")
 
     @property
     def noise_variants(self) -> tuple:
         """The RCD noises this setup runs: the main one first, then any side-by-side variants."""
         return (self.rcd_noise,) + tuple(v for v in self.rcd_variants if v != self.rcd_noise)
+
+    @property
+    def kd_weights(self) -> tuple:
+        """The KD weights this setup runs: the main reading first, then the others."""
+        return (self.kd_weight,) + tuple(w for w in dict.fromkeys(self.kd_weight_variants) if w != self.kd_weight)
 
     def teacher_run(self, seed: int) -> RunConfig:
         return RunConfig(
@@ -230,9 +239,11 @@ class SetupConfig:
             backdoor=dict(self.backdoor) or None,
         )
 
-    def run(self, arm: str, seed: int, rcd_noise: Optional[str] = None) -> RunConfig:
-        _check_choice("arm", arm, ARMS)
-        if not isinstance(seed, int) or seed < 0:
+    def run_config(self, arm: str, seed: int, rcd_noise: Optional[str] = None,
+                   kd_weight: Optional[float] = None) -> RunConfig:
+        """The config of one arm at one seed index (kd / rcd at the main KD weight and noise unless given)."""
+        check_choice("arm", arm, ARMS)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ConfigError(f"seed index must be an integer >= 0, got {seed!r}")
         teacher = self.teacher_run(seed)
         if arm == "teacher":
@@ -249,11 +260,10 @@ class SetupConfig:
         )
         if arm == "control":
             return RunConfig(**common)
-        noise = rcd_noise or self.rcd_noise
-        _check_choice("RCD noise", noise, RCD_NOISES)
+        noise = check_choice("RCD noise", rcd_noise or self.rcd_noise, RCD_NOISES)
         return RunConfig(
-            **common, alpha=self.alpha, temperature=self.temperature, variant=self.variant,
-            variant_args=copy.deepcopy(self.variant_args),
+            **common, kd_weight=self.kd_weight if kd_weight is None else check_kd_weight(kd_weight),
+            temperature=self.temperature, variant=self.variant, variant_args=copy.deepcopy(self.variant_args),
             rcd_noise=noise if arm == "rcd" else None,
             noise_seed=derive_seed(self.base_seed, seed, "noise") if arm == "rcd" else None,
         )
@@ -262,9 +272,15 @@ class SetupConfig:
         """All runs of the setup in dependency order (each seed's teacher before its students)."""
         out = []
         for s in range(self.n_seeds):
-            out += [self.run("teacher", s), self.run("control", s), self.run("kd", s)]
-            out += [self.run("rcd", s, rcd_noise=v) for v in self.noise_variants]
+            out += [self.run_config("teacher", s), self.run_config("control", s)]
+            for w in self.kd_weights:
+                out.append(self.run_config("kd", s, kd_weight=w))
+                out += [self.run_config("rcd", s, rcd_noise=v, kd_weight=w) for v in self.noise_variants]
         return out
+
+    def with_changes(self, **changes: Any) -> "SetupConfig":
+        """A copy with fields replaced, validated again (see `kdlib.studyfile` for user overrides)."""
+        return replace(self, **changes)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,7 +1,9 @@
-"""Metrics as pure functions of logits and labels (PROTOCOL.md, "Metrics").
+"""Metrics as pure functions of logits, labels and features (PROTOCOL.md, "Metrics").
 
 Inputs may be torch tensors or numpy arrays of any float dtype; everything is computed in float64
 numpy. Fractions are in [0, 1]; logarithms are natural. p_A is a softmax output, a_A its argmax.
+Beyond the protocol's list: the mutual information between the two models' predicted labels (plain
+and normalised) and linear CKA between their representations.
 """
 from __future__ import annotations
 
@@ -79,6 +81,84 @@ def kl_teacher_student(student_logits, teacher_logits) -> float:
     return float(np.mean(_kl_rows(log_softmax(teacher_logits), log_softmax(student_logits))))
 
 
+def _entropy(counts: np.ndarray) -> float:
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def _joint_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Contingency table of two label vectors over the label values that occur."""
+    if len(a) != len(b) or not len(a):
+        raise ValueError(f"need two non-empty label vectors of one length, got {len(a)} and {len(b)}")
+    _, ia = np.unique(a, return_inverse=True)
+    _, ib = np.unique(b, return_inverse=True)
+    table = np.zeros((ia.max() + 1, ib.max() + 1))
+    np.add.at(table, (ia, ib), 1.0)
+    return table
+
+
+def _mi_from_counts(table: np.ndarray) -> float:
+    if min(table.shape) == 1:  # a constant labelling carries no information
+        return 0.0
+    pij = table / table.sum()
+    pi, pj = pij.sum(1, keepdims=True), pij.sum(0, keepdims=True)
+    nz = pij > 0
+    mi = float((pij[nz] * np.log(pij[nz] / (pi @ pj)[nz])).sum())
+    return max(0.0, mi)  # rounding can leave -1e-17 where the labels are independent
+
+
+def mutual_information(student_logits, teacher_logits) -> float:
+    """Plug-in I(a_S; a_T) in nats: sum_ij p_ij log(p_ij / (p_i p_j)) over the joint table of the two
+    models' predicted labels on the test set (sklearn's mutual_info_score)."""
+    return _mi_from_counts(_joint_counts(_np(student_logits).argmax(1), _np(teacher_logits).argmax(1)))
+
+
+def normalised_mutual_information(student_logits, teacher_logits) -> float:
+    """2 I(a_S; a_T) / (H(a_S) + H(a_T)) in [0, 1] (sklearn's normalized_mutual_info_score, arithmetic).
+    As in sklearn: 1 when both models predict a single label each (the same partition of the test set,
+    whichever labels), 0 when I = 0 otherwise."""
+    table = _joint_counts(_np(student_logits).argmax(1), _np(teacher_logits).argmax(1))
+    if table.shape == (1, 1):
+        return 1.0
+    mi = _mi_from_counts(table)
+    if mi == 0.0:
+        return 0.0
+    h = 0.5 * (_entropy(table.sum(1)) + _entropy(table.sum(0)))
+    return float(min(1.0, mi / h))
+
+
+def _features(a) -> np.ndarray:
+    a = _np(a).astype(np.float64)
+    return a.reshape(len(a), -1)
+
+
+def linear_cka(X, Y) -> float:
+    """Linear centred kernel alignment (Kornblith et al. 2019) of two representations of the same n
+    examples (n x d1 and n x d2; more dimensions are flattened per example):
+    ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F) on column-centred X, Y. NaN if either is constant.
+    Each matrix is scaled to unit Frobenius norm first (CKA ignores isotropic scaling) so the products
+    cannot overflow; with more features than examples the n x n Gram form, tr(K L) / (||K|| ||L||),
+    is the same number at lower cost."""
+    X, Y = _features(X), _features(Y)
+    if len(X) != len(Y):
+        raise ValueError(f"CKA needs the same examples in both representations, got {len(X)} and {len(Y)} rows")
+    X, Y = X - X.mean(0), Y - Y.mean(0)
+    for A in (X, Y):
+        top = np.abs(A).max() if A.size else 0.0
+        if not top > 0:
+            return float("nan")
+        A /= top  # before the norm, whose sum of squares could overflow
+        A /= np.linalg.norm(A)
+    n, d1, d2 = len(X), X.shape[1], Y.shape[1]
+    if n * (d1 + d2) < d1 * d2 + d1 * d1 + d2 * d2:
+        K, L = X @ X.T, Y @ Y.T
+        num, den = float((K * L).sum()), float(np.linalg.norm(K) * np.linalg.norm(L))
+    else:
+        num = float(np.linalg.norm(Y.T @ X) ** 2)
+        den = float(np.linalg.norm(X.T @ X) * np.linalg.norm(Y.T @ Y))
+    return float(np.clip(num / den, 0.0, 1.0))
+
+
 def transfer_split(student_logits, teacher_logits, labels) -> dict:
     """Agreement where the teacher is right (A+) and where it is wrong (A-), with the set sizes.
 
@@ -102,12 +182,15 @@ def model_metrics(logits, labels) -> dict:
             "ece": expected_calibration_error(logits, labels)}
 
 
-def functional_metrics(student_logits, teacher_logits: Optional[object], labels) -> dict:
+def functional_metrics(student_logits, teacher_logits: Optional[object], labels,
+                       student_features=None, teacher_features=None) -> dict:
     """All test-set metrics of a student measured against its teacher (PROTOCOL.md).
 
     Keys: accuracy, loss, ece, agreement, disagreement, js_divergence, activation_distance,
     kl_teacher_student, pos_agreement (A+), neg_agreement (A-), n_teacher_correct, n_teacher_wrong,
-    n_pos_agree, n_neg_agree. With teacher_logits None only the model's own metrics are returned."""
+    n_pos_agree, n_neg_agree, mi, nmi; cka too when both feature arrays are given (the same test
+    examples in the same order, e.g. a fixed subsample). With teacher_logits None only the model's own
+    metrics are returned."""
     s, y = _np(student_logits), _np(labels)
     if len(s) != len(y):
         raise ValueError(f"{len(s)} logit rows but {len(y)} labels")
@@ -122,7 +205,14 @@ def functional_metrics(student_logits, teacher_logits: Optional[object], labels)
         "agreement": agree, "disagreement": 1.0 - agree, "js_divergence": js_divergence(s, t),
         "activation_distance": activation_distance(s, t), "kl_teacher_student": kl_teacher_student(s, t),
         **transfer_split(s, t, y),
+        "mi": mutual_information(s, t), "nmi": normalised_mutual_information(s, t),
     })
+    if student_features is not None and teacher_features is not None:
+        fs, ft = _np(student_features), _np(teacher_features)
+        if len(fs) != len(ft) or len(fs) > len(s):
+            raise ValueError(f"student features {fs.shape} and teacher features {ft.shape} must hold the same test "
+                             f"examples (at most the {len(s)} of the test set)")
+        out["cka"] = linear_cka(fs, ft)
     return out
 
 

@@ -2,6 +2,12 @@
 
 Every builder takes `(input_shape, n_classes, **knobs)`. `build_model` seeds the construction, so
 the same (name, knobs, seed) gives bit-identical initial weights; `save_init` / `load_init` keep them.
+Every model exposes its final classifier (`head`, or `head[-1]` for LeNet) through `classifier_of`, whose
+input is the model's penultimate representation, a (batch, features) tensor.
+
+The construction of the models the default study trains (mlp, lenet, text_cnn, seq_cnn) and of the
+resnet / resnet18 family is pinned by tests/test_models.py: same module names, parameter order and
+initial weights for a given seed. Change them only by adding a new registered name.
 """
 from __future__ import annotations
 
@@ -42,6 +48,25 @@ def save_init(model: nn.Module, path: str | Path) -> None:
 def load_init(model: nn.Module, path: str | Path) -> nn.Module:
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model
+
+
+def classifier_of(model: nn.Module) -> nn.Linear:
+    """The model's final linear layer; its input is the penultimate representation (batch, features).
+
+    Looks for a `classifier` or `head` attribute that is an nn.Linear, or a Sequential ending in one
+    (LeNet's head). Wrappers that keep the model as `module` (DataParallel) or `_orig_mod`
+    (torch.compile) are unwrapped."""
+    for wrapped in ("_orig_mod", "module"):
+        inner = getattr(model, wrapped, None)
+        if isinstance(inner, nn.Module):
+            return classifier_of(inner)
+    for attr in ("classifier", "head"):
+        m = getattr(model, attr, None)
+        if isinstance(m, nn.Linear):
+            return m
+        if isinstance(m, nn.Sequential) and len(m) and isinstance(m[-1], nn.Linear):
+            return m[-1]
+    raise TypeError(f"{type(model).__name__} has no final linear classifier (`classifier` or `head`)")
 
 
 def _flat_dim(input_shape) -> int:
@@ -98,6 +123,8 @@ def _lenet(input_shape, n_classes, width=1.0):
 
 # ------------------------------------------------------------------------------------------- ResNet
 class BasicBlock(nn.Module):
+    expansion = 1
+
     def __init__(self, cin, cout, stride):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
@@ -113,11 +140,37 @@ class BasicBlock(nn.Module):
         return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
-class ResNet(nn.Module):
-    """ResNet for small images: a 3x3 stem (no max-pool), stages of basic blocks, global pooling.
-    `blocks` per stage and `widths` per stage set depth and width; stages are named layer1..layerN."""
+class Bottleneck(nn.Module):
+    """The CIFAR ResNet-50 bottleneck: 1x1 reduce, 3x3 (carries the stride), 1x1 expand by 4, each with
+    batch norm; a 1x1 projection shortcut when the shape changes."""
+    expansion = 4
 
-    def __init__(self, input_shape, n_classes, blocks=(2, 2, 2, 2), widths=(64, 128, 256, 512)):
+    def __init__(self, cin, planes, stride):
+        super().__init__()
+        cout = self.expansion * planes
+        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, cout, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        return F.relu(self.bn3(self.conv3(out)) + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """ResNet for small images: a 3x3 stem (no max-pool), stages of residual blocks, global pooling.
+    `blocks` per stage and `widths` per stage set depth and width; stages are named layer1..layerN.
+    `block` is BasicBlock (ResNet-18 and the 6n+2 family) or Bottleneck (ResNet-50: a stage of width w
+    outputs 4w channels)."""
+
+    def __init__(self, input_shape, n_classes, blocks=(2, 2, 2, 2), widths=(64, 128, 256, 512), block=BasicBlock):
         super().__init__()
         if len(blocks) != len(widths):
             raise ConfigError(f"resnet: blocks {blocks} and widths {widths} must have the same length")
@@ -127,8 +180,8 @@ class ResNet(nn.Module):
         for i, (n, w) in enumerate(zip(blocks, widths)):
             layers = []
             for j in range(n):
-                layers.append(BasicBlock(cin, w, 2 if (j == 0 and i > 0) else 1))
-                cin = w
+                layers.append(block(cin, w, 2 if (j == 0 and i > 0) else 1))
+                cin = w * block.expansion
             setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
         self.n_stages = len(blocks)
         self.head = nn.Linear(cin, n_classes)
@@ -154,6 +207,48 @@ def _resnet_family(input_shape, n_classes, depth=20, width=16):
     return ResNet(input_shape, n_classes, (n, n, n), (width, 2 * width, 4 * width))
 
 
+@MODELS.register("resnet50", modalities=("image",),
+                 description="CIFAR ResNet-50, reconstructed from the authors' sibling code: 3x3 stem conv "
+                             "(stride 1, no max-pool), bottleneck blocks [3, 4, 6, 3] with expansion 4, stage "
+                             "widths 64/128/256/512 (x `width`/64), global average pool, linear classifier; "
+                             "23.5M parameters for 10 classes at width 64")
+def _resnet50(input_shape, n_classes, width=64):
+    return ResNet(input_shape, n_classes, (3, 4, 6, 3), tuple(width * m for m in (1, 2, 4, 8)), block=Bottleneck)
+
+
+class CifarCNN(nn.Module):
+    """A small, fast CNN for 32x32 images in the spirit of airbench (Keller Jordan): a conv stem at full
+    resolution, then per stage max-pool -> conv -> BN -> GELU -> conv -> BN -> GELU (pooling first keeps
+    the costly convolutions off the full-size maps), global max pooling and a linear head. Sized by
+    `widths`; channels-last memory, which the CPU's convolution kernels run about 1.5x faster."""
+
+    def __init__(self, input_shape, n_classes, widths=(32, 64, 128), stem=24):
+        super().__init__()
+        c = input_shape[0]
+        self.stem = nn.Sequential(nn.Conv2d(c, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem), nn.GELU())
+        stages, cin = [], stem
+        for w in widths:
+            stages.append(nn.Sequential(
+                nn.MaxPool2d(2), nn.Conv2d(cin, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.GELU(),
+                nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.GELU()))
+            cin = w
+        self.layers = nn.Sequential(*stages)
+        self.head = nn.Linear(cin, n_classes)
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, x):
+        x = self.stem(x.contiguous(memory_format=torch.channels_last))
+        return self.head(torch.flatten(F.adaptive_max_pool2d(self.layers(x), 1), 1))
+
+
+@MODELS.register("cifar_cnn", modalities=("image",),
+                 description="airbench-style small CNN for 32x32 images (CPU-sized; widths knob); this project's own")
+def _cifar_cnn(input_shape, n_classes, widths=(32, 64, 128), stem=24):
+    if len(input_shape) != 3 or min(input_shape[1:]) < 2 ** len(widths):
+        raise ConfigError(f"cifar_cnn needs images of at least {2 ** len(widths)} pixels a side, got {input_shape}")
+    return CifarCNN(input_shape, n_classes, tuple(widths), stem)
+
+
 # ---------------------------------------------------------------------------------------------- VGG
 VGG_CFGS = {
     11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -162,62 +257,160 @@ VGG_CFGS = {
 
 
 class VGG(nn.Module):
+    """VGG with batch norm in the authors' layout: per conv, Conv2d 3x3 (with bias) + BatchNorm2d + ReLU;
+    2x2 max-pools; the conv stack is flattened (512 x 1 x 1 for 32x32 inputs), then a fully connected
+    block `fc` = Linear(d, 512) + BatchNorm1d(512) + ReLU, then the classifier `head` = Linear(512, n).
+    `width` scales every channel count (and the fc width), with a minimum of 8."""
+
     def __init__(self, input_shape, n_classes, depth=19, width=1.0):
         super().__init__()
         if depth not in VGG_CFGS:
             raise ConfigError(f"vgg depth must be one of {sorted(VGG_CFGS)}, got {depth!r}")
-        layers, c = [], input_shape[0]
+        c, h, w = input_shape
+        layers = []
         for v in VGG_CFGS[depth]:
             if v == "M":
-                layers.append(nn.MaxPool2d(2))
+                layers.append(nn.MaxPool2d(2, 2))
+                h, w = h // 2, w // 2
             else:
                 v = max(8, round(v * width))
-                layers += [nn.Conv2d(c, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU()]
+                layers += [nn.Conv2d(c, v, 3, padding=1), nn.BatchNorm2d(v), nn.ReLU()]
                 c = v
+        if h < 1 or w < 1:
+            raise ConfigError(f"vgg{depth}: input {tuple(input_shape)} is too small for its 5 max-pools "
+                              "(needs >= 32x32)")
         self.features = nn.Sequential(*layers)
+        self.fc = nn.Sequential(nn.Linear(c * h * w, c), nn.BatchNorm1d(c), nn.ReLU())
         self.head = nn.Linear(c, n_classes)
 
     def forward(self, x):
-        return self.head(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
+        return self.head(self.fc(torch.flatten(self.features(x), 1)))
 
 
-@MODELS.register("vgg19", modalities=("image",), description="VGG-19 with batch norm (20M parameters at width 1)")
+@MODELS.register("vgg19", modalities=("image",),
+                 description="VGG-19 with batch norm, reconstructed from the authors' sibling code: biased 3x3 "
+                             "convs + BN + ReLU, max-pools, flatten, FC 512 + BN1d + ReLU, linear classifier; "
+                             "20.3M parameters for 10 classes at width 1")
 def _vgg19(input_shape, n_classes, width=1.0):
     return VGG(input_shape, n_classes, 19, width)
 
 
-@MODELS.register("vgg11", modalities=("image",), description="VGG-11 with batch norm, a smaller VGG")
+@MODELS.register("vgg11", modalities=("image",),
+                 description="VGG-11 with batch norm in the same layout as vgg19 (a smaller VGG); "
+                             "9.5M parameters for 10 classes at width 1")
 def _vgg11(input_shape, n_classes, width=1.0):
     return VGG(input_shape, n_classes, 11, width)
 
 
 # ---------------------------------------------------------------------------------------------- ViT
-class ViT(nn.Module):
-    """Vision Transformer for small images: patch embedding, class token, pre-norm encoder blocks."""
+class ShiftedPatchTokens(nn.Module):
+    """Shifted Patch Tokenization (Lee et al., 2021) as lucidrains writes it: the image and four copies
+    shifted by one pixel along one axis each (F.pad with (1,-1,0,0), (-1,1,0,0), (0,0,1,-1), (0,0,-1,1):
+    right, left, down, up, zero-filled; the paper itself shifts diagonally) are concatenated along
+    channels (5c channels), cut into p x p patches flattened as (p1 p2 c), then LayerNorm(patch_dim)
+    and Linear(patch_dim, dim)."""
 
-    def __init__(self, input_shape, n_classes, patch=4, dim=192, depth=6, heads=3, mlp_ratio=2.0, dropout=0.0):
+    SHIFTS = ((1, -1, 0, 0), (-1, 1, 0, 0), (0, 0, 1, -1), (0, 0, -1, 1))
+
+    def __init__(self, channels, patch, dim):
+        super().__init__()
+        self.patch = patch
+        patch_dim = patch * patch * 5 * channels
+        self.norm = nn.LayerNorm(patch_dim)
+        self.proj = nn.Linear(patch_dim, dim)
+
+    @classmethod
+    def shifted(cls, x):
+        """(b, c, h, w) -> (b, 5c, h, w): the image followed by its four shifted copies."""
+        return torch.cat([x] + [F.pad(x, s) for s in cls.SHIFTS], 1)
+
+    @staticmethod
+    def patchify(x, p):
+        """'b c (h p1) (w p2) -> b (h w) (p1 p2 c)' without einops."""
+        b, c, h, w = x.shape
+        x = x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1)
+        return x.reshape(b, (h // p) * (w // p), p * p * c)
+
+    def forward(self, x):
+        return self.proj(self.norm(self.patchify(self.shifted(x), self.patch)))
+
+
+class LSA(nn.Module):
+    """Locality Self-Attention, pre-norm: qkv without bias to heads*dim_head*3, a learnable temperature
+    (initialised to log(dim_head ** -0.5), used as exp(temperature)), the diagonal of the logits masked
+    with -finfo.max (no token attends to itself), softmax, output Linear(heads*dim_head, dim)."""
+
+    def __init__(self, dim, heads, dim_head, dropout=0.0):
+        super().__init__()
+        inner = heads * dim_head
+        self.heads = heads
+        self.temperature = nn.Parameter(torch.log(torch.tensor(dim_head ** -0.5)))
+        self.norm = nn.LayerNorm(dim)
+        self.attn_drop = nn.Dropout(dropout)
+        self.to_qkv = nn.Linear(dim, inner * 3, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(dropout))
+
+    def forward(self, x):
+        b, n, _ = x.shape
+        q, k, v = (t.reshape(b, n, self.heads, -1).transpose(1, 2) for t in self.to_qkv(self.norm(x)).chunk(3, -1))
+        dots = q @ k.transpose(-1, -2) * self.temperature.exp()
+        eye = torch.eye(n, device=x.device, dtype=torch.bool)
+        dots = dots.masked_fill(eye, -torch.finfo(dots.dtype).max)
+        out = self.attn_drop(dots.softmax(-1)) @ v
+        return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
+
+
+class ViTBlock(nn.Module):
+    """x + LSA(x), then x + MLP(x) with MLP = LayerNorm, Linear(dim, mlp_dim), GELU, Linear(mlp_dim, dim)."""
+
+    def __init__(self, dim, heads, dim_head, mlp_dim, dropout=0.0):
+        super().__init__()
+        self.attn = LSA(dim, heads, dim_head, dropout)
+        self.ff = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, mlp_dim), nn.GELU(), nn.Dropout(dropout),
+                                nn.Linear(mlp_dim, dim), nn.Dropout(dropout))
+
+    def forward(self, x):
+        x = self.attn(x) + x
+        return self.ff(x) + x
+
+
+class ViT(nn.Module):
+    """ViT for small datasets (lucidrains' vit_for_small_dataset design, as the authors use it): shifted
+    patch tokens, a learned position embedding and class token (both N(0, 1) at init), `depth` blocks of
+    locality self-attention + GELU MLP, class-token pooling, a final LayerNorm `norm`, classifier `head`.
+    Parameters are created in the reference's order, so the seeded init consumes the RNG the same way."""
+
+    def __init__(self, input_shape, n_classes, patch=4, dim=512, depth=6, heads=6, dim_head=64, mlp_dim=256,
+                 dropout=0.0, emb_dropout=0.0):
         super().__init__()
         c, h, w = input_shape
         if h % patch or w % patch:
             raise ConfigError(f"vit: image size {h}x{w} is not divisible by patch {patch}")
-        self.patch_embed = nn.Conv2d(c, dim, patch, patch)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_embed = nn.Parameter(torch.randn(1, 1 + (h // patch) * (w // patch), dim) * 0.02)
-        layer = nn.TransformerEncoderLayer(dim, heads, int(dim * mlp_ratio), dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.to_patch_embedding = ShiftedPatchTokens(c, patch, dim)
+        self.pos_embedding = nn.Parameter(torch.randn(1, (h // patch) * (w // patch) + 1, dim))
+        self.cls_token = nn.Parameter(torch.randn(1, 1, dim))
+        self.emb_drop = nn.Dropout(emb_dropout)
+        self.blocks = nn.ModuleList(ViTBlock(dim, heads, dim_head, mlp_dim, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, n_classes)
 
-    def forward(self, x):
-        x = self.patch_embed(x).flatten(2).transpose(1, 2)
-        x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], 1) + self.pos_embed
-        return self.head(self.norm(self.encoder(x))[:, 0])
+    def forward(self, img):
+        x = self.to_patch_embedding(img)
+        x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], 1) + self.pos_embedding[:, : x.shape[1] + 1]
+        x = self.emb_drop(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x[:, 0]))
 
 
-@MODELS.register("vit", modalities=("image",), description="ViT for 32x32 images (patch 4)")
-def _vit(input_shape, n_classes, patch=4, dim=192, depth=6, heads=3, mlp_ratio=2.0, dropout=0.0):
-    return ViT(input_shape, n_classes, patch, dim, depth, heads, mlp_ratio, dropout)
+@MODELS.register("vit", modalities=("image",),
+                 description="ViT for small datasets (shifted patch tokenization + locality self-attention, "
+                             "lucidrains' vit_for_small_dataset), reconstructed from the authors' sibling code: "
+                             "patch 4, dim 512, depth 6, 6 heads of 64, MLP 256; 6.48M parameters for 10 "
+                             "classes on 3x32x32")
+def _vit(input_shape, n_classes, patch=4, dim=512, depth=6, heads=6, dim_head=64, mlp_dim=256, dropout=0.0,
+         emb_dropout=0.0):
+    return ViT(input_shape, n_classes, patch, dim, depth, heads, dim_head, mlp_dim, dropout, emb_dropout)
 
 
 # -------------------------------------------------------------------------------------------- audio
@@ -307,3 +500,82 @@ class TextTransformer(nn.Module):
 @MODELS.register("text_transformer", modalities=("text",), description="small Transformer encoder for text")
 def _text_transformer(input_shape, n_classes, vocab_size=10000, dim=64, depth=2, heads=4):
     return TextTransformer(vocab_size, input_shape[0], n_classes, dim, depth, heads)
+
+
+class GPT2Block(nn.Module):
+    """GPT-2 block: x + attn(ln_1(x)), then x + mlp(ln_2(x)); causal multi-head attention through
+    F.scaled_dot_product_attention(is_causal=True); MLP 4x with GPT-2's tanh GELU."""
+
+    def __init__(self, n_embd, n_head, dropout=0.0):
+        super().__init__()
+        if n_embd % n_head:
+            raise ConfigError(f"gpt2_classifier: n_embd {n_embd} is not divisible by n_head {n_head}")
+        self.n_head, self.dropout = n_head, dropout
+        self.ln_1 = nn.LayerNorm(n_embd)
+        self.c_attn = nn.Linear(n_embd, 3 * n_embd)
+        self.attn_proj = nn.Linear(n_embd, n_embd)
+        self.ln_2 = nn.LayerNorm(n_embd)
+        self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(approximate="tanh"),
+                                 nn.Linear(4 * n_embd, n_embd))
+        self.resid_drop = nn.Dropout(dropout)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        q, k, v = (t.reshape(b, n, self.n_head, -1).transpose(1, 2) for t in self.c_attn(self.ln_1(x)).split(d, -1))
+        a = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        x = x + self.resid_drop(self.attn_proj(a.transpose(1, 2).reshape(b, n, d)))
+        return x + self.resid_drop(self.mlp(self.ln_2(x)))
+
+
+class GPT2Classifier(nn.Module):
+    """A small GPT-2-style sequence classifier over token ids (0 = padding): token + learned position
+    embeddings, `n_layer` pre-norm causal blocks, final LayerNorm `ln_f`, and a bias-free linear `head`
+    (GPT-2's score head) on the hidden state of the last non-padding token of each row, as HuggingFace's
+    GPT2ForSequenceClassification pools. Causal attention + last-token pooling make right padding
+    invisible; an all-padding row reads position 0. Weights use GPT-2's init: N(0, 0.02) for linear and
+    embedding weights, zero biases, N(0, 0.02 / sqrt(2 n_layer)) for the residual output projections."""
+
+    def __init__(self, vocab_size, max_len, n_classes, n_embd=128, n_layer=4, n_head=4, dropout=0.0):
+        super().__init__()
+        self.max_len = max_len
+        self.wte = nn.Embedding(vocab_size, n_embd)
+        self.wpe = nn.Embedding(max_len, n_embd)
+        self.drop = nn.Dropout(dropout)
+        self.h = nn.ModuleList(GPT2Block(n_embd, n_head, dropout) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(n_embd)
+        self.head = nn.Linear(n_embd, n_classes, bias=False)
+        for name, m in self.named_modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                residual_out = name.endswith("attn_proj") or name.endswith("mlp.2")
+                nn.init.normal_(m.weight, 0.0, 0.02 / math.sqrt(2 * n_layer) if residual_out else 0.02)
+                if getattr(m, "bias", None) is not None:
+                    nn.init.zeros_(m.bias)
+
+    def hidden_states(self, x):
+        """(batch, length) token ids -> (batch, length, n_embd) after the final LayerNorm."""
+        n = x.shape[1]
+        if n > self.max_len:
+            raise ValueError(f"gpt2_classifier: sequence length {n} exceeds the {self.max_len} learned positions")
+        h = self.drop(self.wte(x) + self.wpe(torch.arange(n, device=x.device)))
+        for block in self.h:
+            h = block(h)
+        return self.ln_f(h)
+
+    @staticmethod
+    def last_token(x):
+        """Index of the last non-padding token of each row (0 for an all-padding row)."""
+        pos = torch.arange(x.shape[1], device=x.device)
+        return (pos * (x != 0)).argmax(-1)
+
+    def forward(self, x):
+        h = self.hidden_states(x)
+        return self.head(h[torch.arange(len(x), device=x.device), self.last_token(x)])
+
+
+@MODELS.register("gpt2_classifier", modalities=("text",),
+                 description="small GPT-2-style causal Transformer classifier (pools the last non-padding "
+                             "token, as HuggingFace's GPT2ForSequenceClassification), reconstructed from the "
+                             "authors' sibling code: n_embd 128, 4 layers, 4 heads; 2.11M parameters for "
+                             "vocab 10000, length 256 and 2 classes (1.28M of them the token embedding)")
+def _gpt2_classifier(input_shape, n_classes, vocab_size=10000, n_embd=128, n_layer=4, n_head=4, dropout=0.0):
+    return GPT2Classifier(vocab_size, input_shape[0], n_classes, n_embd, n_layer, n_head, dropout)

@@ -1,4 +1,4 @@
-"""Where local data copies are looked for and where unpacked / decoded caches live."""
+"""Where local data copies are looked for and where downloads and decoded caches live."""
 from __future__ import annotations
 
 import os
@@ -15,14 +15,20 @@ def from_root(path: str | os.PathLike) -> Path:
 
 
 def cache_dir() -> Path:
-    """KDLIB_CACHE, else ~/.cache/kdlib. Derived files only: safe to delete."""
+    """KDLIB_CACHE, else ~/.cache/kdlib. Downloads and derived files only: safe to delete."""
     path = Path(os.environ.get("KDLIB_CACHE", Path.home() / ".cache" / "kdlib"))
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
+def download_dir() -> Path:
+    """Where archives fetched from their publishers are kept (not created until a download starts)."""
+    return Path(os.environ.get("KDLIB_CACHE", Path.home() / ".cache" / "kdlib")) / "downloads"
+
+
 def data_dirs(extra: str | os.PathLike | None = None) -> list[Path]:
-    """Folders searched for local dataset copies, in order."""
+    """Folders searched for local dataset copies, in order: an explicit folder, $KDLIB_DATA,
+    <repo>/data, <repo>/../shared/data."""
     dirs = []
     if extra:
         dirs.append(Path(extra))
@@ -33,7 +39,16 @@ def data_dirs(extra: str | os.PathLike | None = None) -> list[Path]:
 
 
 def find_local(filename: str, extra: str | os.PathLike | None = None) -> Path | None:
+    """The first `filename` (a file) in the data folders, else None."""
     for d in data_dirs(extra):
         if (d / filename).is_file():
             return d / filename
+    return None
+
+
+def find_local_dir(dirname: str, extra: str | os.PathLike | None = None) -> Path | None:
+    """The first folder `dirname` (an extracted archive) in the data folders, else None."""
+    for d in data_dirs(extra):
+        if (d / dirname).is_dir():
+            return d / dirname
     return None

@@ -9,18 +9,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .analysis import ARM_ORDER, PERCENT_METRICS, transfer_table
+from .analysis import PERCENT_METRICS, arms_present, headroom_shares, transfer_table, weight_curve
+from .display import LABELS
 
 ARM_COLOURS = {"teacher": "#555555", "control": "#1f77b4", "kd": "#d62728", "rcd": "#2ca02c"}
 RCD_COLOURS = {"unit_fixed": "#2ca02c", "unit_resampled": "#98df8a", "teacher_scaled": "#8c564b", "permuted": "#bcbd22"}
-LABELS = {
-    "accuracy": "test accuracy (%)", "agreement": "agreement with teacher (%)", "js_divergence": "JS divergence (nats)",
-    "activation_distance": "activation distance (L2 on probabilities)", "kl_teacher_student": "KL(teacher || student) (nats)",
-    "pos_agreement": "A+ agreement where teacher right (%)", "neg_agreement": "A- agreement where teacher wrong (%)",
-    "loss": "test cross-entropy (nats)", "ece": "expected calibration error", "generalisation_gap": "train - test accuracy (points)",
-    "train_accuracy": "train accuracy (%)", "backdoor_asr": "backdoor attack success (%)",
-    "backdoor_lift": "attack success - base rate of target (points)", "backdoor_clean_rate": "clean inputs -> target (%)",
-}
 
 
 def _values(d: pd.DataFrame, metric: str) -> pd.Series:
@@ -28,7 +21,7 @@ def _values(d: pd.DataFrame, metric: str) -> pd.Series:
 
 
 def _arms(results: pd.DataFrame, with_teacher: bool = False) -> list[str]:
-    return [a for a in ARM_ORDER if a in set(results["arm"]) and (with_teacher or a != "teacher")]
+    return arms_present(results, with_teacher)
 
 
 def per_seed_figure(results: pd.DataFrame, metrics=("agreement", "js_divergence", "accuracy")):
@@ -60,7 +53,7 @@ def transfer_figure(results: pd.DataFrame):
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7.5, 7.5))
     width = 0.38
     for j, (key, label) in enumerate((("pos_agreement", "A+"), ("neg_agreement", "A-"))):
-        means = table.loc[arms, f"{label} (%)"]
+        means = table.loc[key, arms]
         sems = [100 * results.loc[results.arm == a, key].sem() for a in arms]
         ax1.bar(np.arange(len(arms)) + (j - 0.5) * width, means, width, yerr=sems, capsize=3,
                 color=[ARM_COLOURS[a] for a in arms], alpha=1.0 if j == 0 else 0.55,
@@ -72,13 +65,13 @@ def transfer_figure(results: pd.DataFrame):
     ax1.set_title("positive (A+, solid) and negative (A-, hatched) agreement")
     ax1.legend(loc="lower left", fontsize=8)
     students = [a for a in arms if a != "control"]
-    for j, label in enumerate(("ΔA+", "ΔA-")):
-        deltas = table.loc[students, f"{label} (points)"]
+    for j, (key, label) in enumerate((("pos_gain_points", "ΔA+"), ("neg_gain_points", "ΔA-"))):
+        deltas = table.loc[key, students]
         ax2.bar(np.arange(len(students)) + (j - 0.5) * width, deltas, width,
                 color=[ARM_COLOURS[a] for a in students], alpha=1.0 if j == 0 else 0.55,
                 hatch=None if j == 0 else "//", edgecolor="black", label=label)
     ax2.axhline(0, color="black", lw=0.8)
-    head_pos, head_neg = table.loc["control", ["headroom 1-A+(control) (%)", "headroom 1-A-(control) (%)"]]
+    head_pos, head_neg = table.loc["pos_headroom", "control"], table.loc["neg_headroom", "control"]
     ax2.set_xticks(range(len(students)), students)
     ax2.set_xlabel("arm")
     ax2.set_ylabel("change over control (points)")
@@ -198,3 +191,131 @@ def per_seed_tabs(results: pd.DataFrame, metrics):
     for i, arm in enumerate(arms):
         tabs.set_title(i, arm)
     return tabs
+
+
+# --------------------------------------------------------------------------------- training and readings
+def loss_curves(results: pd.DataFrame, epoch_logs: dict):
+    """Training loss per epoch, mean over seeds per arm (left: total; right: its terms for kd / rcd), so
+    a reader sees whether every arm's loss has flattened by the last epoch."""
+    arms = _arms(results, with_teacher=True)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for arm in arms:
+        logs = [epoch_logs[h] for h in results.loc[results.arm == arm, "hash"] if h in epoch_logs]
+        if not logs:
+            continue
+        n = min(len(log) for log in logs)
+        curve = np.mean([[e["loss"] for e in log[:n]] for log in logs], axis=0)
+        ax1.plot(range(1, n + 1), curve, color=ARM_COLOURS[arm], label=arm, marker="o" if n < 15 else None, ms=3)
+        if arm in ("kd", "rcd"):
+            for term, ls in (("ce", "-"), ("kd", "--"), ("feature", ":")):
+                if term in logs[0][0]:
+                    ax2.plot(range(1, n + 1), np.mean([[e[term] for e in log[:n]] for log in logs], axis=0),
+                             color=ARM_COLOURS[arm], ls=ls, label=f"{arm}: {term}")
+    for ax, title in ((ax1, "training loss (mean over seeds)"), (ax2, "loss terms of kd and rcd")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss (nats)")
+        ax.set_title(title, fontsize=10)
+        if ax.lines:
+            ax.set_yscale("log")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def weight_curve_figure(results: pd.DataFrame):
+    """Accuracy and agreement of kd and of each RCD noise against the KD weight w: where RCD matches KD
+    and where it collapses."""
+    wc = weight_curve(results)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, m in zip(axes, ("accuracy", "agreement")):
+        for name, d in wc.groupby("arm_noise"):
+            colour = ARM_COLOURS["kd"] if name == "kd" else RCD_COLOURS.get(name.split(": ")[1], "0.5")
+            d = d.sort_values("kd_weight")
+            ax.errorbar(d["kd_weight"], 100 * d[f"{m}_mean"], yerr=100 * d[f"{m}_sem"], color=colour,
+                        marker="o", capsize=3, label=name, lw=2.2 if name == "kd" else 1.2)
+        ctrl = results.loc[results.arm == "control", m]
+        if len(ctrl):
+            ax.axhline(100 * ctrl.mean(), color=ARM_COLOURS["control"], ls="--", lw=1, label="control")
+        ax.set_xlabel("KD weight w  (loss = (1 - w) CE + w T² KL)")
+        ax.set_ylabel(LABELS[m])
+    axes[1].legend(fontsize=7, loc="best")
+    fig.suptitle("kd and rcd against the KD weight (mean ± SEM over seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def headroom_figure(results: pd.DataFrame):
+    """Per seed: the share of the control's headroom kd closes on the teacher's right (A+) and wrong (A-)
+    answers; lines join a seed's pair (the pairing of the asymmetry test)."""
+    s = headroom_shares(results, "kd")
+    fig, ax = plt.subplots(figsize=(4.6, 3.6))
+    for _, row in s.iterrows():
+        ax.plot([0, 1], [row["pos_share"], row["neg_share"]], color="0.75", lw=0.8, marker="o", ms=4)
+    ax.errorbar([0, 1], [s["pos_share"].mean(), s["neg_share"].mean()],
+                yerr=[s["pos_share"].sem(), s["neg_share"].sem()], fmt="_", color=ARM_COLOURS["kd"], ms=24, capsize=5)
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xticks([0, 1], ["A+ (teacher right)", "A- (teacher wrong)"])
+    ax.set_xlim(-0.4, 1.4)
+    ax.set_ylabel("share of control's headroom kd closes")
+    ax.set_title("asymmetry, judged on headroom", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------- across setups
+def _rotate(ax):
+    ax.tick_params(axis="x", rotation=35)
+    for tick in ax.get_xticklabels():
+        tick.set_horizontalalignment("right")
+
+
+def gain_by_setup(summary: pd.DataFrame):
+    """The agreement gain of kd over control per setup (filled: significant in the primary family)."""
+    colours = [ARM_COLOURS["kd"] if s else "white" for s in summary["significant_transfer"]]
+    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(summary) + 2), 3.8))
+    ax.bar(summary["id"], summary["agreement_gain_points"], color=colours, edgecolor=ARM_COLOURS["kd"])
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_ylabel("agreement kd - control (points)")
+    ax.set_xlabel("setup")
+    _rotate(ax)
+    fig.tight_layout()
+    return fig
+
+
+def asymmetry_by_setup(summary: pd.DataFrame):
+    """Share of headroom closed on A- against A+ per setup; above the diagonal kd copies the teacher's
+    errors more than its right answers, beyond what the lower starting point of A- explains."""
+    colours = [ARM_COLOURS["kd"] if s else "white" for s in summary["significant_transfer"]]
+    x, y = summary["pos_share_closed"], summary["neg_share_closed"]
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    ax.scatter(x, y, c=colours, edgecolors=ARM_COLOURS["kd"], s=70, zorder=3)
+    for i, (xi, yi, name) in enumerate(zip(x, y, summary["id"])):
+        if np.isfinite(xi) and np.isfinite(yi):
+            ax.annotate(name, (xi, yi), fontsize=7, xytext=(6, 6 - 12 * (i % 2)), textcoords="offset points")
+    finite = np.concatenate([x[np.isfinite(x)], y[np.isfinite(y)], [0.0]])
+    lo, hi = finite.min() - 0.05, finite.max() + 0.05
+    ax.plot([lo, hi], [lo, hi], color="0.6", ls="--", lw=1)
+    ax.axhline(0, color="0.85", lw=0.8)
+    ax.axvline(0, color="0.85", lw=0.8)
+    ax.set_xlabel("share of A+ headroom kd closes")
+    ax.set_ylabel("share of A- headroom kd closes")
+    ax.set_title("asymmetry on headroom: above the diagonal = errors copied more (filled: significant transfer)",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_by_setup(summary: pd.DataFrame):
+    fig, ax = plt.subplots(figsize=(max(7, 0.6 * len(summary) + 2), 3.6))
+    width = 0.27
+    for j, arm in enumerate(("control", "kd", "rcd")):
+        ax.bar(np.arange(len(summary)) + (j - 1) * width, 100 * summary[f"{arm}_accuracy"], width,
+               color=ARM_COLOURS[arm], label=arm)
+    ax.set_xticks(range(len(summary)), summary["id"], rotation=35, ha="right")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_xlabel("setup")
+    lo = np.nanmin(100 * summary[["control_accuracy", "kd_accuracy", "rcd_accuracy"]].to_numpy())
+    ax.set_ylim(max(0, lo - 10), 100)
+    ax.legend()
+    fig.tight_layout()
+    return fig

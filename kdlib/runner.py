@@ -1,109 +1,180 @@
-"""Runs the arms of a setup through the trainer into the store; finished runs are loaded, not retrained."""
+"""One run from config to record: data -> arm -> train -> evaluate -> metrics.
+
+`execute_run(cfg, teacher)` is a pure step (no store): it returns a `RunRecord` that an executor writes
+into the run store, locally or after sending it back from a cluster worker. A student gets what it
+needs from its teacher as `TeacherArtifacts`, read from the store or passed from the teacher's record.
+"""
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+import warnings
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 import numpy as np
-import pandas as pd
+import torch
 
-from .config import SetupConfig
 from . import backdoor as bd
+from .arms import build_arm
+from .config import RunConfig
 from .data import DataBundle, load_dataset
+from .evaluate import cka_rows, evaluate
 from .metrics import backdoor_metrics, functional_metrics
 from .provenance import provenance
-from .store import RunStore
-from .train import build_for_data, predict, resolve_device, train
+from .train import CPU_THREADS, build_for_data, cpu_threads, resolve_device, train
 
 Progress = Optional[Callable[[str], None]]
 
 
-def load_setup_data(setup: SetupConfig) -> DataBundle:
-    return load_dataset(setup.dataset, **setup.data_args)
+class DataMismatchError(RuntimeError):
+    """A student would be distilled from teacher logits computed on other training data."""
 
 
-def run_one(setup: SetupConfig, arm: str, seed: int, store: RunStore, device: str = "auto",
-            rcd_noise: Optional[str] = None, progress: Progress = print, epoch_progress: bool = False) -> dict:
-    """Train (or load) one run and return its metrics. Trains the seed's teacher first when missing."""
-    cfg = setup.run(arm, seed, rcd_noise)
-    if store.has(cfg):
-        return store.metrics(cfg)
-    data = load_setup_data(setup)
+@dataclass
+class TeacherArtifacts:
+    """What a student needs from the teacher of its seed."""
+
+    hash: str
+    test_logits: np.ndarray                      # float32 (as stored, float16-rounded)
+    fingerprint: Optional[str] = None            # of the training set the teacher's logits are for
+    features: Optional[np.ndarray] = None        # penultimate features of the CKA subsample
+    train_logits: Optional[np.ndarray] = None    # KD targets (float32)
+    model_state: Optional[dict] = None           # for feature variants and augmented inputs
+
+    @classmethod
+    def from_store(cls, store, teacher_hash: str, need_logits: bool = True, need_model: bool = False) -> "TeacherArtifacts":
+        if not store.has(teacher_hash):
+            raise ValueError(f"teacher {teacher_hash} is not in the store {store.root}")
+        out = store.outputs(teacher_hash)
+        return cls(hash=teacher_hash, test_logits=out["test_logits"].astype(np.float32),
+                   fingerprint=store.provenance(teacher_hash).get("data", {}).get("fingerprint"),
+                   features=out["features"].astype(np.float32) if "features" in out else None,
+                   train_logits=store.train_logits(teacher_hash) if need_logits else None,
+                   model_state=store.model_state(teacher_hash) if need_model else None)
+
+
+@dataclass
+class RunRecord:
+    """A finished run, ready for `RunStore.write`."""
+
+    config: RunConfig
+    metrics: dict
+    provenance: dict
+    outputs: dict                          # arrays for outputs.npz
+    train_logits: Optional[np.ndarray] = None  # teachers only
+    model_state: Optional[dict] = None         # teachers only
+
+    def teacher_artifacts(self) -> TeacherArtifacts:
+        return TeacherArtifacts(hash=self.config.hash, test_logits=self.outputs["test_logits"].astype(np.float32),
+                                fingerprint=self.provenance["data"]["fingerprint"],
+                                features=self.outputs["features"].astype(np.float32) if "features" in self.outputs else None,
+                                train_logits=self.train_logits, model_state=self.model_state)
+
+
+def teacher_needs(cfg: RunConfig) -> tuple[bool, bool]:
+    """(needs the teacher's training logits, needs its weights): the arm object decides."""
+    if not cfg.is_student or cfg.arm == "control":
+        return False, False
+    arm = build_arm(cfg, 1, 2)
+    return arm.needs_teacher_logits, arm.needs_teacher_model
+
+
+def load_run_data(cfg: RunConfig) -> DataBundle:
+    return load_dataset(cfg.dataset, **cfg.data_args)
+
+
+def _f16(t: torch.Tensor) -> np.ndarray:
+    return t.numpy().astype(np.float16)
+
+
+def _deterministic(dev: torch.device) -> None:
+    """Ask for deterministic kernels where torch has them; what is not is recorded per run."""
+    if dev.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def execute_run(cfg: RunConfig, device: str | torch.device = "auto", teacher: Optional[TeacherArtifacts] = None,
+                progress: Progress = None) -> RunRecord:
+    """Train and evaluate one run. Students need `teacher` (the artifacts of `cfg.teacher_hash`)."""
     dev = resolve_device(device)
-    teacher_cfg = None if arm == "teacher" else setup.teacher_run(seed)
-    if teacher_cfg is not None and not store.has(teacher_cfg):
-        run_one(setup, "teacher", seed, store, device, progress=progress, epoch_progress=epoch_progress)
-    teacher_train_logits = teacher_model = teacher_test = None
-    if teacher_cfg is not None:
-        teacher_train_logits = store.train_logits(teacher_cfg)
-        teacher_test = store.test_logits(teacher_cfg)
-        if arm in ("kd", "rcd") and (setup.variant != "logit" or setup.train["augment"]):
-            teacher_model = build_for_data(setup.teacher, data, teacher_cfg.init_seed)
-            teacher_model.load_state_dict(store.model_state(teacher_cfg))
-    spec = bd.check_spec(cfg.backdoor, data.n_classes, data.input_shape) if cfg.backdoor else None
+    _deterministic(dev)
+    data = load_run_data(cfg)
+    if cfg.is_student:
+        if teacher is None or teacher.hash != cfg.teacher_hash:
+            raise ValueError(f"{cfg.label}: needs the artifacts of its teacher {cfg.teacher_hash}")
+        if teacher.fingerprint is not None and teacher.fingerprint != data.fingerprint:
+            raise DataMismatchError(
+                f"{cfg.label}: the teacher's logits were computed on training data with fingerprint "
+                f"{teacher.fingerprint}, but this run's training data has fingerprint {data.fingerprint} "
+                f"(another copy or order of {cfg.dataset!r}); retrain the teacher on this data")
+    arm = build_arm(cfg, len(data.y_train), data.n_classes)
+    teacher_model = teacher_logits = None
+    if arm.needs_teacher_model:
+        if teacher.model_state is None:
+            raise ValueError(f"{cfg.label}: this run needs the teacher model (feature variant or augmented inputs)")
+        teacher_model = build_for_data(cfg.teacher_model, data, 0)
+        teacher_model.load_state_dict(teacher.model_state)
+    if arm.needs_teacher_logits:
+        if teacher.train_logits is None:
+            raise ValueError(f"{cfg.label}: this run needs the teacher's training logits")
+        teacher_logits = torch.as_tensor(teacher.train_logits)
+    spec = bd.check_spec(cfg.backdoor, data.n_classes, data.input_shape, data.modality,
+                         data.extra.get("vocab_size")) if cfg.backdoor else None
     train_data = data
-    if spec is not None and arm == "teacher":  # only the teacher sees the poisoned training set
+    if spec is not None and cfg.arm == "teacher":  # only the teacher sees the poisoned training set
         x, y, _ = bd.poison(data.x_train, data.y_train, spec, cfg.order_seed)
         train_data = replace(data, x_train=x, y_train=y)
-    res = train(cfg, train_data, dev, teacher_train_logits=teacher_train_logits, teacher=teacher_model,
-                progress=progress if epoch_progress else None)
-    backdoor_logits = None
+
+    with warnings.catch_warnings(record=True) as caught, cpu_threads():
+        warnings.simplefilter("always")
+        res = train(cfg, train_data, arm, dev, teacher_model=teacher_model, teacher_logits=teacher_logits,
+                    progress=progress)
+        sets = {"train": data.x_train, "test": data.x_test}  # clean inputs: KD targets, train accuracy
+        if spec is not None:
+            sets["triggered"] = bd.triggered_test(data.x_test, data.y_test, data.x_train, spec)
+        logits = evaluate(res.model, sets, dev, cfg.train["eval_batch_size"], cka_rows(len(data.y_test)))
+    nondeterministic = sorted({str(w.message).split("\n")[0][:200] for w in caught
+                               if "deterministic" in str(w.message).lower()})
+
+    # metrics from the float16 outputs as stored, so recomputing them later gives the same numbers
+    outputs = {"test_logits": _f16(logits["test"]), "features": _f16(logits["features"])}
+    test16, feats16 = outputs["test_logits"].astype(np.float32), outputs["features"].astype(np.float32)
+    y_test = data.y_test.numpy()
+    if cfg.is_student:
+        m = functional_metrics(test16, teacher.test_logits, y_test, student_features=feats16,
+                               teacher_features=teacher.features)
+    else:
+        m = functional_metrics(test16, None, y_test)
+        outputs["test_labels"] = y_test.astype(np.int16)
+    m["train_accuracy"] = float((logits["train"].argmax(1) == data.y_train).float().mean())
+    m["generalisation_gap"] = 100.0 * (m["train_accuracy"] - m["accuracy"])
     if spec is not None:
-        eb = cfg.train["eval_batch_size"]
-        if arm == "teacher":  # KD targets and train accuracy on the clean inputs the students see
-            res.train_logits = predict(res.model, data.x_train, eb, dev)
-            res.train_accuracy = float((res.train_logits.argmax(1) == data.y_train).float().mean())
-        triggered = bd.triggered_test(data.x_test, data.y_test, data.x_train, spec)
-        backdoor_logits = predict(res.model.to(dev), triggered, eb, dev)
-        res.model.cpu()
-    # metrics from the float16 logits that are stored, so recomputing them later gives the same numbers
-    test16 = res.test_logits.numpy().astype(np.float16).astype(np.float32)
-    metrics = functional_metrics(test16, teacher_test, data.y_test.numpy())
-    metrics["train_accuracy"] = res.train_accuracy
-    metrics["generalisation_gap"] = 100.0 * (res.train_accuracy - metrics["accuracy"])
-    if backdoor_logits is not None:
-        b16 = backdoor_logits.numpy().astype(np.float16).astype(np.float32)
-        metrics.update(backdoor_metrics(b16, test16, data.y_test.numpy(), spec["target"]))
+        outputs["backdoor_logits"] = _f16(logits["triggered"])
+        m.update(backdoor_metrics(outputs["backdoor_logits"].astype(np.float32), test16, y_test, spec["target"]))
+
     prov = provenance(dev, res.seconds)
-    prov["epochs"] = res.epoch_log
-    prov["data"] = data.summary()
-    store.write(cfg, metrics, prov, res.test_logits,
-                train_logits=res.train_logits if arm == "teacher" else None,
-                model_state=res.model.state_dict() if arm == "teacher" else None, backdoor_logits=backdoor_logits)
-    return metrics
+    prov.update({"epochs": res.epoch_log, "data": {**data.summary(), "fingerprint": data.fingerprint},
+                 "cpu_threads": CPU_THREADS if dev.type == "cpu" else None,
+                 "bitwise_reproducible": dev.type == "cpu" and not nondeterministic,
+                 "nondeterminism": nondeterministic + (["bf16 autocast and cuDNN/cuBLAS kernels on CUDA"]
+                                                       if dev.type == "cuda" else [])})
+    is_teacher = cfg.arm == "teacher"
+    return RunRecord(config=cfg, metrics=m, provenance=prov, outputs=outputs,
+                     train_logits=logits["train"].numpy() if is_teacher else None,
+                     model_state={k: v.cpu() for k, v in res.model.state_dict().items()} if is_teacher else None)
 
 
-def run_setup(setup: SetupConfig, store: RunStore, device: str = "auto", progress: Progress = print) -> pd.DataFrame:
-    """All runs of a setup (teachers first per seed); prints one progress line per run."""
-    runs = setup.runs()
+def run_and_store(cfg: RunConfig, store, device="auto", progress: Progress = None) -> dict:
+    """Train one run (its teacher must be in the store), write it, return its metrics."""
+    teacher = None
+    if cfg.is_student:
+        need_logits, need_model = teacher_needs(cfg)
+        teacher = TeacherArtifacts.from_store(store, cfg.teacher_hash, need_logits, need_model)
     started = time.perf_counter()
-    for i, cfg in enumerate(runs, 1):
-        if store.has(cfg):
-            status = "done before"
-        else:
-            t0 = time.perf_counter()
-            m = run_one(setup, cfg.arm, cfg.seed, store, device, rcd_noise=cfg.rcd_noise, progress=progress)
-            status = f"trained in {time.perf_counter() - t0:.2f} s, test accuracy {m['accuracy']:.3f}"
-        if progress:
-            progress(f"[{setup.name} {i}/{len(runs)}, {time.perf_counter() - started:.0f} s] {cfg.label}: {status}")
-    return setup_results(setup, store)
+    record = execute_run(cfg, device, teacher, progress)
+    record.provenance["wall_seconds"] = round(time.perf_counter() - started, 3)
+    store.write(record)
+    return record.metrics
 
-
-def setup_results(setup: SetupConfig, store: RunStore) -> pd.DataFrame:
-    """The stored results of exactly this setup configuration, one row per run (missing runs left out)."""
-    rows = []
-    for cfg in setup.runs():
-        if not store.has(cfg):
-            continue
-        prov = store.provenance(cfg)
-        rows.append({"setup": setup.name, "arm": cfg.arm, "seed": cfg.seed, "rcd_noise": cfg.rcd_noise,
-                     "is_main_rcd": cfg.arm != "rcd" or cfg.rcd_noise == setup.rcd_noise, "hash": cfg.hash,
-                     "teacher_hash": cfg.teacher_hash, **store.metrics(cfg),
-                     "seconds": prov["seconds"], "device": prov["device"], "code_version": prov["code_version"]})
-    return pd.DataFrame(rows)
-
-
-def main_arms(results: pd.DataFrame) -> pd.DataFrame:
-    """The four arms with the setup's main RCD noise (the side-by-side RCD variants dropped)."""
-    return results[results["is_main_rcd"]].reset_index(drop=True)

@@ -2,112 +2,300 @@
 
     <root>/<hash>/config.json       the RunConfig
                   metrics.json      test metrics (students: against the teacher of the same seed)
-                  provenance.json   code version, package versions, device, seconds, epoch log
-                  test_logits.npy   float16 test logits, so every statistic can be recomputed
+                  provenance.json   code version, package versions, device, threads, seconds, epoch log,
+                                    data fingerprint
+                  outputs.npz       compressed: float16 test logits, float16 penultimate features of the
+                                    CKA test subsample; teachers also the test labels; backdoor setups the
+                                    float16 logits on triggered test inputs
                   train_logits.npy  teachers only: float32 logits on the training set (KD targets)
                   model.pt          teachers only: final weights (feature variants, augmentation)
-                  backdoor_logits.npy  backdoor setups: float16 logits on the triggered test inputs
 
-A run is written into `<root>/.tmp-<hash>-<random>/` and renamed into place in one step, so a folder
-named by a hash is always complete; a killed run leaves only a `.tmp-*` folder, which is never read.
+The last two are what students need from a teacher; a shipped store (`slim`) leaves them out.
+
+A run is written into `<root>/.tmp-<hash>-<host>-<pid>-<random>/` and renamed into place, so a folder
+named by a hash is complete unless something other than the store wrote it; an incomplete folder (say a
+partial copy) counts as missing and is replaced by the next finished run. Temporary folders of processes
+that no longer run are removed when the store is opened.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import socket
 import uuid
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import numpy as np
 import pandas as pd
-import torch
 
-from .config import RunConfig
+from .config import RunConfig, SetupConfig, canonical_json
+from .paths import from_root
+
+REQUIRED = ("config.json", "metrics.json", "provenance.json", "outputs.npz")
+TEACHER_EXTRAS = ("train_logits.npy", "model.pt")
+ARM_ORDER = ("teacher", "control", "kd", "rcd")
+
+
+class StoreError(RuntimeError):
+    """A run folder is damaged or the store cannot be written; the message names the file."""
+
+
+def _stamp() -> str:
+    """<host>@<pid>@<random>: whose temporary folder this is, so stale ones can be told from live ones."""
+    return f"{socket.gethostname()}@{os.getpid()}@{uuid.uuid4().hex[:6]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class RunStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create the run store {self.root} ({e}); pick another folder with --results") from None
+        self.removed_stale = self._remove_stale()
 
+    @classmethod
+    def open(cls, results_dir: str | os.PathLike) -> "RunStore":
+        """The store of a results folder (`<results_dir>/runs`), relative paths from the repository root."""
+        return cls(from_root(results_dir) / "runs")
+
+    # ------------------------------------------------------------------------------ state
     def path(self, run: RunConfig | str) -> Path:
         return self.root / (run if isinstance(run, str) else run.hash)
 
     def has(self, run: RunConfig | str) -> bool:
-        return (self.path(run) / "metrics.json").is_file()
+        """A finished run: every required file is there (a partial folder is not a run)."""
+        p = self.path(run)
+        return all((p / f).is_file() for f in REQUIRED)
 
-    def write(self, cfg: RunConfig, metrics: dict, provenance: dict, test_logits: torch.Tensor,
-              train_logits: Optional[torch.Tensor] = None, model_state: Optional[dict] = None,
-              backdoor_logits: Optional[torch.Tensor] = None) -> Path:
+    def has_teacher_extras(self, run: RunConfig | str, model: bool = False) -> bool:
+        p = self.path(run)
+        return (p / "train_logits.npy").is_file() and (not model or (p / "model.pt").is_file())
+
+    def check_writable(self) -> None:
+        probe = self.root / f".tmp-probe@{_stamp()}"
+        try:
+            probe.mkdir()
+            probe.rmdir()
+        except OSError as e:
+            raise StoreError(f"the run store {self.root} is not writable ({e}); pick another folder with --results") from None
+
+    def _remove_stale(self) -> int:
+        """Remove temporary folders left by killed writers (this machine's, whose process is gone)."""
+        n = 0
+        for p in list(self.root.glob(".tmp-*")) + list(self.root.glob(".trash-*")):
+            parts = p.name.split("@")  # .tmp-<hash>@<host>@<pid>@<random>
+            if len(parts) == 4 and parts[1] != socket.gethostname():
+                continue  # another machine's writer (shared filesystem): not ours to judge
+            if len(parts) == 4 and parts[2].isdigit() and _pid_alive(int(parts[2])):
+                continue  # a live writer on this machine
+            shutil.rmtree(p, ignore_errors=True)
+            n += 1
+        return n
+
+    # ------------------------------------------------------------------------------ write
+    def write(self, record) -> Path:
+        """Write a finished run (`kdlib.runner.RunRecord`) atomically; the first complete copy wins."""
+        cfg: RunConfig = record.config
         final = self.path(cfg)
-        tmp = self.root / f".tmp-{cfg.hash}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
+        tmp = self.root / f".tmp-{cfg.hash}@{_stamp()}"
+        try:
+            tmp.mkdir()
+        except OSError as e:
+            raise StoreError(f"cannot write into the run store {self.root}: {e}") from None
         try:
             (tmp / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, sort_keys=True, default=str))
-            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
-            (tmp / "provenance.json").write_text(json.dumps(provenance, indent=1, sort_keys=True))
-            np.save(tmp / "test_logits.npy", test_logits.numpy().astype(np.float16))
-            if train_logits is not None:
-                np.save(tmp / "train_logits.npy", train_logits.numpy().astype(np.float32))
-            if model_state is not None:
-                torch.save(model_state, tmp / "model.pt")
-            if backdoor_logits is not None:
-                np.save(tmp / "backdoor_logits.npy", backdoor_logits.numpy().astype(np.float16))
-            os.replace(tmp, final) if not final.exists() else shutil.rmtree(tmp)
+            (tmp / "metrics.json").write_text(json.dumps(record.metrics, indent=1, sort_keys=True))
+            (tmp / "provenance.json").write_text(json.dumps(record.provenance, indent=1, sort_keys=True, default=str))
+            np.savez_compressed(tmp / "outputs.npz", **record.outputs)
+            if record.train_logits is not None:
+                np.save(tmp / "train_logits.npy", np.asarray(record.train_logits, dtype=np.float32))
+            if record.model_state is not None:
+                import torch
+
+                torch.save(record.model_state, tmp / "model.pt")
+            if self.has(cfg):
+                shutil.rmtree(tmp)
+                return final
+            trash = None
+            if final.exists():  # an incomplete folder: move it aside, then put the finished run in place
+                trash = self.root / f".trash-{cfg.hash}@{_stamp()}"
+                os.replace(final, trash)
+            try:
+                os.replace(tmp, final)
+            except OSError:
+                if not self.has(cfg):  # not a lost race with another writer of the same run
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)
+            if trash is not None:
+                shutil.rmtree(trash, ignore_errors=True)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return final
 
-    def _require(self, run) -> Path:
-        p = self.path(run)
+    # ------------------------------------------------------------------------------ read
+    def _file(self, run, name: str) -> Path:
+        p = self.path(run) / name
         if not self.has(run):
-            raise FileNotFoundError(f"run {run if isinstance(run, str) else run.label} is not in the store {self.root}")
+            label = run if isinstance(run, str) else run.label
+            raise StoreError(f"run {label} is not in the store {self.root}")
         return p
 
+    def _damaged(self, path: Path, err: Exception) -> StoreError:
+        return StoreError(f"{path} is damaged ({type(err).__name__}: {err}). Delete the folder {path.parent} "
+                          "or run the driver with --repair to retrain that run.")
+
+    def _json(self, run, name: str) -> dict:
+        p = self._file(run, name)
+        try:
+            return json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+            raise self._damaged(p, e) from None
+
     def metrics(self, run) -> dict:
-        return json.loads((self._require(run) / "metrics.json").read_text())
+        return self._json(run, "metrics.json")
 
     def config(self, run) -> dict:
-        return json.loads((self._require(run) / "config.json").read_text())
+        return self._json(run, "config.json")
 
     def provenance(self, run) -> dict:
-        return json.loads((self._require(run) / "provenance.json").read_text())
+        return self._json(run, "provenance.json")
+
+    def outputs(self, run) -> dict[str, np.ndarray]:
+        p = self._file(run, "outputs.npz")
+        try:
+            with np.load(p) as z:
+                return {k: z[k] for k in z.files}
+        except Exception as e:  # zipfile / EOF / ValueError on truncated or corrupt files
+            raise self._damaged(p, e) from None
 
     def test_logits(self, run) -> np.ndarray:
-        return np.load(self._require(run) / "test_logits.npy").astype(np.float32)
+        return self.outputs(run)["test_logits"].astype(np.float32)
 
     def backdoor_logits(self, run) -> np.ndarray:
-        return np.load(self._require(run) / "backdoor_logits.npy").astype(np.float32)
+        return self.outputs(run)["backdoor_logits"].astype(np.float32)
 
-    def train_logits(self, run) -> torch.Tensor:
-        return torch.from_numpy(np.load(self._require(run) / "train_logits.npy"))
+    def features(self, run) -> Optional[np.ndarray]:
+        out = self.outputs(run)
+        return out["features"].astype(np.float32) if "features" in out else None
+
+    def train_logits(self, run) -> np.ndarray:
+        p = self.path(run) / "train_logits.npy"
+        if not p.is_file():
+            raise StoreError(f"{p} is missing: this teacher was stored without its training logits (a shipped, "
+                             "slim store), so students cannot be distilled from it; retrain it with --repair")
+        try:
+            return np.load(p)
+        except Exception as e:
+            raise self._damaged(p, e) from None
 
     def model_state(self, run) -> dict:
-        return torch.load(self._require(run) / "model.pt", map_location="cpu", weights_only=True)
+        import torch
+
+        p = self.path(run) / "model.pt"
+        if not p.is_file():
+            raise StoreError(f"{p} is missing: this teacher's weights were not stored (a shipped, slim store)")
+        try:
+            return torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise self._damaged(p, e) from None
+
+    def verify(self, run) -> Optional[str]:
+        """None if every file of the run reads; otherwise the error message naming the damaged file."""
+        try:
+            self.metrics(run), self.config(run), self.provenance(run), self.outputs(run)
+        except StoreError as e:
+            return str(e)
+        return None
+
+    def discard(self, run) -> None:
+        """Move a (damaged) run out of the way so it is retrained."""
+        p = self.path(run)
+        if p.exists():
+            trash = self.root / f".trash-{p.name}@{_stamp()}"
+            os.replace(p, trash)
+            shutil.rmtree(trash, ignore_errors=True)
 
     def hashes(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".") and self.has(p.name))
 
     def stale_tmp(self) -> list[Path]:
-        """Folders left by interrupted runs (safe to delete)."""
         return sorted(p for p in self.root.glob(".tmp-*") if p.is_dir())
 
-    def load_runs(self, setup: Optional[str] = None) -> pd.DataFrame:
-        """Every finished run (optionally of one setup) as one row: config, metrics and provenance."""
-        rows = []
+    def slim(self) -> int:
+        """Drop what only students need from teachers (training logits, weights): a store to ship."""
+        n = 0
         for h in self.hashes():
-            cfg = self.config(h)
-            if setup is not None and cfg["setup"] != setup:
+            for name in TEACHER_EXTRAS:
+                f = self.path(h) / name
+                if f.is_file():
+                    f.unlink()
+                    n += 1
+        return n
+
+    # ------------------------------------------------------------------------------ tables
+    def results(self, setup: SetupConfig, runs: Optional[Iterable[RunConfig]] = None) -> pd.DataFrame:
+        """The stored results of exactly this setup configuration, one row per run (missing runs left out;
+        `missing()` lists them)."""
+        rows = []
+        for cfg in runs if runs is not None else setup.runs():
+            if not self.has(cfg):
                 continue
-            prov = self.provenance(h)
-            rows.append({"hash": h, "setup": cfg["setup"], "arm": cfg["arm"], "seed": cfg["seed"],
-                         "rcd_noise": cfg.get("rcd_noise"), "alpha": cfg.get("alpha"),
-                         "temperature": cfg.get("temperature"), "variant": cfg.get("variant"),
-                         "teacher_hash": cfg.get("teacher_hash"), "model": cfg["model"]["name"],
-                         "dataset": cfg["dataset"], **self.metrics(h),
-                         "seconds": prov["seconds"], "device": prov["device"],
-                         "code_version": prov["code_version"]})
+            prov = self.provenance(cfg)
+            main = cfg.arm not in ("kd", "rcd") or (cfg.kd_weight == setup.kd_weight
+                                                      and (cfg.arm == "kd" or cfg.rcd_noise == setup.rcd_noise))
+            rows.append({"setup": setup.name, "arm": cfg.arm, "seed": cfg.seed, "kd_weight": cfg.kd_weight,
+                         "rcd_noise": cfg.rcd_noise, "is_main": main, "hash": cfg.hash,
+                         "teacher_hash": cfg.teacher_hash, **self.metrics(cfg),
+                         "seconds": prov["seconds"], "device": prov["device"], "code_version": prov["code_version"]})
         return pd.DataFrame(rows)
+
+    def missing(self, setup: SetupConfig) -> list[RunConfig]:
+        return [cfg for cfg in setup.runs() if not self.has(cfg)]
+
+    def stale_versions(self, wanted: Iterable[RunConfig]) -> dict[str, dict]:
+        """For runs not in the store: a stored run of the same setup, arm, seed, KD weight and noise under
+        another hash (the code or the study file changed its config), with the fields that differ."""
+        index = {}
+        for h in self.hashes():
+            c = self.config(h)
+            index.setdefault((c["arm"], c["seed"], c.get("kd_weight"), c.get("rcd_noise")), []).append((h, c))
+        out = {}
+        for cfg in wanted:
+            if self.has(cfg):
+                continue
+            new = cfg.to_dict()
+            candidates = index.get((cfg.arm, cfg.seed, cfg.kd_weight, cfg.rcd_noise), [])
+            diffs = [(sorted(k for k in set(new) | set(old) if k != "setup"
+                             and canonical_json(new.get(k)) != canonical_json(old.get(k))), h) for h, old in candidates]
+            if diffs:  # the stored run closest to this one: its changed fields say what moved
+                diff, h = min(diffs, key=lambda d: len(d[0]))
+                out[cfg.hash] = {"label": cfg.label, "stored_hash": h, "fields": diff}
+        return out
+
+
+def main_arms(results: pd.DataFrame, kd_weight: Optional[float] = None) -> pd.DataFrame:
+    """The four arms under one reading: teacher and control, kd and rcd at `kd_weight` (default: the
+    setup's main KD weight) with the main RCD noise."""
+    if results.empty:
+        return results
+    if kd_weight is None:
+        return results[results["is_main"]].reset_index(drop=True)
+    main_noise = results.loc[results["is_main"] & (results["arm"] == "rcd"), "rcd_noise"]
+    noise = main_noise.iloc[0] if len(main_noise) else None
+    keep = results["arm"].isin(["teacher", "control"]) | (
+        (results["kd_weight"] == kd_weight) & ((results["arm"] == "kd") | (results["rcd_noise"] == noise)))
+    return results[keep].reset_index(drop=True)

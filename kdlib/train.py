@@ -1,14 +1,16 @@
 """One training loop for every arm, the same code on CUDA (bf16 autocast) and on the CPU.
 
 Data lives on the device as tensors and is batched by slicing a seeded permutation: no DataLoader,
-no per-sample Python. Without augmentation the teacher's training logits are computed once (by the
-teacher run itself) and indexed per batch. The final epoch is what is reported: nothing here looks at
-the test set before training ends.
+no per-sample Python. What an arm minimises is the arm object's business (`kdlib.arms`); the loop only
+feeds it batches and logs each loss term per epoch, with one device sync per epoch. The final epoch is
+what is reported: nothing here looks at the test set (`kdlib.evaluate` does, after training).
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -17,23 +19,46 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .arms import Batch
 from .config import ModelSpec, RunConfig, derive_seed
 from .data import DataBundle
-from .distill import RCDTargets, kd_loss, make_variant
 from .models import MODELS, build_model
+
+# Intra-op threads for CPU training. Fixed, so a run's numbers do not depend on the machine's core count
+# or OMP_NUM_THREADS (reductions split across threads round differently); parallelism comes from running
+# several runs at once (executors). Recorded in every run's provenance.
+CPU_THREADS = int(os.environ.get("KDLIB_CPU_THREADS", "2"))
 
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss."""
 
 
-def resolve_device(device: str = "auto") -> torch.device:
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if not isinstance(device, str) or device.split(":")[0] not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; allowed: auto, cpu, cuda (or cuda:N)")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} was asked for but CUDA is not available here; use 'cpu' or 'auto'")
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available here; use 'cpu' or 'auto'")
     return dev
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int = CPU_THREADS):
+    """Run the block with `n` intra-op threads, then restore the caller's setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def build_for_data(spec: ModelSpec, data: DataBundle, seed: int) -> nn.Module:
@@ -64,44 +89,47 @@ def _crop(xp: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Ten
     return row_sel.gather(3, cols)
 
 
-@torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
-    """Logits (float32, CPU) in eval mode, batch by batch."""
-    model.eval()
-    out = []
-    for i in range(0, len(x), batch_size):
-        with _autocast(device):
-            out.append(model(x[i: i + batch_size].to(device, non_blocking=True)).float().cpu())
-    return torch.cat(out)
-
-
-def _autocast(device: torch.device):
+def autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
 
-def lr_at(step: int, total: int, warmup: int, base: float) -> float:
-    """Linear warm-up, then cosine decay to zero at the last step."""
+def lr_at(step: int, total: int, warmup: int, base: float, schedule: str = "cosine") -> float:
+    """Linear warm-up, then cosine decay to zero at the last step (`cosine`), a constant rate
+    (`constant`), or a linear rise over the warm-up and a linear fall to zero (`onecycle`)."""
     if step < warmup:
         return base * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
+    if schedule == "constant":
+        return base
+    if schedule == "onecycle":
+        return base * (1.0 - progress)
     return base * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def make_optimizer(params, t: dict) -> torch.optim.Optimizer:
+    if t["optimizer"] == "sgd":
+        return torch.optim.SGD(params, lr=t["lr"], momentum=t["momentum"],
+                               nesterov=t["nesterov"] and t["momentum"] > 0, weight_decay=t["weight_decay"])
+    return torch.optim.AdamW(params, lr=t["lr"], weight_decay=t["weight_decay"])
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return max(1, n // batch_size + (1 if n % batch_size > 1 else 0))  # a trailing batch of one is dropped (BatchNorm)
 
 
 @dataclass
 class TrainResult:
     model: nn.Module
-    test_logits: torch.Tensor
-    train_logits: torch.Tensor
-    train_accuracy: float
     seconds: float
-    epoch_log: list = field(default_factory=list)
+    epoch_log: list = field(default_factory=list)  # per epoch: loss (total), each term, seconds
 
 
-def train(cfg: RunConfig, data: DataBundle, device: str | torch.device = "auto",
-          teacher_train_logits: Optional[torch.Tensor] = None, teacher: Optional[nn.Module] = None,
-          progress: Optional[Callable[[str], None]] = print) -> TrainResult:
-    """Train the run `cfg` on `data` and return its final-epoch model and logits."""
-    dev = resolve_device(device) if isinstance(device, str) else device
+def train(cfg: RunConfig, data: DataBundle, arm, device: str | torch.device = "auto",
+          teacher_model: Optional[nn.Module] = None, teacher_logits: Optional[torch.Tensor] = None,
+          progress: Optional[Callable[[str], None]] = None) -> TrainResult:
+    """Train the run `cfg` on `data` with the loss of `arm` (see `kdlib.arms.build_arm`); returns the
+    final-epoch model (on the CPU) and the epoch log."""
+    dev = resolve_device(device)
     t = cfg.train
     started = time.perf_counter()
     model = build_for_data(cfg.model, data, cfg.init_seed).to(dev)
@@ -109,84 +137,49 @@ def train(cfg: RunConfig, data: DataBundle, device: str | torch.device = "auto",
         model = model.to(memory_format=torch.channels_last)
     x, y = data.x_train.to(dev), data.y_train.to(dev)
     n = len(y)
-
-    distilling = cfg.arm in ("kd", "rcd")
-    variant = make_variant(cfg.variant, cfg.variant_args) if distilling else None
-    live_teacher = distilling and (variant.needs_teacher_model or t["augment"])
-    if live_teacher:
-        if teacher is None:
-            raise ValueError(f"{cfg.label}: this run needs the teacher model (feature variant or augmentation)")
-        teacher = teacher.to(dev).eval()
-    elif cfg.arm == "kd" or (cfg.arm == "rcd" and cfg.rcd_noise in ("teacher_scaled", "permuted")):
-        if teacher_train_logits is None:
-            raise ValueError(f"{cfg.label}: the teacher's training logits are needed")
-    t_logits = teacher_train_logits.float().to(dev) if teacher_train_logits is not None else None
-    rcd = (RCDTargets(cfg.rcd_noise, n, data.n_classes, cfg.noise_seed, teacher_train_logits).to(dev)
-           if cfg.arm == "rcd" else None)
-    feature_noise = torch.Generator().manual_seed(derive_seed(cfg.noise_seed, "features")) if cfg.arm == "rcd" else None
-
-    extra_params = variant.attach(model, teacher, x[:2]) if variant is not None and live_teacher else []
-    params = list(model.parameters()) + extra_params
-    if t["optimizer"] == "sgd":
-        opt = torch.optim.SGD(params, lr=t["lr"], momentum=t["momentum"], nesterov=t["momentum"] > 0,
-                              weight_decay=t["weight_decay"])
-    else:
-        opt = torch.optim.AdamW(params, lr=t["lr"], weight_decay=t["weight_decay"])
+    extra_params = arm.bind(model, x[:2], teacher_model, teacher_logits, dev)
+    opt = make_optimizer(list(model.parameters()) + extra_params, t)
 
     order = torch.Generator().manual_seed(cfg.order_seed)
     aug_gen = torch.Generator().manual_seed(derive_seed(cfg.order_seed, "augment"))
     torch.manual_seed(derive_seed(cfg.order_seed, "dropout"))  # dropout draws from the global stream
     bs = t["batch_size"]
-    steps_per_epoch = max(1, n // bs + (1 if n % bs > 1 else 0))  # a trailing batch of one is dropped (BatchNorm)
-    total, warmup = t["epochs"] * steps_per_epoch, t["warmup_epochs"] * steps_per_epoch
-    log, step = [], 0
-    for epoch in range(1, t["epochs"] + 1):
-        t0 = time.perf_counter()
-        model.train()
-        perm = torch.randperm(n, generator=order).to(dev)
-        loss_sum = torch.zeros((), device=dev)
-        for b in range(steps_per_epoch):
-            idx = perm[b * bs: (b + 1) * bs]
-            xb, yb = x[idx], y[idx]
-            if t["augment"]:
-                xb = random_crop_flip(xb, aug_gen)
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, total, warmup, t["lr"])
-            with _autocast(dev):
-                out = model(xb)
-                if not distilling:
-                    loss = F.cross_entropy(out.float(), yb, label_smoothing=t["label_smoothing"])
-                else:
-                    if live_teacher:
-                        with torch.no_grad():
-                            target = teacher(xb).float()
-                    else:
-                        target = t_logits[idx] if t_logits is not None else None
-                    if rcd is not None:
-                        target = rcd(idx)
-                    loss = kd_loss(out.float(), target, yb, cfg.alpha, cfg.temperature, t["label_smoothing"])
-                    if live_teacher:
-                        loss = loss + variant.feature_loss(feature_noise)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach()
-            step += 1
-        mean_loss = float(loss_sum) / steps_per_epoch  # one device sync per epoch
-        if not math.isfinite(mean_loss):
-            raise NonFiniteLossError(f"run {cfg.label} ({cfg.hash}): non-finite loss {mean_loss} at epoch {epoch}; "
-                                     f"lower train.lr (now {t['lr']}) or check the inputs")
-        secs = time.perf_counter() - t0
-        log.append({"epoch": epoch, "loss": mean_loss, "seconds": secs})
-        if progress:
-            progress(f"  {cfg.label}: epoch {epoch}/{t['epochs']} loss {mean_loss:.4f} ({secs:.1f} s)")
-    if variant is not None:
-        variant.detach()
-    eb = t["eval_batch_size"]
-    train_logits = predict(model, data.x_train, eb, dev)
-    test_logits = predict(model, data.x_test, eb, dev)
+    n_steps = steps_per_epoch(n, bs)
+    total, warmup = t["epochs"] * n_steps, t["warmup_epochs"] * n_steps
+    log, step, names = [], 0, None
+    try:
+        for epoch in range(1, t["epochs"] + 1):
+            t0 = time.perf_counter()
+            model.train()
+            perm = torch.randperm(n, generator=order).to(dev)
+            sums = None
+            for b in range(n_steps):
+                idx = perm[b * bs: (b + 1) * bs]
+                xb, yb = x[idx], y[idx]
+                if t["augment"]:
+                    xb = random_crop_flip(xb, aug_gen)
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(step, total, warmup, t["lr"], t["schedule"])
+                with autocast(dev):
+                    out = model(xb)
+                    loss, terms = arm.loss(out, Batch(xb, yb, idx))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                names = names or ["loss"] + list(terms)
+                vals = torch.stack([loss.detach().float()] + [v.detach().float() for v in terms.values()])
+                sums = vals if sums is None else sums + vals
+                step += 1
+            means = (sums / n_steps).tolist()  # one device sync per epoch
+            if not math.isfinite(means[0]):
+                raise NonFiniteLossError(f"run {cfg.label} ({cfg.hash}): non-finite loss {means[0]} at epoch {epoch}; "
+                                         f"lower train.lr (now {t['lr']}) or check the inputs")
+            secs = time.perf_counter() - t0
+            log.append({"epoch": epoch, **dict(zip(names, means)), "seconds": secs})
+            if progress:
+                progress(f"  {cfg.label}: epoch {epoch}/{t['epochs']} loss {means[0]:.4f} ({secs:.1f} s)")
+    finally:
+        arm.close()
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    train_acc = float((train_logits.argmax(1) == data.y_train).float().mean())
-    return TrainResult(model=model.cpu(), test_logits=test_logits, train_logits=train_logits,
-                       train_accuracy=train_acc, seconds=time.perf_counter() - started, epoch_log=log)
+    return TrainResult(model=model, seconds=time.perf_counter() - started, epoch_log=log)

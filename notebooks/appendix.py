@@ -8,10 +8,15 @@
 #     name: python3
 # ---
 
+# %% tags=["remove-cell"]
+_names_before_parameters = set(globals())
+
 # %% tags=["parameters"]
 scale = "cpu"
-results = "results/cpu"
+results_dir = None
 study_file = None
+book_scale = None
+shipped = []
 
 # %% tags=["remove-cell"]
 import json
@@ -19,56 +24,64 @@ import json
 import pandas as pd
 from IPython.display import Markdown, display
 
-from kdlib import load_study
+from kdlib.chapters import check_parameters
+from kdlib.ledger import compute_ledger, determinism_note
 from kdlib.paths import from_root
-from kdlib.analysis import plan_setups
 from kdlib.provenance import code_version, package_versions
-from kdlib.runner import setup_results
-from kdlib.store import RunStore
+from kdlib.studyfile import load_study
 
+check_parameters(globals(), _names_before_parameters, "appendix")
 study = load_study(study_file)
-store = RunStore(from_root(results) / "runs")
 
 # %% [markdown]
 # ## Code and packages
 
 # %% tags=["remove-input"]
-display(Markdown(f"Code version (git describe): `{code_version()}`; study file `{study.path.name}`, scale `{scale}`."))
-versions = pd.DataFrame(sorted(package_versions().items()), columns=["package", "version"])
-display(Markdown(", ".join(f"{p} `{v}`" for p, v in versions.itertuples(index=False)) + "."))
+display(Markdown(f"Code version (git describe): `{code_version()}`; study file `{study.path.name}`, scale `{scale}`"
+                 + (f", with the shipped runs of {', '.join(f'`{s}`' for s in shipped)}" if shipped else "") + "."))
+display(Markdown(", ".join(f"{p} `{v}`" for p, v in sorted(package_versions().items())) + "."))
+
+# %% [markdown]
+# ## Reproducibility of a run
+# A run's folder is named by the hash of its full config; finished runs are never retrained. On the CPU,
+# every run trains with a fixed number of intra-op threads (recorded in its provenance), so its numbers do
+# not depend on the machine's core count or on how many runs train at once. Each run also records a
+# fingerprint of its training data (the tensors in their order); a student refuses teacher logits computed
+# on other data.
+
+# %% tags=["remove-input"]
+display(Markdown(determinism_note(study, [scale] + list(shipped), results_dir)))
 
 # %% [markdown]
 # ## Compute ledger
-# Device and seconds of every run, summed per plan entry in plan order (training time only; notebook
-# and book time are printed by the driver). Teachers and controls shared by several entries (sweeps,
-# variants) count in each entry that uses them; the total counts every distinct run once. Each run's
-# folder in the store, named by its config hash, also holds its config, metrics, test logits and
-# provenance.
+# Device and seconds of every run, summed per plan entry in plan order (training time only; chapter and
+# book time are printed by the driver). Teachers and controls shared by several entries (sweeps, variants)
+# count in each entry that uses them; the total counts every distinct run once. Each run's folder in the
+# store, named by its config hash, also holds its config, metrics, test logits and provenance.
 
 # %% tags=["remove-input"]
-frames = []
-for entry_id, cfg in plan_setups(study, scale):
-    r = setup_results(cfg, store)
-    if len(r):
-        frames.append(r.assign(entry=entry_id))
-ledger = pd.concat(frames) if frames else pd.DataFrame(columns=["entry", "arm", "seed", "hash", "seconds", "device"])
-per_setup = ledger.groupby("entry", sort=False).agg(runs=("hash", "size"), seeds=("seed", "nunique"),
-                                                    seconds=("seconds", "sum"), device=("device", "first"))
-distinct = ledger.drop_duplicates("hash")
-per_setup.loc["total (distinct runs)"] = [len(distinct), "", distinct["seconds"].sum(), ", ".join(distinct["device"].unique())]
-display(per_setup.style.format({"seconds": "{:.1f}"}))
-display(Markdown("Every run (seconds of training; code version at training time: "
-                 + ", ".join(f"`{v}`" for v in ledger["code_version"].unique()) + "):"))
-display(ledger.assign(rcd_noise=ledger["rcd_noise"].fillna("-"))[["entry", "arm", "seed", "rcd_noise", "hash", "seconds"]]
-        .reset_index(drop=True).style.format({"seconds": "{:.2f}"}).hide(axis="index"))
-driver_log = from_root(results) / "driver_log.json"
+for s in [scale] + list(shipped):
+    per_entry, runs = compute_ledger(study, s, results_dir if s == scale else None)
+    if per_entry is None:
+        display(Markdown(f"**{s}**: no runs in this build."))
+        continue
+    display(Markdown(f"### Scale `{s}`"))
+    display(per_entry.style.format({"seconds": "{:.1f}"}))
+    display(Markdown(f"Every run of scale `{s}` (seconds of training; code version at training time: "
+                     + ", ".join(f"`{v}`" for v in runs["code_version"].unique()) + "):"))
+    display(runs[["entry", "arm", "seed", "kd_weight", "rcd_noise", "hash", "seconds", "device"]]
+            .style.format({"seconds": "{:.2f}", "kd_weight": "{:g}"}, na_rep="-").hide(axis="index"))
+
+driver_log = from_root(results_dir or study.results_dir(scale)) / "driver_log.json"
 if driver_log.is_file():
-    display(Markdown("Notebook execution times of the previous driver run (seconds):"))
-    display(pd.Series(json.loads(driver_log.read_text())).to_frame("seconds").T)
+    log = json.loads(driver_log.read_text())
+    display(Markdown("Chapter execution times of the previous driver run (seconds):"))
+    display(pd.Series(log.get("chapters_seconds", {})).to_frame("seconds").T)
 
 # %% [markdown]
 # ## The study file
-# The single config behind this book (`study.yaml`): protocol defaults, scales, setups, and the plan.
+# The single config behind this book (`study.yaml`): protocol defaults, training recipes, scales, setups,
+# and each scale's plan.
 
 # %% tags=["remove-input"]
 display(Markdown("```yaml\n" + study.path.read_text() + "\n```"))

@@ -8,114 +8,100 @@
 #     name: python3
 # ---
 
+# %% tags=["remove-cell"]
+_names_before_parameters = set(globals())
+
 # %% tags=["parameters"]
-# Parameters (papermill -p NAME VALUE). None means "the study file's value for this setup and scale".
+# Parameters (python -m kdlib.chapters setup OUT.ipynb -p NAME VALUE). None: the study file's value.
 entry_id = None          # the plan entry (defaults to the setup name)
 setup = "digits-mlp-self"
 scale = "cpu"
 n_seeds = None
-alpha = None
+kd_weight = None         # weight of the KD term: (1 - w) CE + w T^2 KL
+alpha = None             # the same parameter under the paper's name (the KD-term weight)
+kd_weight_variants = None  # other readings run beside it, e.g. [0.1]
 temperature = None
 epochs = None
 rcd_noise = None
-rcd_variants = None      # e.g. ["unit_resampled", "permuted"] to run RCD noises side by side
+rcd_variants = None      # e.g. [unit_resampled, permuted]: RCD noises side by side
 variant = None           # logit, fitnets or attention
-variant_args = None      # e.g. {"student_layer": "features.3", "teacher_layer": "features.3", "beta": 1.0}
-student_args = None      # standard distillation: change the student's size, e.g. {"hidden": [8]}
-backdoor = None          # a backdoored teacher, e.g. {"target": 0, "poison_fraction": 0.1, "patch": 3}
+variant_args = None      # e.g. {student_layer: features.3, teacher_layer: features.3, beta: 1.0}
+student_args = None      # standard distillation: the student's size, e.g. {hidden: [8]}
+backdoor = None          # a backdoored teacher, e.g. {target: 0, poison_fraction: 0.1, patch: 3}
+recipe = None            # paper setups: authors or fast
 device = "auto"
-results = "results/cpu"  # the run store of this study
+train_missing = True     # train runs missing from the store (False for shipped results)
+results_dir = None       # the run store's folder (default: the scale's, e.g. results/cpu)
 study_file = None
+book_scale = None        # the scale of the book this chapter belongs to
 
 # %% tags=["remove-cell"]
 import matplotlib
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import HTML, Markdown, display
 
-from kdlib import load_study
-from kdlib.paths import from_root
 from kdlib import plots
-from kdlib.analysis import arm_table, test_table, transfer_table
-from kdlib.runner import main_arms, run_setup
-from kdlib.stats import metrics_for, paired_tests, power_limits
-from kdlib.store import RunStore
+from kdlib.display import details, relabel, tests_table
+from kdlib.views import SetupView
 
 matplotlib.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False})
 pd.set_option("display.max_columns", 40, "display.width", 200)
-study = load_study(study_file)
-overrides = {k: v for k, v in dict(n_seeds=n_seeds, alpha=alpha, temperature=temperature, epochs=epochs,
-                                    rcd_noise=rcd_noise, rcd_variants=rcd_variants, variant=variant,
-                                    variant_args=variant_args, student_args=student_args,
-                                    backdoor=backdoor).items() if v is not None}
-cfg = study.setup(setup, scale, **overrides)
-entry_id = entry_id or cfg.name
-store = RunStore(from_root(results) / "runs")
+view = SetupView.from_parameters(globals(), _names_before_parameters)
+main = view.main
 
 # %% tags=["remove-input"]
-prov_rows = "\n".join(f"| {k} | {v} |" for k, v in cfg.provenance.items())
-student = f"`{cfg.student.name}` {cfg.student.args or ''}" if cfg.kind == "standard" else "the teacher's architecture, from the teacher's initial weights"
-display(Markdown(f"""
-{cfg.description}
-
-| what | value |
-|---|---|
-| setup | `{cfg.name}` ({'self-distillation' if cfg.kind == 'self' else 'standard distillation'}) |
-| modality / dataset | {cfg.modality} / `{cfg.dataset}` {cfg.data_args or ''} |
-| teacher | `{cfg.teacher.name}` {cfg.teacher.args or ''} |
-| student | {student} |
-| distillation | `{cfg.variant}` {cfg.variant_args or ''}, alpha = {cfg.alpha}, T = {cfg.temperature} |
-| RCD noise | `{cfg.rcd_noise}`{(' (side by side: ' + ', '.join(cfg.rcd_variants) + ')') if cfg.rcd_variants else ''} |
-| training | {', '.join(f'{k} {v}' for k, v in cfg.train.items())} |
-| seeds | {cfg.n_seeds} (scale `{cfg.scale}`) |
-{f"| backdoor | target class {cfg.backdoor['target']}, {cfg.backdoor['poison_fraction']:.0%} of the teacher's other-class training examples poisoned with a {cfg.backdoor['patch']}x{cfg.backdoor['patch']} corner patch; students train on clean data |" if cfg.backdoor else ""}
-
-**Which choices are the paper's.** The paper's body (hyperparameters, tables) is not available to this
-project; everything marked *reconstructed* is our own protocol. Every value above is a parameter
-(see the README for rerunning this page with papermill).
-
-| choice | provenance |
-|---|---|
-{prov_rows}
-| alpha, T, RCD noise, seeds | reconstructed (alpha = 0.9 is named by public summaries) |
-"""))
+display(Markdown(view.description()))
 
 # %% [markdown]
 # ## Training
-# Runs that are already in the store are loaded, not retrained. Each line is one run (plain-text progress).
+# Runs come from the run store (the driver trains them before any chapter runs). The curves show the
+# training loss per epoch, averaged over seeds, for each arm; the table says for how many runs the loss
+# flattened by the last epoch (less than 5 % of its total fall in the last 20 % of the epochs) and how
+# well each arm fits its training set.
 
-# %% tags=["hide-output"]
-results_df = run_setup(cfg, store, device=device, progress=print)
-main = main_arms(results_df)
-print(f"{len(results_df)} runs, {results_df['seconds'].sum():.1f} s of training in total on {results_df['device'].iloc[0]}")
+# %% tags=["remove-input"]
+display(Markdown(view.status()))
+fig = plots.loss_curves(main, view.epoch_logs())
+display(relabel(view.convergence()))
 
 # %% [markdown]
 # ## Every metric by arm
-# Mean (standard error of the mean) over seeds, one column per arm. Accuracies and agreements are percentages; the
-# generalisation gap is train minus test accuracy in points; JS divergence and KL in nats.
-# Students are measured against the teacher of the same seed.
+# Mean (standard error of the mean) over seeds under the main KD weight, one column per arm. Accuracies and
+# agreements are percentages; students are measured against the teacher of the same seed; MI and CKA
+# compare the student's predicted labels and penultimate features with the teacher's.
 
 # %% tags=["remove-input"]
-display(arm_table(main).T.rename_axis("metric"))
+display(relabel(view.arm_table(), columns=False))
 
 # %% [markdown]
 # ## Hypothesis tests
-# One-sided Wilcoxon signed-rank tests paired by seed, in the direction "more teacher-like" (higher
-# agreement, lower JS / activation distance / KL) or "better" (accuracy, loss); effect size is the
-# rank-biserial correlation; p-values are corrected with Benjamini-Yekutieli across the whole family
-# of this setup.
+# Exact one-sided Wilcoxon signed-rank tests paired by seed (exact with ties; zero differences are
+# dropped), in the direction "more teacher-like" or "better"; the effect size is the rank-biserial
+# correlation r. The **primary family** (declared in the study file) carries the claims and is
+# Benjamini-Yekutieli-corrected on its own; every other test is **exploratory**, corrected on its own.
 
 # %% tags=["remove-input"]
-tests = paired_tests(main, metrics_for(main))
-lim = power_limits(cfg.n_seeds, len(tests))
-display(Markdown(
-    f"With **{lim['n_seeds']} seeds** the smallest one-sided p is 2^-{lim['n_seeds']} = {lim['min_p']:.2g}. "
-    f"After BY correction over {lim['n_tests']} tests it becomes {lim['min_p_by_best_case']:.2g} if every test "
-    f"reaches it, and {lim['min_p_by_lone_test']:.2g} for a test that reaches it alone. "
-    + ("**At this seed count no test can reach significance.**" if not lim["can_survive_correction"] else
-       ("A lone significant test cannot survive the correction at this seed count; consistent effects across metrics can."
-        if not lim["lone_test_can_survive"] else "Single tests can survive the correction."))))
-display(test_table(tests).style.format({"p": "{:.2g}", "p (BY)": "{:.2g}", "smallest p": "{:.2g}",
-                                        "effect (rank-biserial r)": "{:+.2f}", "W": "{:.0f}"}).hide(axis="index"))
+display(Markdown(view.power_note()))
+display(Markdown("**Primary tests**"))
+display(tests_table(view.compact_tests("primary")))
+display(Markdown("**Exploratory tests**"))
+display(tests_table(view.compact_tests("exploratory")))
+
+# %% [markdown]
+# The full table (every column: seeds used, zero differences dropped, seeds excluded, both means, W, raw
+# p, the smallest p these data allow) is one click away:
+
+# %% tags=["remove-input"]
+display(HTML(details("full table of tests", view.full_tests().to_html(index=False, float_format=lambda v: f"{v:.4g}"),
+                     raw_html=True)))
+
+# %% [markdown]
+# ## Both readings of the paper's alpha
+# The paper's "alpha = 0.9" is either a KD weight of 0.9 or of 0.1 (see the methods). Teachers and
+# controls are shared; kd and rcd ran under each reading:
+
+# %% tags=["remove-input"]
+display(relabel(view.readings_table(), index=False).style.hide(axis="index").format(precision=2, na_rep="-"))
 
 # %% [markdown]
 # ## Per seed
@@ -129,24 +115,27 @@ fig = plots.per_seed_figure(main)
 
 # %% tags=["remove-input"]
 plots.show_plotly(plots.metric_explorer(main, ["agreement", "js_divergence", "activation_distance", "kl_teacher_student",
-                                               "accuracy", "pos_agreement", "neg_agreement", "generalisation_gap"],
-                                        f"{cfg.title}: per-seed values"))
+                                               "accuracy", "pos_agreement", "neg_agreement", "mi", "cka",
+                                               "generalisation_gap"], f"{view.cfg.title}: per-seed values"))
 
 # %% [markdown]
 # Per-seed numbers by arm (a tab per arm):
 
 # %% tags=["remove-input"]
-plots.per_seed_tabs(main, ["accuracy", "agreement", "js_divergence", "pos_agreement", "neg_agreement", "generalisation_gap"])
+plots.per_seed_tabs(main, ["accuracy", "agreement", "js_divergence", "pos_agreement", "neg_agreement", "cka",
+                           "generalisation_gap"])
 
 # %% [markdown]
 # ## Positive and negative knowledge transfer
 # A+ is the student's agreement with the teacher where the teacher is right, A- where it is wrong (the
-# student repeats the teacher's wrong label). Changes are against the control; the headroom
-# 1 - A(control) shows how much room the control leaves (a ceiling effect limits ΔA+).
+# student repeats the teacher's wrong label). Changes are against the control. A- starts lower than A+,
+# so a rise relative to the control favours A- by construction; the asymmetry is judged on the **share
+# of the control's remaining headroom** that kd closes, (A_kd - A_control) / (1 - A_control), per seed.
 
 # %% tags=["remove-input"]
-display(transfer_table(main).T.rename_axis("measure").style.format("{:.2f}"))
+display(relabel(view.transfer_table()).style.format(precision=2))
 fig = plots.transfer_figure(main)
+fig = plots.headroom_figure(main)
 
 # %% [markdown]
 # ## Generalisation gap
@@ -155,26 +144,27 @@ fig = plots.transfer_figure(main)
 fig = plots.gap_figure(main)
 
 # %% tags=["remove-input"]
-if len(cfg.noise_variants) > 1:
-    display(Markdown("## RCD noise variants side by side\nThe paper's noise distribution is not known. Each "
-                     "variant is the same kd loss, init and data order with different noise for the teacher's "
-                     "logits: `unit_fixed` (the default) N(0,1) per example fixed for the run; `unit_resampled` "
-                     "fresh each step; `teacher_scaled` fixed with the teacher's logit std; `permuted` the "
-                     "teacher's logits under a random class permutation."))
-    students = results_df[results_df.arm != "teacher"].assign(rcd_noise=lambda d: d.rcd_noise.fillna("-"))
-    variants = students.groupby(["arm", "rcd_noise"])[["accuracy", "agreement", "pos_agreement", "neg_agreement"]].mean()
-    variants = (100 * variants).rename(columns={"accuracy": "accuracy (%)", "agreement": "agreement (%)",
-                                                "pos_agreement": "A+ (%)", "neg_agreement": "A- (%)"})
-    variants["gap (points)"] = students.groupby(["arm", "rcd_noise"])["generalisation_gap"].mean()
-    display(variants.style.format("{:.2f}"))
-    fig = plots.rcd_variants_figure(results_df)
+if len(view.cfg.noise_variants) > 1:
+    display(Markdown(
+        "## RCD noise variants side by side\nThe paper's noise distribution is not known. Each variant is the same "
+        "kd loss, init and data order with different noise for the teacher's logits: `unit_fixed` (the default) "
+        "N(0,1) per example fixed for the run; `unit_resampled` fresh each step; `teacher_scaled` fixed with the "
+        "teacher's logit std; `permuted` the teacher's logits under a random class permutation. **`permuted` is "
+        "not free of the input**: it keeps how confident the teacher was on each example (the sorted "
+        "probabilities), which is information about the input; only which class the teacher pointed to is removed."))
+    display(relabel(view.rcd_variants_table()).style.format(precision=2))
+    fig = plots.rcd_variants_figure(view.results[(view.results.kd_weight.isna()) | (view.results.kd_weight == view.cfg.kd_weight)])
+if len(view.cfg.kd_weights) >= 3:
+    display(Markdown("## kd and rcd against the KD weight\nWhere the rcd curves meet kd's, the teacher adds "
+                     "nothing beyond a soft target; where they fall away, the noise dominates the loss."))
+    fig = plots.weight_curve_figure(view.results)
 
 # %% tags=["remove-input"]
-if cfg.backdoor:
+if view.cfg.backdoor:
+    b = view.cfg.backdoor
     display(Markdown("## Backdoor transfer\nOnly the teacher trained on poisoned data; the students saw clean "
                      "inputs (kd and rcd distil the teacher's outputs on clean inputs). Attack success is the share of "
-                     f"triggered test images of other classes classified as class {cfg.backdoor['target']}. The "
-                     "`backdoor_asr` rows of the test table above test whether kd inherits more of it than the control. "
-                     "A student that is merely biased towards the target class also scores, so the lift (attack success "
-                     "minus the rate at which the same images *without* the trigger go to the target) is tested too."))
+                     f"triggered test inputs of other classes classified as class {b['target']}. A student that is "
+                     "merely biased towards the target class also scores, so the lift (attack success minus the rate "
+                     "at which the same inputs *without* the trigger go to the target) is tested too."))
     fig = plots.per_seed_figure(main, metrics=("backdoor_asr", "backdoor_lift", "accuracy"))

@@ -1,8 +1,7 @@
-"""Each loader on its real local files, the torchvision download path without the network, and errors."""
+"""Each loader on its real local files (skipped where absent), the pickle layout torchvision leaves, and errors."""
 import io
 import pickle
 import tarfile
-import urllib.error
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from tests.conftest import shared_file
 def test_offline_loaders(name, shape, n_train, n_test, n_classes):
     d = load_dataset(name)
     assert d.input_shape == shape and len(d.y_train) == n_train and len(d.y_test) == n_test
+    assert DATASETS.meta(name)["input_shape"] == shape  # declared at default args, for planning without loading
     assert d.n_classes == n_classes and d.y_train.max() == n_classes - 1
     assert d.x_train.dtype == torch.float32 and torch.isfinite(d.x_train).all()
     assert "offline" in d.source and d.modality == DATASETS.meta(name)["modality"]
@@ -92,39 +92,37 @@ def _cifar_pickles(root, n_classes, x, y):
 
 
 @pytest.mark.parametrize("n_classes", [10, 100])
-def test_torchvision_download_path_reads_files_of_the_original_format(tmp_path, monkeypatch, n_classes):
-    import torchvision
+def test_extracted_pickle_folders_as_torchvision_leaves_them(tmp_path, monkeypatch, n_classes):
+    from dataclasses import replace
+
+    from kdlib.data import ARCHIVES
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (120, 32, 32, 3), dtype=np.uint8)
     y = np.arange(120) % n_classes
     _cifar_pickles(tmp_path, n_classes, x, y)
-    cls = torchvision.datasets.CIFAR10 if n_classes == 10 else torchvision.datasets.CIFAR100
-    monkeypatch.setattr(cls, "_check_integrity", lambda self: True)  # the md5 sums are of the real files
-    monkeypatch.setattr("torchvision.datasets.cifar.check_integrity", lambda *a, **k: True)
+    archive = "cifar-10-python.tar.gz" if n_classes == 10 else "cifar-100-python.tar.gz"
+    monkeypatch.setitem(ARCHIVES, archive, replace(ARCHIVES[archive], folder_md5=()))  # md5s of the real files
+    monkeypatch.setenv("KDLIB_CACHE", str(tmp_path / "cache"))
     name = "cifar10" if n_classes == 10 else "cifar100"
-    args = {"source": "torchvision"} if n_classes == 10 else {}
+    args = {"source": "torchvision"} if n_classes == 10 else {}  # the old name of source=pickle still works
     d = load_dataset(name, data_dir=str(tmp_path), download=False, **args)
     assert len(d.y_train) == 100 and len(d.y_test) == 20 and d.input_shape == (3, 32, 32)
-    assert d.class_names[1] == "c1" and "torchvision" in d.source
+    assert d.class_names[1] == "c1" and "original pickled batches" in d.source
     mean = np.array([0.4914, 0.4822, 0.4465] if n_classes == 10 else [0.5071, 0.4865, 0.4409])
     std = np.array([0.2470, 0.2435, 0.2616] if n_classes == 10 else [0.2673, 0.2564, 0.2762])
     expected = (x[0, 5, 7] / 255.0 - mean) / std
     np.testing.assert_allclose(d.x_train[0, :, 5, 7].numpy(), expected, rtol=1e-5)
 
 
-def test_missing_and_offline_downloads_say_where_to_put_files(tmp_path, monkeypatch):
-    with pytest.raises(DataError, match=r"CIFAR-100 is not available.*download=True"):
+def test_missing_files_say_where_to_put_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDLIB_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DataError, match=r"cifar-100-python.tar.gz \(or its extracted folder cifar-100-python/\) "
+                                        r"not found; searched: .*Downloads are off: pass download=True"):
         load_dataset("cifar100", data_dir=str(tmp_path), download=False)
-
-    def offline(*a, **k):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr("torchvision.datasets.cifar.download_and_extract_archive", offline)
-    with pytest.raises(DataError, match=r"URLError.*cifar10-jpeg.tar.gz"):
-        load_dataset("cifar10", source="torchvision", data_dir=str(tmp_path / "x"), download=True)
-    monkeypatch.setattr("kdlib.data.find_local", lambda *a, **k: None)
-    with pytest.raises(DataError, match=r"cifar10-jpeg.tar.gz not found; put it in one of: .*KDLIB_DATA"):
+    monkeypatch.setattr("kdlib.data.cifar.find_local", lambda *a, **k: None)
+    monkeypatch.setattr("kdlib.paths.REPO_ROOT", tmp_path / "repo")
+    with pytest.raises(DataError, match=r"cifar10-jpeg.tar.gz not found; searched: .*KDLIB_DATA"):
         load_dataset("cifar10", source="jpeg", data_dir=str(tmp_path / "y"))
     with pytest.raises(DataError, match=r"fsdd.tar.gz not found"):
         load_dataset("fsdd", data_dir=str(tmp_path / "z"))
@@ -148,7 +146,7 @@ def test_corrupt_archives_fail_clearly(tmp_path):
 def test_fsdd_local_copy_log_mel():
     shared_file("fsdd.tar.gz")
     d = load_dataset("fsdd")
-    assert d.input_shape == (1, 40, 101)
+    assert d.input_shape == (1, 40, 101) == DATASETS.meta("fsdd")["input_shape"]
     assert len(d.y_train) == 2700 and len(d.y_test) == 300  # recordings 0-4 of each digit and speaker
     assert d.y_test.bincount().tolist() == [30] * 10
     assert torch.isfinite(d.x_train).all()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.spatial.distance import jensenshannon
 from scipy.special import softmax as sp_softmax
-from sklearn.metrics import accuracy_score, log_loss
+from sklearn.metrics import accuracy_score, log_loss, mutual_info_score, normalized_mutual_info_score
 
 from kdlib import metrics as M
 
@@ -72,15 +72,45 @@ def test_kl_teacher_student_hand_and_scipy():
 
 
 def test_ece_hand():
-    # confidences 0.5 (bin 8 of 15: (7/15, 8/15]) wrong... computed by hand below
     logits = np.log(np.array([[0.9, 0.1], [0.6, 0.4], [0.55, 0.45], [0.2, 0.8]]))
     y = np.array([0, 1, 0, 1])
     # bins: 0.9 -> (13/15, 14/15]; 0.6 and 0.55 -> (8/15, 9/15]; 0.8 -> (11/15, 12/15]
     # bin 0.9: acc 1, conf .9; bin {.6,.55}: acc .5, conf .575; bin .8: acc 1, conf .8
     expected = 0.25 * 0.1 + 0.5 * abs(0.5 - 0.575) + 0.25 * 0.2
     assert M.expected_calibration_error(logits, y) == pytest.approx(expected)
-    # a confidence exactly on a bin edge (0.6 = 9/15) belongs to the lower bin: (8/15, 9/15]
-    assert M.expected_calibration_error(np.log([[0.6, 0.4]]), [0]) == pytest.approx(0.4)
+
+
+def _edge_logits(conf, n_classes=16):
+    """Logits whose softmax has maximum `conf` on class 0 and the rest spread evenly."""
+    p = np.full((len(conf), n_classes), 0.0)
+    p[:, 0] = conf
+    p[:, 1:] = ((1 - np.asarray(conf)) / (n_classes - 1))[:, None]
+    return np.log(p)
+
+
+def test_ece_bin_edges_belong_to_the_lower_bin():
+    # Confidences 2/15 (right), 2/15 + .01 (wrong), 3/15 (wrong), 3/15 + .01 (right); label 0 = right.
+    # (i/n, (i+1)/n], as here: {2/15} | {2/15 + .01, 3/15} | {3/15 + .01}
+    #   ECE = 1/4 (1 - 2/15) + 1/2 |0 - (5/15 + .01)/2| + 1/4 (1 - .21) = 13/60 + 1/12 + .0025 + .1975 = 0.5
+    # [i/n, (i+1)/n) would give {2/15, 2/15 + .01} | {3/15, 3/15 + .01}
+    #   ECE = 1/2 |1/2 - (4/15 + .01)/2| + 1/2 |1/2 - (6/15 + .01)/2| = 0.5 (.5 - 2/15 - .005 + .295) = 0.32833..
+    conf = np.array([2 / 15, 2 / 15 + 0.01, 3 / 15, 3 / 15 + 0.01])
+    logits, y = _edge_logits(conf), np.array([0, 1, 1, 0])
+    c = M.softmax(logits).max(1)
+    assert c[0] * 15 == 2 and c[2] * 15 == 3  # the edge cases really sit on the float edges
+    np.testing.assert_allclose(c, conf, rtol=1e-12)
+    assert M.expected_calibration_error(logits, y) == pytest.approx(0.5)
+    left_closed = 0.5 * abs(0.5 - (4 / 15 + 0.01) / 2) + 0.5 * abs(0.5 - (6 / 15 + 0.01) / 2)
+    assert left_closed == pytest.approx(0.5 * (0.5 - 2 / 15 - 0.005 + 0.295))
+    assert abs(left_closed - 0.5) > 0.1
+    # one more on the lowest edge, 1/15 (uniform over 15 classes), right: it joins no other bin
+    # under (i/n, (i+1)/n]: bin (0, 1/15] with |1 - 1/15|, the rest keep their ECE contributions
+    lo = np.zeros((1, 16))
+    lo[0, 15] = -np.inf  # 15 equal classes and an impossible one
+    assert M.softmax(lo).max() * 15 == 1
+    both = np.vstack([lo, logits])
+    expected = (1 * (1 - 1 / 15) + 4 * 0.5) / 5
+    assert M.expected_calibration_error(both, [0, 0, 1, 1, 0]) == pytest.approx(expected)
 
 
 def test_transfer_split_hand():
@@ -116,6 +146,110 @@ def test_functional_metrics_rejects_mismatched_inputs():
         M.functional_metrics(S, T, [0])
     with pytest.raises(ValueError, match="shape"):
         M.functional_metrics(S, T[:, :2], Y)
+
+
+def test_mutual_information_hand_2x2():
+    # predicted labels S = 0 0 1 1, T = 0 0 0 1: joint counts [[2, 0], [1, 1]] of 4, p_S = (1/2, 1/2),
+    # p_T = (3/4, 1/4). I = 1/2 log(4/3) + 1/4 log(2/3) + 1/4 log 2; H_S = log 2, H_T = log 4 - 3/4 log 3.
+    s, t = np.eye(2)[[0, 0, 1, 1]] * 3, np.eye(2)[[0, 0, 0, 1]] * 3
+    mi = 0.5 * math.log(4 / 3) + 0.25 * math.log(2 / 3) + 0.25 * math.log(2)
+    h_s, h_t = math.log(2), math.log(4) - 0.75 * math.log(3)
+    assert M.mutual_information(s, t) == pytest.approx(mi)
+    assert M.normalised_mutual_information(s, t) == pytest.approx(2 * mi / (h_s + h_t))
+    assert M.mutual_information(s, t) == pytest.approx(mutual_info_score([0, 0, 1, 1], [0, 0, 0, 1]))
+
+
+def test_mutual_information_against_sklearn():
+    rng = np.random.default_rng(5)
+    for n_classes, n in ((10, 500), (3, 40), (100, 1000)):
+        s, t = rng.normal(size=(n, n_classes)), rng.normal(size=(n, n_classes))
+        t[: n // 2] = s[: n // 2] + rng.normal(0, 0.5, size=(n // 2, n_classes))  # dependent half
+        a_s, a_t = s.argmax(1), t.argmax(1)
+        assert M.mutual_information(s, t) == pytest.approx(mutual_info_score(a_s, a_t), abs=1e-12)
+        assert M.normalised_mutual_information(s, t) == pytest.approx(normalized_mutual_info_score(a_s, a_t))
+        assert M.mutual_information(s, s) == pytest.approx(-np.sum(np.bincount(a_s) / n * np.log(
+            np.where(np.bincount(a_s) > 0, np.bincount(a_s) / n, 1))))  # I(a; a) = H(a)
+        assert M.normalised_mutual_information(s, s) == pytest.approx(1.0)
+
+
+def test_mutual_information_edge_cases_mirror_sklearn():
+    one_hot = lambda a: np.eye(3)[a]  # noqa: E731
+    cases = [([0, 0, 0], [0, 0, 0]),  # both constant, the same label: 1
+             ([1, 1, 1], [2, 2, 2]),  # both constant, different labels: the same partition, 1 as in sklearn
+             ([0, 0, 0], [0, 1, 2]),  # one constant: I = 0 -> 0
+             ([0, 0, 1, 1], [0, 1, 0, 1])]  # independent: I = 0 -> 0
+    for a, b in cases:
+        assert M.normalised_mutual_information(one_hot(a), one_hot(b)) == normalized_mutual_info_score(a, b)
+        assert M.mutual_information(one_hot(a), one_hot(b)) == pytest.approx(mutual_info_score(a, b), abs=1e-15)
+    assert M.normalised_mutual_information(one_hot([1, 1, 1]), one_hot([2, 2, 2])) == 1.0
+    assert M.mutual_information(one_hot([0, 0, 1, 1]), one_hot([0, 1, 0, 1])) == 0.0
+
+
+def _cka_hsic(X, Y):
+    """CKA from the HSIC of centred Gram matrices: HSIC(K, L) = tr(K H L H) / (n - 1)^2."""
+    n = len(X)
+    H = np.eye(n) - np.ones((n, n)) / n
+    K, L = X @ X.T, Y @ Y.T
+
+    def hsic(A, B):
+        return np.trace(A @ H @ B @ H) / (n - 1) ** 2
+
+    return hsic(K, L) / math.sqrt(hsic(K, K) * hsic(L, L))
+
+
+def test_linear_cka_hand():
+    # 1-d features: CKA is the squared Pearson correlation. X - mean = (-1, 0, 1), Y - mean = (0, -1, 1):
+    # ||Y^T X||^2 = 1, ||X^T X|| = ||Y^T Y|| = 2 -> 1/4
+    assert M.linear_cka([[1], [2], [3]], [[1], [0], [2]]) == pytest.approx(0.25)
+    assert np.corrcoef([1, 2, 3], [1, 0, 2])[0, 1] ** 2 == pytest.approx(0.25)
+    # d1 = 2, d2 = 1, already centred: Y^T X = (2, 0) -> 4; X^T X = 2 I -> sqrt 8; Y^T Y = 2 -> 1/sqrt 2
+    X = np.array([[1.0, 0], [0, 1], [-1, 0], [0, -1]])
+    Y = X[:, :1]
+    assert M.linear_cka(X, Y) == pytest.approx(1 / math.sqrt(2))
+    # an invertible but not orthogonal map changes it: X diag(10, 1) -> Y^T X A = (20, 0) -> 400;
+    # (XA)^T XA = diag(200, 2) -> sqrt(40004); 400 / (2 sqrt(40004)) ~ 0.99995
+    assert M.linear_cka(X @ np.diag([10.0, 1.0]), Y) == pytest.approx(200 / math.sqrt(40004))
+
+
+def test_linear_cka_properties_and_hsic_reference():
+    rng = np.random.default_rng(6)
+    for n, d1, d2 in ((200, 5, 8), (20, 100, 50), (30, 30, 3)):  # both the feature and the Gram branch
+        X = rng.normal(size=(n, d1))
+        Y = X[:, : min(d1, d2)] @ rng.normal(size=(min(d1, d2), d2)) + rng.normal(size=(n, d2))
+        cka = M.linear_cka(X, Y)
+        assert 0 < cka < 1
+        assert cka == pytest.approx(_cka_hsic(X, Y), rel=1e-10)
+        assert cka == pytest.approx(M.linear_cka(Y, X), rel=1e-12)  # symmetric
+        assert M.linear_cka(X, X) == pytest.approx(1.0)
+        Q, _ = np.linalg.qr(rng.normal(size=(d1, d1)))
+        assert M.linear_cka(3.7 * X @ Q + 5.0, Y) == pytest.approx(cka, rel=1e-10)  # orthogonal, scale, shift
+        assert M.linear_cka(X, 1e-3 * Y) == pytest.approx(cka, rel=1e-10)
+    X, Y = rng.normal(size=(4000, 4)), rng.normal(size=(4000, 6))
+    assert M.linear_cka(X, Y) < 0.01  # independent features
+    assert M.linear_cka(X * 1e200, Y) == pytest.approx(M.linear_cka(X, Y))  # no overflow
+    assert M.linear_cka(torch.tensor(X[:, :, None]), Y) == pytest.approx(M.linear_cka(X, Y), rel=1e-6)  # flattened
+    assert math.isnan(M.linear_cka(np.ones((5, 2)), rng.normal(size=(5, 2))))
+    with pytest.raises(ValueError, match="rows"):
+        M.linear_cka(X, Y[:10])
+
+
+def test_functional_metrics_mi_nmi_and_cka():
+    rng = np.random.default_rng(7)
+    s, t, y = rng.normal(size=(100, 5)), rng.normal(size=(100, 5)), rng.integers(0, 5, 100)
+    fs, ft = rng.normal(size=(100, 16)), rng.normal(size=(100, 32))
+    base = M.functional_metrics(s, t, y)
+    assert base["mi"] == pytest.approx(mutual_info_score(s.argmax(1), t.argmax(1)))
+    assert base["nmi"] == pytest.approx(normalized_mutual_info_score(s.argmax(1), t.argmax(1)))
+    assert "cka" not in base and "mi" not in M.functional_metrics(s, None, y)
+    out = M.functional_metrics(s, t, y, student_features=fs, teacher_features=ft)
+    assert out["cka"] == pytest.approx(_cka_hsic(fs - fs.mean(0), ft - ft.mean(0)))
+    assert {k: v for k, v in out.items() if k != "cka"} == base
+    assert "cka" not in M.functional_metrics(s, t, y, student_features=fs)  # the teacher's are missing
+    with pytest.raises(ValueError, match="must hold the same test examples"):
+        M.functional_metrics(s, t, y, student_features=fs[:50], teacher_features=ft)
+    # a fixed subsample of the test set (the stored CKA rows) is fine
+    sub = M.functional_metrics(s, t, y, student_features=fs[:50], teacher_features=ft[:50])
+    assert sub["cka"] == pytest.approx(_cka_hsic(fs[:50] - fs[:50].mean(0), ft[:50] - ft[:50].mean(0)))
 
 
 def test_per_class_hand():

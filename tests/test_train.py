@@ -1,13 +1,22 @@
-"""The trainer: pairing (alpha = 0 reproduces the control exactly), determinism, errors, variants."""
+"""The trainer and evaluation: pairing (w = 0 reproduces the control exactly), determinism whatever ran
+before and whatever the caller's thread count, targets that line up with their batch, errors, variants."""
+from dataclasses import replace
+
+import numpy as np
 import pytest
 import torch
 
 from kdlib import load_study
+from kdlib.arms import build_arm
 from kdlib.config import ModelSpec
 from kdlib.data import load_dataset
-from kdlib.runner import run_one, run_setup
+from kdlib.evaluate import cka_rows, evaluate, predict
+from kdlib.executors import LocalExecutor, collect_jobs
+from kdlib.runner import TeacherArtifacts, execute_run
 from kdlib.store import RunStore
-from kdlib.train import NonFiniteLossError, _crop, random_crop_flip, train
+from kdlib.train import NonFiniteLossError, _crop, lr_at, random_crop_flip, resolve_device, train
+
+CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
@@ -15,57 +24,122 @@ def study():
     return load_study()
 
 
-def test_alpha_zero_kd_and_rcd_train_to_the_control_weights(study, tmp_path):
-    setup = study.setup("digits-mlp-self", "smoke", alpha=0.0, n_seeds=1)
+def _train(cfg, data, teacher=None, **kw):
+    arm = build_arm(cfg, len(data.y_train), data.n_classes)
+    return train(cfg, data, arm, CPU, teacher_logits=None if teacher is None else torch.as_tensor(teacher), **kw)
+
+
+def test_weight_zero_kd_and_rcd_train_to_the_control_weights(study):
+    setup = study.setup("digits-mlp-self", "smoke", kd_weight=0.0, n_seeds=1)
     data = load_dataset(setup.dataset, **setup.data_args)
-    store = RunStore(tmp_path)
-    run_one(setup, "teacher", 0, store, "cpu", progress=None)
-    t_logits = store.train_logits(setup.teacher_run(0))
-    models = {}
-    for arm in ("control", "kd", "rcd"):
-        res = train(setup.run(arm, 0), data, "cpu", teacher_train_logits=t_logits, progress=None)
-        models[arm] = res
+    teacher = execute_run(setup.teacher_run(0), "cpu")
+    models = {arm: _train(setup.run_config(arm, 0), data, teacher.train_logits).model for arm in ("control", "kd", "rcd")}
     for arm in ("kd", "rcd"):
-        for (k, a), b in zip(models["control"].model.state_dict().items(), models[arm].model.state_dict().values()):
+        for (k, a), b in zip(models["control"].state_dict().items(), models[arm].state_dict().values()):
             assert torch.equal(a, b), f"{arm}: {k} differs from the control"
-        assert torch.equal(models[arm].test_logits, models["control"].test_logits)
-    # with alpha > 0 they do differ (the test above is not vacuous)
-    kd = train(study.setup("digits-mlp-self", "smoke", n_seeds=1).run("kd", 0), data, "cpu",
-               teacher_train_logits=t_logits, progress=None)
-    assert not torch.equal(kd.test_logits, models["control"].test_logits)
+    kd = _train(study.setup("digits-mlp-self", "smoke", n_seeds=1).run_config("kd", 0), data, teacher.train_logits)
+    x = data.x_test
+    assert not torch.equal(predict(kd.model, x, 512, CPU), predict(models["control"], x, 512, CPU))  # not vacuous
+
+
+def test_teacher_targets_line_up_with_the_batch(study, monkeypatch):
+    """Each batch's KD targets are the teacher logits of exactly the examples in that batch."""
+    import kdlib.arms as arms_mod
+
+    setup = study.setup("digits-mlp-self", "smoke", n_seeds=1, epochs=2)
+    data = load_dataset(setup.dataset, **setup.data_args)
+    table = torch.randn(len(data.y_train), data.n_classes)  # distinct targets per example
+    row_of = {tuple(r.tolist()): i for i, r in enumerate(data.x_train.flatten(1))}
+    seen = []
+    real = arms_mod.TeacherLogits.__call__
+
+    def spy(self, batch):
+        out = real(self, batch)
+        rows = [row_of[tuple(r.tolist())] for r in batch.x.flatten(1)]
+        seen.append(torch.equal(out, table[rows]))
+        return out
+
+    monkeypatch.setattr(arms_mod.TeacherLogits, "__call__", spy)
+    _train(setup.run_config("kd", 0), data, table)
+    assert len(seen) > 4 and all(seen)
 
 
 def test_same_config_twice_gives_identical_metrics(study, tmp_path):
     setup = study.setup("vowels-seqcnn-self", "smoke", n_seeds=1)
-    a = run_setup(setup, RunStore(tmp_path / "a"), "cpu", progress=None)
-    b = run_setup(setup, RunStore(tmp_path / "b"), "cpu", progress=None)
-    cols = ["accuracy", "loss", "agreement", "js_divergence", "neg_agreement"]
-    assert a[["arm"] + cols].equals(b[["arm"] + cols])
+    for name in ("a", "b"):
+        LocalExecutor("cpu").run(collect_jobs([("v", setup)]), RunStore(tmp_path / name))
+    a, b = RunStore(tmp_path / "a").results(setup), RunStore(tmp_path / "b").results(setup)
+    cols = ["arm", "accuracy", "loss", "agreement", "js_divergence", "neg_agreement", "cka"]
+    assert len(a) == len(setup.runs()) and a[cols].equals(b[cols])
 
 
-def test_student_sees_a_different_order_and_teacher_init(study, tmp_path):
+def test_results_do_not_depend_on_what_ran_before_or_the_callers_threads(study):
+    """A feature-variant run (a learned regressor) is bitwise identical after other random draws in the
+    process and under another caller thread setting: training fixes its own threads."""
+    setup = study.setup("mnist5k-lenet-standard", "smoke", n_seeds=1, epochs=1, variant="fitnets",
+                        variant_args={"student_layer": "features.3", "teacher_layer": "features.3"})
+    teacher = execute_run(setup.teacher_run(0), "cpu").teacher_artifacts()
+    outs = []
+    before = torch.get_num_threads()
+    try:
+        for seed, threads in ((1, 1), (2, 2)):
+            torch.manual_seed(seed)
+            torch.randn(1000)
+            torch.set_num_threads(threads)
+            outs.append(execute_run(setup.run_config("kd", 0), "cpu", teacher).outputs["test_logits"])
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_student_sees_a_different_order_and_teacher_init(study):
     setup = study.setup("digits-mlp-self", "smoke", n_seeds=1)
     data = load_dataset(setup.dataset, **setup.data_args)
-    teacher_init = setup.run("teacher", 0).init_seed
-    assert setup.run("control", 0).init_seed == teacher_init
-    t = train(setup.run("teacher", 0), data, "cpu", progress=None)
-    c = train(setup.run("control", 0), data, "cpu", progress=None)
-    assert not torch.equal(t.test_logits, c.test_logits)  # different data order -> different function
+    assert setup.run_config("control", 0).init_seed == setup.run_config("teacher", 0).init_seed
+    t = _train(setup.run_config("teacher", 0), data).model
+    c = _train(setup.run_config("control", 0), data).model
+    assert not torch.equal(predict(t, data.x_test, 512, CPU), predict(c, data.x_test, 512, CPU))
 
 
 def test_non_finite_loss_stops_with_the_run_and_epoch(study):
     setup = study.setup("digits-mlp-self", "smoke", n_seeds=1, lr=1e30, optimizer="sgd")
     data = load_dataset(setup.dataset, **setup.data_args)
     with pytest.raises(NonFiniteLossError, match=r"digits-mlp-self/teacher/seed0 .*non-finite loss .* at epoch 1"):
-        train(setup.run("teacher", 0), data, "cpu", progress=None)
+        _train(setup.run_config("teacher", 0), data)
 
 
-def test_progress_is_plain_text(study):
+def test_epoch_log_keeps_each_loss_term_and_progress_is_plain_text(study):
     setup = study.setup("vowels-seqcnn-self", "smoke", n_seeds=1, epochs=2)
     data = load_dataset(setup.dataset, **setup.data_args)
+    teacher = execute_run(setup.teacher_run(0), "cpu")
     lines = []
-    train(setup.run("teacher", 0), data, "cpu", progress=lines.append)
+    res = _train(setup.run_config("kd", 0), data, teacher.train_logits, progress=lines.append)
     assert len(lines) == 2 and "epoch 2/2" in lines[1] and "loss" in lines[1]
+    log = res.epoch_log
+    assert [e["epoch"] for e in log] == [1, 2] and {"loss", "ce", "kd", "seconds"} <= set(log[0])
+    w, t = setup.kd_weight, setup.temperature  # the logged total is the weighted sum of the logged terms
+    assert log[0]["loss"] == pytest.approx((1 - w) * log[0]["ce"] + w * t * t * log[0]["kd"], rel=1e-5)
+    assert set(teacher.provenance["epochs"][0]) == {"epoch", "loss", "ce", "seconds"}
+
+
+def test_evaluate_gives_logits_and_penultimate_features(study):
+    setup = study.setup("digits-mlp-self", "smoke", n_seeds=1)
+    data = load_dataset(setup.dataset, **setup.data_args)
+    model = _train(setup.run_config("teacher", 0), data).model
+    rows = cka_rows(len(data.y_test), 50)
+    out = evaluate(model, {"train": data.x_train, "test": data.x_test}, CPU, 64, rows)
+    assert out["train"].shape == (len(data.y_train), 10) and out["test"].shape == (len(data.y_test), 10)
+    assert out["features"].shape == (50, 128)  # the MLP's hidden layer feeds its classifier
+    # the features are the classifier's input: applying the head to them gives the logits
+    np.testing.assert_allclose(model.head(out["features"]).detach().numpy(), out["test"][rows].numpy(), rtol=1e-5, atol=1e-5)
+    assert np.array_equal(cka_rows(len(data.y_test), 50), rows) and len(set(rows)) == 50
+
+
+def test_learning_rate_schedules():
+    assert lr_at(0, 10, 2, 1.0) == 0.5 and lr_at(1, 10, 2, 1.0) == 1.0  # linear warm-up
+    assert lr_at(2, 10, 2, 1.0) == pytest.approx(1.0) and lr_at(6, 10, 2, 1.0) == pytest.approx(0.5)  # cosine
+    assert lr_at(9, 10, 0, 1.0, "constant") == 1.0
+    assert lr_at(6, 10, 2, 1.0, "onecycle") == pytest.approx(0.5) and lr_at(10, 10, 2, 1.0, "onecycle") == 0.0
 
 
 @pytest.mark.parametrize("variant,args", [
@@ -74,32 +148,37 @@ def test_progress_is_plain_text(study):
 ])
 def test_feature_variants_train_with_hooks(study, tmp_path, variant, args):
     setup = study.setup("digits-mlp-standard", "smoke", n_seeds=1, epochs=1, variant=variant, variant_args=args)
-    from dataclasses import replace
     setup = replace(setup, teacher=ModelSpec("resnet", {"depth": 8, "width": 8}),
                     student=ModelSpec("resnet", {"depth": 8, "width": 4}))
     store = RunStore(tmp_path)
-    for arm in ("kd", "rcd"):
-        m = run_one(setup, arm, 0, store, "cpu", progress=None)
-        assert 0.0 <= m["agreement"] <= 1.0
-    assert len(store.hashes()) == 3  # teacher, kd, rcd
-
-
-def test_bad_feature_layer_is_named(study, tmp_path):
-    from dataclasses import replace
-    setup = study.setup("digits-mlp-standard", "smoke", n_seeds=1, epochs=1, variant="attention",
-                        variant_args={"student_layer": "layer9", "teacher_layer": "layer3"})
-    setup = replace(setup, teacher=ModelSpec("resnet", {"depth": 8, "width": 8}),
-                    student=ModelSpec("resnet", {"depth": 8, "width": 4}))
-    with pytest.raises(ValueError, match=r"no module named 'layer9'.*layer1"):
-        run_one(setup, "kd", 0, RunStore(tmp_path), "cpu", progress=None)
+    jobs = [j for j in collect_jobs([("x", setup)]) if j.cfg.arm in ("teacher", "kd", "rcd") and j.cfg.kd_weight in (None, 0.9)
+            and j.cfg.rcd_noise in (None, "unit_fixed")]
+    report = LocalExecutor("cpu").run(jobs, store)
+    assert not report.failed and len(store.hashes()) == 3
+    m = store.metrics(setup.run_config("kd", 0))
+    assert 0.0 <= m["agreement"] <= 1.0
+    log = store.provenance(setup.run_config("rcd", 0))["epochs"][0]
+    assert "feature" in log and log["feature"] > 0
 
 
 def test_augmented_setup_distils_from_the_live_teacher(study, tmp_path):
-    from dataclasses import replace
     setup = study.setup("digits-mlp-standard", "smoke", n_seeds=1, epochs=1, augment=True)
     setup = replace(setup, teacher=ModelSpec("lenet"), student=ModelSpec("lenet", {"width": 0.5}))
-    m = run_one(setup, "kd", 0, RunStore(tmp_path), "cpu", progress=None)
+    teacher = execute_run(setup.teacher_run(0), "cpu").teacher_artifacts()
+    assert teacher.model_state is not None
+    m = execute_run(setup.run_config("kd", 0), "cpu", teacher).metrics
     assert 0.0 <= m["accuracy"] <= 1.0
+    with pytest.raises(ValueError, match="needs the teacher model"):
+        execute_run(setup.run_config("kd", 0), "cpu", replace(teacher, model_state=None))
+
+
+def test_student_refuses_teacher_logits_from_other_data(study):
+    from kdlib.runner import DataMismatchError
+
+    setup = study.setup("digits-mlp-self", "smoke", n_seeds=1)
+    teacher = execute_run(setup.teacher_run(0), "cpu").teacher_artifacts()
+    with pytest.raises(DataMismatchError, match=r"fingerprint .* but this run's training data has fingerprint"):
+        execute_run(setup.run_config("kd", 0), "cpu", replace(teacher, fingerprint="0" * 64))
 
 
 def test_crop_and_flip():
@@ -111,28 +190,36 @@ def test_crop_and_flip():
     assert torch.equal(out[0], x[0])  # offset (1, 1) with padding 1 is the identity
     assert torch.equal(out[1, 0, 1:, :3], x[1, 0, :3, 1:])  # shifted by one row down, one column left
     g = torch.Generator().manual_seed(0)
-    y = random_crop_flip(torch.randn(16, 3, 8, 8), g, pad=2)
-    assert y.shape == (16, 3, 8, 8)
+    assert random_crop_flip(torch.randn(16, 3, 8, 8), g, pad=2).shape == (16, 3, 8, 8)
+
+
+def test_devices_are_checked():
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises(ValueError, match="unknown device 'gpu'; allowed: auto, cpu, cuda"):
+        resolve_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available here"):
+            resolve_device("cuda")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
-def test_cuda_path_matches_cpu_closely(study, tmp_path):
+def test_cuda_path_matches_cpu_closely(study):
     setup = study.setup("digits-mlp-self", "smoke", n_seeds=1)
-    data = load_dataset(setup.dataset, **setup.data_args)
-    cpu = train(setup.run("teacher", 0), data, "cpu", progress=None)
-    gpu = train(setup.run("teacher", 0), data, "cuda", progress=None)
-    assert (cpu.test_logits.argmax(1) == gpu.test_logits.argmax(1)).float().mean() > 0.9
+    cpu = execute_run(setup.teacher_run(0), "cpu")
+    gpu = execute_run(setup.teacher_run(0), "cuda")
+    assert (cpu.outputs["test_logits"].argmax(1) == gpu.outputs["test_logits"].argmax(1)).mean() > 0.9
+    assert gpu.provenance["nondeterminism"]
 
 
-def test_paper_setups_at_smoke_scale_on_the_local_cifar_copy(study, tmp_path):
-    """The paper-scale code path (CIFAR-10, ResNets, augmentation on the device, FitNets) on 256 images."""
+def test_paper_code_path_on_the_local_cifar_copy(study, tmp_path):
+    """CIFAR-10, a ResNet, augmentation on the device and FitNets, on 256 images of the local JPEG copy."""
     from tests.conftest import shared_file
 
     shared_file("cifar10-jpeg.tar.gz")
-    store = RunStore(tmp_path)
-    resnet = study.setup("cifar10-resnet18-self", "smoke", n_seeds=1, augment=True)
-    m = run_one(resnet, "kd", 0, store, "cpu", progress=None)
-    assert 0 <= m["agreement"] <= 1 and m["n_teacher_correct"] + m["n_teacher_wrong"] == 256
-    fit = study.setup("cifar10-resnet56-resnet20-fitnets", "smoke", n_seeds=1)
-    m = run_one(fit, "rcd", 0, store, "cpu", progress=None)
-    assert 0 <= m["accuracy"] <= 1
+    setup = study.setup("cifar10-resnet56-resnet20", "smoke", n_seeds=1, variant="fitnets",
+                        variant_args={"student_layer": "layer2", "teacher_layer": "layer2"}, augment=True,
+                        data_args={"source": "jpeg", "n_train": 256, "n_test": 256})
+    teacher = execute_run(setup.teacher_run(0), "cpu").teacher_artifacts()
+    for arm in ("kd", "rcd"):
+        m = execute_run(setup.run_config(arm, 0), "cpu", teacher).metrics
+        assert 0 <= m["agreement"] <= 1 and m["n_teacher_correct"] + m["n_teacher_wrong"] == 256

@@ -1,0 +1,311 @@
+"""The arms of a setup as objects: what each one minimises and what it needs from the teacher.
+
+    teacher, control   CE(z_s, y)
+    kd                 (1 - w) CE(z_s, y) + w T^2 KL(softmax(z_t / T) || softmax(z_s / T))   [+ feature term]
+    rcd                the kd loss with z_t replaced by noise that carries no information about the input
+
+`w` is the weight of the KD term (`kd_weight`; the paper's "alpha" under one of its two readings, see
+book/methods.md). Feature variants add `beta * feature_loss` between an intermediate student and teacher
+feature map picked by module name with forward hooks (no model surgery); in rcd the teacher's feature
+map is replaced by noise too. Every arm's `loss()` returns the total and its named terms (ce, kd,
+feature), which the trainer logs per epoch. `needs_teacher_model` / `needs_teacher_logits` say, in one
+place, what a run must be given from its teacher.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import ConfigError, RunConfig, derive_seed
+from .registry import Registry
+
+VARIANTS = Registry("distillation variant")
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor    # the inputs the student sees (augmented where augmentation is on)
+    y: torch.Tensor
+    idx: torch.Tensor  # positions in the training set (indexes cached teacher logits and fixed noise)
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+            kd_weight: float, temperature: float, label_smoothing: float = 0.0) -> torch.Tensor:
+    """(1 - w) CE + w T^2 KL(p_t^T || p_s^T), KL averaged over the batch. w = 0 is exactly CE."""
+    return _kd_terms(student_logits, teacher_logits, labels, kd_weight, temperature, label_smoothing)[0]
+
+
+def _kd_terms(z_s, z_t, y, w, temperature, label_smoothing):
+    ce = F.cross_entropy(z_s, y, label_smoothing=label_smoothing)
+    kl = F.kl_div(F.log_softmax(z_s / temperature, 1), F.log_softmax(z_t / temperature, 1),
+                  reduction="batchmean", log_target=True)
+    return (1.0 - w) * ce + w * temperature ** 2 * kl, ce, kl
+
+
+# ------------------------------------------------------------------------------------------ targets
+class TeacherLogits:
+    """The teacher's logits on the (un-augmented) training set, computed once by the teacher run."""
+
+    needs_model, needs_logits = False, True
+
+    def bind(self, teacher_model, teacher_logits, device) -> None:
+        self.logits = teacher_logits.float().to(device)
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        return self.logits[batch.idx]
+
+
+class LiveTeacher:
+    """The teacher model run on each batch: needed when inputs are augmented or features are matched."""
+
+    needs_model, needs_logits = True, False
+
+    def bind(self, teacher_model, teacher_logits, device) -> None:
+        self.model = teacher_model.to(device).eval()
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model(batch.x).float()
+
+
+class RCDNoise:
+    """Noise logits for random control distillation, indexed by training-example index.
+
+    unit_fixed      per-example N(0, 1) logits drawn once for the run (the reconstructed default)
+    unit_resampled  fresh N(0, 1) logits at every step
+    teacher_scaled  per-example fixed Gaussian logits with the teacher's train-logit standard deviation
+    permuted        each example's teacher logits under a random class permutation, fixed for the run;
+                    it keeps how confident the teacher was on the example (information about the
+                    input), removing only which class it pointed to
+    """
+
+    needs_model = False
+
+    def __init__(self, kind: str, n_examples: int, n_classes: int, seed: int):
+        self.kind, self.n_examples, self.n_classes, self.seed = kind, n_examples, n_classes, seed
+        self.needs_logits = kind in ("teacher_scaled", "permuted")
+
+    def bind(self, teacher_model, teacher_logits, device) -> None:
+        if self.needs_logits and teacher_logits is None:
+            raise ConfigError(f"RCD noise {self.kind!r} needs the teacher's training logits")
+        self.gen = torch.Generator().manual_seed(self.seed)
+        n, c = self.n_examples, self.n_classes
+        self.fixed: Optional[torch.Tensor] = None
+        if self.kind == "unit_fixed":
+            self.fixed = torch.randn(n, c, generator=self.gen)
+        elif self.kind == "teacher_scaled":
+            self.fixed = torch.randn(n, c, generator=self.gen) * teacher_logits.float().std()
+        elif self.kind == "permuted":
+            perm = torch.rand(n, c, generator=self.gen).argsort(1)
+            self.fixed = teacher_logits.float().cpu().gather(1, perm)
+        if self.fixed is not None:
+            self.fixed = self.fixed.to(device)
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        if self.fixed is not None:
+            return self.fixed[batch.idx]
+        return torch.randn(len(batch.idx), self.n_classes, generator=self.gen).to(batch.idx.device)
+
+
+# ------------------------------------------------------------------------------------- feature terms
+class FeatureHook:
+    """Keeps the latest output of the module at `name` (a dotted path from `model.named_modules()`)."""
+
+    def __init__(self, model: nn.Module, name: str):
+        modules = dict(model.named_modules())
+        if name not in modules:
+            top = [n for n in modules if n and "." not in n]
+            raise ConfigError(f"no module named {name!r} in {type(model).__name__}; top-level modules: {top}")
+        self.output: Optional[torch.Tensor] = None
+        self.handle = modules[name].register_forward_hook(self._keep)
+
+    def _keep(self, _module, _inputs, output):
+        self.output = output
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+class FeatureMatch:
+    """beta * a loss between a student and a teacher feature map (picked by module name)."""
+
+    name = "feature"
+
+    def __init__(self, student_layer: str, teacher_layer: str, beta: float = 1.0):
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
+            raise ConfigError(f"feature-loss weight beta must be a number >= 0, got {beta!r}")
+        self.student_layer, self.teacher_layer, self.beta = student_layer, teacher_layer, float(beta)
+        self.hooks: list[FeatureHook] = []
+        self.noise: Optional[torch.Generator] = None  # rcd: the teacher's feature map is noise too
+
+    def attach(self, student: nn.Module, teacher: nn.Module, example: torch.Tensor, init_seed: int,
+               noise_seed: Optional[int] = None) -> list:
+        """Hook both models, read the feature shapes on `example`, build any learned parts (seeded by the
+        run, so a run does not depend on what ran before it in the process)."""
+        self.hooks = [FeatureHook(student, self.student_layer), FeatureHook(teacher, self.teacher_layer)]
+        with torch.no_grad():
+            student.eval(), teacher.eval()
+            student(example), teacher(example)
+            student.train()
+        fs, ft = self.hooks[0].output, self.hooks[1].output
+        self.teacher_feature_shape = tuple(ft.shape[1:])
+        self.teacher_feature_std = float(ft.float().std())
+        if noise_seed is not None:
+            self.noise = torch.Generator().manual_seed(derive_seed(noise_seed, "features"))
+            self.hooks.pop().remove()  # the teacher is not run during training: its features are noise
+        self.check_shapes(fs, ft)
+        # kd and rcd of a seed start from the same learned parts, drawn from the run's init stream
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(init_seed, "feature-regressor"))
+            return self.make_params(fs, ft)
+
+    def check_shapes(self, fs, ft) -> None:
+        pass
+
+    def make_params(self, fs, ft) -> list:
+        return []
+
+    def student_feature(self) -> torch.Tensor:
+        return self.hooks[0].output
+
+    def teacher_feature(self, n: int) -> torch.Tensor:
+        if self.noise is None:
+            return self.hooks[1].output.detach()
+        fs = self.student_feature()
+        return (torch.randn((n,) + self.teacher_feature_shape, generator=self.noise)
+                * self.teacher_feature_std).to(fs.device, fs.dtype)
+
+    def loss(self, n: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def detach(self) -> None:
+        for h in self.hooks:
+            h.remove()
+        self.hooks = []
+
+
+class FitNets(FeatureMatch):
+    """FitNets hints (Romero et al., 2015): a learned 1x1 regressor maps student to teacher features; MSE."""
+
+    def check_shapes(self, fs, ft):
+        if fs.shape[2:] != ft.shape[2:]:
+            raise ConfigError(f"fitnets: student feature {tuple(fs.shape[1:])} and teacher feature "
+                              f"{tuple(ft.shape[1:])} differ in spatial size; pick matching layers")
+
+    def make_params(self, fs, ft):
+        conv = nn.Conv2d if fs.dim() == 4 else nn.Conv1d if fs.dim() == 3 else None
+        self.regressor = conv(fs.shape[1], ft.shape[1], 1) if conv else nn.Linear(fs.shape[1], ft.shape[1])
+        self.regressor.to(fs.device)
+        return list(self.regressor.parameters())
+
+    def loss(self, n):
+        fs = self.regressor(self.student_feature())
+        return self.beta * F.mse_loss(fs, self.teacher_feature(n).to(fs.dtype))
+
+
+def attention_map(f: torch.Tensor) -> torch.Tensor:
+    """Zagoruyko & Komodakis (2017): L2-normalised spatial map of the channel mean of squared activations."""
+    return F.normalize(f.float().pow(2).mean(1).flatten(1), dim=1)
+
+
+class AttentionTransfer(FeatureMatch):
+    def check_shapes(self, fs, ft):
+        if fs.shape[2:] != ft.shape[2:]:
+            raise ConfigError(f"attention transfer: feature maps {tuple(fs.shape[2:])} and {tuple(ft.shape[2:])} differ")
+
+    def loss(self, n):
+        return self.beta * (attention_map(self.student_feature()) - attention_map(self.teacher_feature(n))).pow(2).mean()
+
+
+def _no_feature(**args):
+    if args:
+        raise ConfigError(f"logit KD takes no variant arguments, got {sorted(args)}")
+    return None
+
+
+VARIANTS.register("logit", description="logit matching (Hinton et al., 2015)")(_no_feature)
+VARIANTS.register("fitnets", description="FitNets hints with a learned regressor (Romero et al., 2015)")(FitNets)
+VARIANTS.register("attention", description="attention transfer (Zagoruyko & Komodakis, 2017)")(AttentionTransfer)
+
+
+def make_feature_match(name: str, args: Optional[dict] = None) -> Optional[FeatureMatch]:
+    """The feature term of a variant (None for plain logit matching); bad arguments fail naming them."""
+    try:
+        return VARIANTS.get(name)(**(args or {}))
+    except TypeError as e:
+        raise ConfigError(f"bad arguments {args} for distillation variant {name!r}: {e}") from e
+
+
+# --------------------------------------------------------------------------------------------- arms
+class CrossEntropyArm:
+    """teacher and control: cross-entropy on the labels only."""
+
+    needs_teacher_model = needs_teacher_logits = False
+
+    def __init__(self, label_smoothing: float = 0.0):
+        self.label_smoothing = label_smoothing
+
+    def bind(self, student, example, teacher_model=None, teacher_logits=None, device="cpu") -> list:
+        return []
+
+    def loss(self, logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict]:
+        ce = F.cross_entropy(logits.float(), batch.y, label_smoothing=self.label_smoothing)
+        return ce, {"ce": ce}
+
+    def close(self) -> None:
+        pass
+
+
+class DistillationArm:
+    """kd and rcd: the KD loss towards `targets` (the teacher's logits, or noise), plus a feature term."""
+
+    def __init__(self, kd_weight: float, temperature: float, targets, feature: Optional[FeatureMatch] = None,
+                 label_smoothing: float = 0.0, init_seed: int = 0, noise_seed: Optional[int] = None):
+        self.w, self.temperature, self.targets, self.feature = kd_weight, temperature, targets, feature
+        self.label_smoothing, self.init_seed, self.noise_seed = label_smoothing, init_seed, noise_seed
+        self.needs_teacher_model = targets.needs_model or feature is not None
+        self.needs_teacher_logits = targets.needs_logits
+
+    def bind(self, student, example, teacher_model=None, teacher_logits=None, device="cpu") -> list:
+        if self.needs_teacher_model and teacher_model is None:
+            raise ValueError("this run needs the teacher model (feature variant or augmented inputs)")
+        if self.needs_teacher_logits and teacher_logits is None:
+            raise ValueError("this run needs the teacher's training logits")
+        self.targets.bind(teacher_model, teacher_logits, device)
+        if self.feature is None:
+            return []
+        if teacher_model is not None:
+            teacher_model.to(device)
+        return self.feature.attach(student, teacher_model, example, self.init_seed, self.noise_seed)
+
+    def loss(self, logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict]:
+        total, ce, kl = _kd_terms(logits.float(), self.targets(batch), batch.y, self.w, self.temperature,
+                                  self.label_smoothing)
+        terms = {"ce": ce, "kd": kl}
+        if self.feature is not None:
+            terms["feature"] = self.feature.loss(len(batch.idx))
+            total = total + terms["feature"]
+        return total, terms
+
+    def close(self) -> None:
+        if self.feature is not None:
+            self.feature.detach()
+
+
+def build_arm(cfg: RunConfig, n_train: int, n_classes: int):
+    """The arm object of a run. What it needs from the teacher is known before anything is loaded."""
+    ls = cfg.train["label_smoothing"]
+    if cfg.arm in ("teacher", "control"):
+        return CrossEntropyArm(ls)
+    feature = make_feature_match(cfg.variant, cfg.variant_args)
+    if cfg.arm == "kd":
+        live = feature is not None or cfg.train["augment"]
+        targets = LiveTeacher() if live else TeacherLogits()
+    else:
+        targets = RCDNoise(cfg.rcd_noise, n_train, n_classes, cfg.noise_seed)
+    return DistillationArm(cfg.kd_weight, cfg.temperature, targets, feature, ls, init_seed=cfg.init_seed,
+                           noise_seed=cfg.noise_seed if cfg.arm == "rcd" else None)

@@ -1,0 +1,211 @@
+"""The training phase of a study: every run of a plan, de-duplicated by config hash, trained by an
+executor into the run store. Executors:
+
+    local  (default)  on this machine: in this process (`workers=1`), or a pool of worker processes that
+                      write into the store themselves (`workers>1`; each run uses a fixed number of
+                      threads, so results do not depend on the pool size)
+    ray               on a Ray cluster (`kdlib.executors_ray`): a local one, or an existing cluster
+
+A student waits for its seed's teacher; a run that fails is recorded with its error and the others go
+on (the students of a failed teacher fail with it); the report names every failed run.
+"""
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+from .config import RunConfig, SetupConfig
+from .progress import ProgressBar, fmt_seconds
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass
+class Job:
+    """One distinct run of a plan and the plan entries that use it."""
+
+    cfg: RunConfig
+    entries: list = field(default_factory=list)
+    resources: dict = field(default_factory=dict)
+
+
+def collect_jobs(setups: Iterable[tuple[str, SetupConfig]]) -> list[Job]:
+    """Every run of the given (entry id, setup) pairs, once per config hash, teachers before students."""
+    jobs: dict[str, Job] = {}
+    for entry_id, setup in setups:
+        for cfg in setup.runs():
+            job = jobs.setdefault(cfg.hash, Job(cfg, resources=dict(setup.resources)))
+            if entry_id not in job.entries:
+                job.entries.append(entry_id)
+    return list(jobs.values())
+
+
+@dataclass
+class Report:
+    """What an executor did: runs trained now, found in the store, failed (label -> error)."""
+
+    total: int = 0
+    trained: list = field(default_factory=list)
+    loaded: int = 0
+    failed: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    per_entry: dict = field(default_factory=lambda: defaultdict(lambda: {"runs": 0, "trained": 0, "failed": 0,
+                                                                         "seconds": 0.0}))
+
+    def note(self, job: Job, status: str, seconds: float = 0.0) -> None:
+        for e in job.entries:
+            d = self.per_entry[e]
+            d["runs"] += 1
+            d[status] = d.get(status, 0) + 1
+            d["seconds"] += seconds
+
+    def summary_lines(self) -> list[str]:
+        lines = [f"training phase: {self.total} distinct runs, {len(self.trained)} trained, {self.loaded} already "
+                 f"in the store, {len(self.failed)} failed, {fmt_seconds(self.seconds)}"]
+        for e, d in self.per_entry.items():
+            lines.append(f"  {e}: {d['runs']} runs, {d['trained']} trained ({d['seconds']:.1f} s of training), "
+                         f"{d['failed']} failed")
+        for label, err in self.failed.items():
+            lines.append(f"  FAILED {label}: {err.splitlines()[-1] if err else ''}")
+        return lines
+
+
+def write_failures(results_dir: Path, report: Report) -> None:
+    """The failed runs of the last training phase, for the chapters (which list them as failed)."""
+    path = Path(results_dir) / "failed_runs.json"
+    if report.failed:
+        path.write_text(json.dumps(report.failed, indent=1))
+    elif path.exists():
+        path.unlink()
+
+
+def _order(jobs: list[Job]) -> tuple[list[Job], dict[str, list[Job]]]:
+    """Roots (teachers, or students whose teacher is not part of this plan) and the students of each teacher."""
+    hashes = {j.cfg.hash for j in jobs}
+    roots, children = [], defaultdict(list)
+    for j in jobs:
+        if j.cfg.is_student and j.cfg.teacher_hash in hashes:
+            children[j.cfg.teacher_hash].append(j)
+        else:
+            roots.append(j)
+    return roots, children
+
+
+class LocalExecutor:
+    def __init__(self, device: str = "auto", workers: int = 1, progress_stream=None,
+                 run_progress: Optional[Callable[[str], None]] = None):
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+        self.device, self.workers, self.stream, self.run_progress = device, workers, progress_stream, run_progress
+
+    def run(self, jobs: list[Job], store) -> Report:
+        from .runner import run_and_store
+
+        report, started = Report(total=len(jobs)), time.perf_counter()
+        todo = []
+        for j in jobs:
+            if store.has(j.cfg):
+                report.loaded += 1
+                report.note(j, "loaded")
+            else:
+                todo.append(j)
+        bar = ProgressBar(len(todo), stream=self.stream)
+        failed_hashes: set = set()
+        try:
+            if self.workers == 1 or len(todo) <= 1:
+                for j in todo:
+                    if j.cfg.is_student and j.cfg.teacher_hash in failed_hashes:
+                        self._fail(j, "its teacher failed", report, bar, failed_hashes)
+                        continue
+                    bar.update(running=1)
+                    t0 = time.perf_counter()
+                    try:
+                        run_and_store(j.cfg, store, self.device, progress=self.run_progress)
+                    except Exception:  # recorded, and the rest go on (KeyboardInterrupt is not caught)
+                        self._fail(j, traceback.format_exc(limit=3), report, bar, failed_hashes)
+                        continue
+                    self._done(j, time.perf_counter() - t0, report, bar)
+            else:
+                self._pool(todo, store, report, bar, failed_hashes)
+        finally:
+            bar.close()
+            report.seconds = time.perf_counter() - started
+        return report
+
+    @staticmethod
+    def _done(job, secs, report, bar):
+        report.trained.append(job.cfg.label)
+        report.note(job, "trained", secs)
+        bar.update(done=1, running=0)
+
+    @staticmethod
+    def _fail(job, err, report, bar, failed_hashes):
+        report.failed[job.cfg.label] = err
+        failed_hashes.add(job.cfg.hash)
+        report.note(job, "failed")
+        bar.update(failed=1)
+
+    def _pool(self, todo, store, report, bar, failed_hashes):
+        """A DAG over a process pool: roots first; each teacher's students as soon as it is stored."""
+        import multiprocessing as mp
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        roots, children = _order(todo)
+        with ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn")) as pool:
+            running = {}
+
+            def submit(j):
+                running[pool.submit(_pool_task, j.cfg, str(store.root), self.device)] = (j, time.perf_counter())
+
+            for j in roots:
+                submit(j)
+            while running:
+                bar.update(running=len(running))
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    j, t0 = running.pop(fut)
+                    err = fut.exception()
+                    err = err if err is None else getattr(err, "formatted", repr(err))
+                    if err is None:
+                        self._done(j, time.perf_counter() - t0, report, bar)
+                        for child in children.get(j.cfg.hash, []):
+                            submit(child)
+                    else:
+                        self._fail(j, err, report, bar, failed_hashes)
+                        for child in children.get(j.cfg.hash, []):
+                            self._fail(child, "its teacher failed", report, bar, failed_hashes)
+
+
+class TaskError(RuntimeError):
+    """An error in a worker, carrying its formatted traceback."""
+
+    def __init__(self, formatted: str):
+        super().__init__(formatted.splitlines()[-1] if formatted else "error")
+        self.formatted = formatted
+
+
+def _pool_task(cfg: RunConfig, store_root: str, device: str) -> None:
+    from .runner import run_and_store
+    from .store import RunStore
+
+    try:
+        run_and_store(cfg, RunStore(store_root), device)
+    except Exception:
+        raise TaskError(traceback.format_exc(limit=3)) from None
+
+
+def make_executor(name: str, device: str = "auto", workers: int = 1, address: Optional[str] = None,
+                  shared_fs: bool = False, progress_stream=None):
+    if name == "local":
+        return LocalExecutor(device, workers, progress_stream)
+    if name == "ray":
+        from .executors_ray import RayExecutor
+
+        return RayExecutor(device=device, address=address, shared_fs=shared_fs, progress_stream=progress_stream,
+                           num_cpus=workers if address is None else None)
+    raise ValueError(f"unknown executor {name!r}; allowed: {', '.join(EXECUTORS)}")

@@ -1,0 +1,139 @@
+"""The training phase on a Ray cluster: one task per run, a student task depends on its teacher's task
+(Ray passes the teacher's record, logits and weights included, through its object store), each task asks
+for the resources its setup declares, and a worker that dies is retried. Finished runs come back to the
+driver, which writes them into the run store (no shared filesystem needed); with `shared_fs` the workers
+write into the store themselves.
+
+    python -m kdlib.driver --scale smoke --executor ray                     # a local Ray cluster
+    RAY_ADDRESS=auto python -m kdlib.driver --scale paper --executor ray    # an existing one
+    python -m kdlib.driver --scale paper --executor ray --address ray://head:10001
+"""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from typing import Optional
+
+from .executors import Job, Report, _order
+from .progress import ProgressBar
+
+MAX_RETRIES = 3  # a task whose worker process dies is run again (system failures only, not exceptions)
+
+
+def _task(cfg, teacher, device: str, store_root: Optional[str]):
+    """Runs on a Ray worker: train one run (given its teacher's record or artifacts) and return its record."""
+    from .runner import RunRecord, execute_run
+    from .store import RunStore
+
+    if isinstance(teacher, RunRecord):
+        teacher = teacher.teacher_artifacts()
+    started = time.perf_counter()
+    record = execute_run(cfg, device, teacher)
+    record.provenance["wall_seconds"] = round(time.perf_counter() - started, 3)
+    record.provenance["executor"] = f"ray (node {os.uname().nodename})"
+    if store_root is not None:  # a shared filesystem: write here, the driver only counts
+        RunStore(store_root).write(record)
+    if cfg.arm != "teacher":  # students' records need not travel with training logits or weights
+        record.train_logits = record.model_state = None
+    return record
+
+
+def task_options(job: Job, device: str) -> dict:
+    """Ray resources for one run: what the setup declares (e.g. num_gpus 0.25 for a small model), one CPU
+    per run on the CPU (runs use a fixed number of threads, so results do not depend on the packing)."""
+    from .train import CPU_THREADS
+
+    res = dict(job.resources or {})
+    if device.startswith("cuda") or (device == "auto" and res.get("num_gpus")):
+        return {"num_gpus": res.get("num_gpus", 1), "num_cpus": res.get("num_cpus", 1)}
+    return {"num_cpus": res.get("num_cpus", CPU_THREADS), "num_gpus": 0}
+
+
+class RayExecutor:
+    def __init__(self, device: str = "auto", address: Optional[str] = None, shared_fs: bool = False,
+                 progress_stream=None, num_cpus: Optional[int] = None):
+        self.device, self.address, self.shared_fs = device, address, shared_fs
+        self.stream, self.num_cpus = progress_stream, num_cpus
+
+    def _init(self):
+        import ray
+
+        if ray.is_initialized():
+            return ray
+        if self.address or os.environ.get("RAY_ADDRESS"):
+            ray.init(address=self.address or os.environ["RAY_ADDRESS"], log_to_driver=False)
+        else:
+            ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
+        return ray
+
+    def run(self, jobs: list[Job], store) -> Report:
+        from .runner import TeacherArtifacts, teacher_needs
+
+        ray = self._init()
+        task = ray.remote(_task)
+        report, started = Report(total=len(jobs)), time.perf_counter()
+        todo = []
+        for j in jobs:
+            if store.has(j.cfg):
+                report.loaded += 1
+                report.note(j, "loaded")
+            else:
+                todo.append(j)
+        roots, children = _order(todo)
+        store_root = str(store.root) if self.shared_fs else None
+        refs, by_ref, t0 = {}, {}, {}
+
+        def submit(job, teacher):
+            ref = task.options(max_retries=MAX_RETRIES, **task_options(job, self.device)).remote(
+                job.cfg, teacher, self.device, store_root)
+            refs[job.cfg.hash], by_ref[ref] = ref, job
+            t0[job.cfg.hash] = time.perf_counter()
+
+        def submit_tree(job, teacher):
+            submit(job, teacher)
+            for child in children.get(job.cfg.hash, []):
+                submit_tree(child, refs[job.cfg.hash])  # a dependency on the teacher's task, not polling
+
+        for job in roots:
+            teacher = None
+            if job.cfg.is_student:  # its teacher is already in the store: send what the student needs
+                need_logits, need_model = teacher_needs(job.cfg)
+                teacher = ray.put(TeacherArtifacts.from_store(store, job.cfg.teacher_hash, need_logits, need_model))
+            submit_tree(job, teacher)
+
+        bar = ProgressBar(len(todo), stream=self.stream)
+        pending = list(by_ref)
+        failed_hashes = set()
+        slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        try:
+            while pending:
+                bar.update(running=min(len(pending), slots))
+                ready, pending = ray.wait(pending, num_returns=1, timeout=2.0)
+                for ref in ready:
+                    job = by_ref[ref]
+                    try:
+                        record = ray.get(ref)
+                    except Exception as e:  # the run raised, or its teacher did
+                        teacher_failed = job.cfg.is_student and job.cfg.teacher_hash in failed_hashes
+                        report.failed[job.cfg.label] = "its teacher failed" if teacher_failed else _describe(e)
+                        failed_hashes.add(job.cfg.hash)
+                        report.note(job, "failed")
+                        bar.update(failed=1)
+                        continue
+                    if not self.shared_fs:
+                        store.write(record)
+                    secs = time.perf_counter() - t0[job.cfg.hash]
+                    report.trained.append(job.cfg.label)
+                    report.note(job, "trained", record.provenance.get("seconds", secs))
+                    bar.update(done=1)
+        finally:
+            bar.close()
+            report.seconds = time.perf_counter() - started
+        return report
+
+
+def _describe(e: Exception) -> str:
+    cause = getattr(e, "cause", None)
+    text = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__, limit=3)) if cause else str(e)
+    return text.strip() or repr(e)

@@ -1,0 +1,53 @@
+"""The GPU run plan page: every paper-scale entry with its expected cost and provenance, and what a GPU
+check has measured so far."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from .costs import BENCH_RESULTS, estimate_costs
+from .paths import from_root
+from .progress import fmt_seconds
+
+
+def latest_report() -> dict | None:
+    reports = sorted(BENCH_RESULTS.glob("gpu_check*.json"))
+    return json.loads(reports[-1].read_text()) if reports else None
+
+
+def gpu_status(study) -> str:
+    report = latest_report()
+    runs = from_root(study.results_dir("paper")) / "runs"
+    n_runs = sum(1 for p in runs.iterdir() if not p.name.startswith(".")) if runs.is_dir() else 0
+    if report is None:
+        lines = ["**The paper scale is untested: no GPU has run this project's code yet.** Every time below is an "
+                 "estimate, and no chapter of the paper's setups is in this book."]
+    else:
+        r = report
+        lines = [f"Last GPU check: {r.get('device', '?')} on {r.get('date', '?')} (code `{r.get('code_version', '?')}`), "
+                 f"{r.get('wall_seconds', 0):.0f} s in all."]
+        teacher = r.get("fast_teacher") or {}
+        if teacher:
+            lines.append(f"`fast` ResNet-18 CIFAR-10 teacher: {100 * teacher.get('accuracy', float('nan')):.2f} % test "
+                         f"accuracy in {teacher.get('seconds', float('nan')):.1f} s (target: >= 94 % in <= 30 s).")
+    lines.append(f"Stored paper-scale runs in this checkout: {n_runs}.")
+    return "\n\n".join(lines)
+
+
+def gpu_plan_table(study) -> tuple[pd.DataFrame, str]:
+    entries = study.plan("paper")
+    costs = estimate_costs(study, "paper", entries, device="cuda")
+    rows = []
+    for e in entries:
+        cfg = study.entry_setup("paper", e)
+        c = costs[e.id]
+        rows.append({"entry": e.id, "dataset": cfg.dataset, "teacher -> student": f"{cfg.teacher.name} -> {cfg.student.name}",
+                     "variant": cfg.variant, "recipe": cfg.recipe or "-", "runs": len(cfg.runs()),
+                     "per run": c["per_run"], "entry total": c["total"],
+                     "provenance": "; ".join(f"{k}: {v}" for k, v in (cfg.provenance or {}).items())})
+    plan = costs["_plan"]
+    total = (f"**Whole plan**: {plan['runs']} distinct runs (teachers and controls shared by sweeps count once), "
+             f"about **{fmt_seconds(plan['seconds'])}** on one GPU, "
+             + ("estimated." if any(costs[e.id]["source"] != "measured" for e in entries) else "measured."))
+    return pd.DataFrame(rows), total

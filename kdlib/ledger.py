@@ -1,0 +1,53 @@
+"""The compute ledger of a scale (seconds and device of every run, per plan entry) and what the stored runs
+say about their reproducibility. Reads the store only."""
+from __future__ import annotations
+
+from typing import Optional
+
+import pandas as pd
+
+from .analysis import plan_setups
+from .paths import from_root
+from .store import RunStore
+
+
+def compute_ledger(study, scale: str, results_dir: Optional[str] = None) -> tuple[Optional[pd.DataFrame], Optional[pd.DataFrame]]:
+    """(per entry: runs, seeds, seconds, device; with a distinct-runs total) and every run, in plan order."""
+    folder = from_root(results_dir or study.results_dir(scale))
+    if not (folder / "runs").is_dir():
+        return None, None
+    store = RunStore(folder / "runs")
+    frames = []
+    for entry_id, cfg in plan_setups(study, scale):
+        r = store.results(cfg)
+        if len(r):
+            frames.append(r.assign(entry=entry_id))
+    if not frames:
+        return None, None
+    ledger = pd.concat(frames, ignore_index=True)
+    per = ledger.groupby("entry", sort=False).agg(runs=("hash", "size"), seeds=("seed", "nunique"),
+                                                  seconds=("seconds", "sum"), device=("device", "first"))
+    distinct = ledger.drop_duplicates("hash")
+    per.loc["total (distinct runs)"] = [len(distinct), "", distinct["seconds"].sum(), ", ".join(distinct["device"].unique())]
+    return per, ledger
+
+
+def determinism_note(study, scales, results_dir: Optional[str] = None) -> str:
+    """One line per scale: threads, devices, and whether every run is bitwise reproducible."""
+    lines = []
+    for i, s in enumerate(scales):
+        folder = from_root(results_dir if i == 0 and results_dir else study.results_dir(s))
+        if not (folder / "runs").is_dir():
+            continue
+        store = RunStore(folder / "runs")
+        provs = [store.provenance(h) for h in store.hashes()]
+        if not provs:
+            continue
+        threads = sorted({str(p.get("cpu_threads")) for p in provs})
+        devices = sorted({p["device"] for p in provs})
+        not_bitwise = [p for p in provs if not p.get("bitwise_reproducible", False)]
+        reasons = sorted({r for p in not_bitwise for r in p.get("nondeterminism", [])})
+        lines.append(f"- `{s}`: {len(provs)} runs on {', '.join(devices)}; CPU training threads {', '.join(threads)}; "
+                     + ("every run is bitwise reproducible on the same kind of machine."
+                        if not not_bitwise else f"{len(not_bitwise)} runs are not bitwise reproducible: {'; '.join(reasons)}."))
+    return "\n".join(lines) or "No runs in this build."

@@ -1,0 +1,66 @@
+"""Plain-text progress for long work: one bar that redraws in a terminal and prints a line now and then
+elsewhere (notebooks, CI logs, pipes), so logs stay short and readable."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Optional, TextIO
+
+
+def fmt_seconds(s: float) -> str:
+    s = max(0.0, s)
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
+class ProgressBar:
+    """done / running / failed out of a total, with the rate and the time left."""
+
+    def __init__(self, total: int, label: str = "runs", stream: Optional[TextIO] = None, every: float = 10.0,
+                 width: int = 28):
+        self.total, self.label, self.width, self.every = total, label, width, every
+        self.stream = stream or sys.stdout
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.done = self.failed = self.running = 0
+        self.started = self._last = time.perf_counter()
+        self._closed = False
+
+    def line(self) -> str:
+        elapsed = time.perf_counter() - self.started
+        finished = self.done + self.failed
+        frac = finished / self.total if self.total else 1.0
+        fill = int(round(self.width * frac))
+        rate = 60.0 * finished / elapsed if elapsed > 0 and finished else 0.0
+        left = (self.total - finished) / (finished / elapsed) if finished and elapsed > 0 else float("nan")
+        eta = f", about {fmt_seconds(left)} left" if finished and finished < self.total else ""
+        return (f"[{'#' * fill}{'.' * (self.width - fill)}] {finished}/{self.total} {self.label} "
+                f"({self.done} done, {self.running} running, {self.failed} failed), {rate:.1f}/min, "
+                f"{fmt_seconds(elapsed)}{eta}")
+
+    def update(self, done: int = 0, failed: int = 0, running: Optional[int] = None, force: bool = False) -> None:
+        self.done += done
+        self.failed += failed
+        if running is not None:
+            self.running = running
+        now = time.perf_counter()
+        if self.tty:
+            self.stream.write("\r" + self.line() + "\033[K")
+            self.stream.flush()
+        elif force or now - self._last >= self.every:
+            self.stream.write(self.line() + "\n")
+            self.stream.flush()
+            self._last = now
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.running = 0
+        if self.tty:
+            self.stream.write("\r" + self.line() + "\033[K\n")
+        else:
+            self.stream.write(self.line() + "\n")
+        self.stream.flush()

@@ -1,0 +1,270 @@
+"""The study file (study.yaml): protocol defaults, training recipes, scales, the registry of setups, and
+the plan of what runs where.
+
+A setup entry holds its base fields plus per-scale overrides under `scales:`. Resolution order:
+protocol defaults -> the setup's base fields -> its `scales[<scale>]` entry -> the caller's overrides.
+The training recipe is built the same way, starting from `defaults: train:`, then the named recipe the
+setup offers (`recipes:`, chosen with the `recipe` parameter), then the setup's and the scale's `train:`.
+Names (datasets, models, variants) are checked against their registries here, so a typo fails when the
+study file is read, naming the file and the setup.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from .config import RCD_NOISES, TRAIN_KEYS, ConfigError, ModelSpec, SetupConfig, check_choice
+from .paths import REPO_ROOT
+
+DEFAULT_STUDY = REPO_ROOT / "study.yaml"
+SETUP_FIELDS = {"title", "modality", "kind", "dataset", "data_args", "teacher", "student", "train", "variant",
+                "variant_args", "kd_weight", "kd_weight_variants", "temperature", "rcd_noise", "rcd_variants",
+                "n_seeds", "base_seed", "provenance", "description", "scales", "backdoor", "recipes", "primary",
+                "equivalence_margin", "resources"}
+SCALE_FIELDS = {"n_seeds", "description", "plan", "results", "include_shipped", "shipped", "device"}
+# What a caller (a plan entry, a papermill parameter) may change; `alpha` is accepted as the KD weight.
+OVERRIDES = {"kd_weight", "alpha", "kd_weight_variants", "temperature", "n_seeds", "rcd_noise", "rcd_variants",
+             "base_seed", "data_args", "variant", "variant_args", "student_args", "backdoor", "recipe"} | set(TRAIN_KEYS)
+PLAN_KEYS = {"id", "setup", "params", "title"}
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+@dataclass
+class PlanEntry:
+    """One chapter of the study: a setup at a scale with a parameter set."""
+
+    id: str
+    setup: str
+    params: dict = field(default_factory=dict)
+    title: Optional[str] = None
+
+
+def normalise_overrides(overrides: dict) -> dict:
+    """Accept `alpha` as the KD-term weight (documented in book/methods.md), refuse unknown names."""
+    out = dict(overrides)
+    unknown = set(out) - OVERRIDES
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) {sorted(unknown)}; allowed: {sorted(OVERRIDES)}")
+    if "alpha" in out:
+        if "kd_weight" in out and out["kd_weight"] != out["alpha"]:
+            raise ConfigError(f"alpha ({out['alpha']!r}) and kd_weight ({out['kd_weight']!r}) name the same "
+                              "parameter (the weight of the KD term) but differ; give one")
+        out["kd_weight"] = out.pop("alpha")
+    return out
+
+
+class Study:
+    """The parsed study file. Construction checks its shape; `setup()` resolves and validates one setup."""
+
+    def __init__(self, raw: dict, path: Optional[Path] = None):
+        self.path = path
+        where = f"study file {path}" if path else "study file"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: expected a mapping with defaults, scales and setups at the top")
+        self.raw = raw
+        self.defaults = raw.get("defaults") or {}
+        self.recipes = raw.get("recipes") or {}
+        self.scales = raw.get("scales") or {}
+        self.setup_specs = raw.get("setups") or {}
+        unknown = set(self.defaults) - (SETUP_FIELDS - {"scales", "recipes", "title", "dataset", "kind", "teacher",
+                                                         "student", "modality"}) - {"recipe"}
+        if unknown:
+            raise ConfigError(f"{where}: `defaults:` has unknown key(s) {sorted(unknown)}")
+        for name, spec in self.scales.items():
+            unknown = set(spec or {}) - SCALE_FIELDS
+            if unknown:
+                raise ConfigError(f"{where}: scale {name!r} has unknown key(s) {sorted(unknown)}; allowed: {sorted(SCALE_FIELDS)}")
+        for name, spec in self.setup_specs.items():
+            if not isinstance(spec, dict):
+                raise ConfigError(f"{where}: setup {name!r} must be a mapping of fields, got {spec!r}")
+            unknown = set(spec) - SETUP_FIELDS
+            if unknown:
+                raise ConfigError(f"{where}: setup {name!r} has unknown field(s) {sorted(unknown)}; allowed: {sorted(SETUP_FIELDS)}")
+            for key in ("dataset", "teacher", "kind"):
+                if key not in spec:
+                    raise ConfigError(f"{where}: setup {name!r} has no `{key}:` (every setup needs dataset, kind and teacher)")
+            for recipe in (spec.get("recipes") or {}).values():
+                if recipe not in self.recipes:
+                    raise ConfigError(f"{where}: setup {name!r} names recipe {recipe!r}, which is not under "
+                                      f"`recipes:`; there are: {', '.join(self.recipes)}")
+
+    def _where(self) -> str:
+        return f"study file {self.path}" if self.path else "study file"
+
+    # -------------------------------------------------------------------------------- scales
+    def check_scale(self, scale: str) -> str:
+        if scale not in self.scales:
+            raise ConfigError(f"unknown scale {scale!r}; {self._where()} has: {', '.join(self.scales)}")
+        return scale
+
+    def scale_info(self, scale: str) -> dict:
+        return dict(self.scales[self.check_scale(scale)] or {})
+
+    def results_dir(self, scale: str) -> str:
+        """The run store folder of a scale, relative to the repository root unless absolute."""
+        return self.scale_info(scale).get("results", f"results/{scale}")
+
+    def shipped_scales(self, scale: str) -> list[str]:
+        """Scales whose committed runs the book of `scale` shows without training them."""
+        out = list(self.scale_info(scale).get("include_shipped", []))
+        for s in out:
+            self.check_scale(s)
+        return out
+
+    # -------------------------------------------------------------------------------- setups
+    def names(self, scale: Optional[str] = None) -> list[str]:
+        return [n for n, spec in self.setup_specs.items()
+                if scale is None or scale in (spec.get("scales") or {})]
+
+    def spec(self, name: str) -> dict:
+        if name not in self.setup_specs:
+            raise ConfigError(f"unknown setup {name!r}; allowed: {', '.join(sorted(self.setup_specs))}")
+        return copy.deepcopy(self.setup_specs[name])
+
+    def setup(self, name: str, scale: str = "cpu", **overrides: Any) -> SetupConfig:
+        """One setup resolved at a scale with the caller's overrides, every value validated."""
+        self.check_scale(scale)
+        spec = self.spec(name)
+        overrides = normalise_overrides(overrides)
+        scales = spec.pop("scales", None) or {}
+        if scale not in scales:
+            raise ConfigError(f"setup {name!r} has no {scale!r} scale; it has: {', '.join(scales) or 'none'}")
+        merged = deep_merge(spec, scales[scale] or {})
+        fields = {k: copy.deepcopy(v) for k, v in self.defaults.items() if k not in ("train", "recipe")}
+        fields["n_seeds"] = self.scales[scale].get("n_seeds", fields.get("n_seeds", 10))
+        fields.update({k: v for k, v in merged.items() if k not in ("train", "recipes", "teacher", "student")})
+
+        recipes = merged.get("recipes") or {}
+        recipe = overrides.pop("recipe", None)
+        if recipes:
+            recipe = recipe or self.defaults.get("recipe")
+            check_choice(f"recipe for setup {name!r}", recipe, list(recipes))
+            recipe_train = self.recipes[recipes[recipe]]
+        elif recipe is not None:
+            raise ConfigError(f"setup {name!r} offers no recipes, so `recipe: {recipe}` cannot apply")
+        else:
+            recipe_train = {}
+        train = deep_merge(deep_merge(self.defaults.get("train", {}), recipe_train), merged.get("train") or {})
+        for key in TRAIN_KEYS:
+            if key in overrides:
+                train[key] = overrides.pop(key)
+
+        teacher = _model_spec(merged["teacher"], name, "teacher")
+        student = teacher if merged.get("kind") == "self" or not merged.get("student") else \
+            _model_spec(merged["student"], name, "student")
+        if "data_args" in overrides:
+            fields["data_args"] = {**(fields.get("data_args") or {}), **overrides.pop("data_args")}
+        if "student_args" in overrides:  # e.g. a family of student sizes for scaling
+            if merged.get("kind") == "self":
+                raise ConfigError(f"setup {name!r} is self-distillation: its student is the teacher, "
+                                  "so student_args cannot change it")
+            student = ModelSpec(student.name, {**student.args, **as_mapping("student_args", overrides.pop("student_args"))})
+        for key in ("rcd_variants", "kd_weight_variants"):
+            if key in overrides:
+                overrides[key] = as_list(key, overrides[key])
+        for key in ("variant_args", "backdoor"):
+            if key in overrides:
+                overrides[key] = as_mapping(key, overrides[key])
+        fields.update(overrides)
+        fields.setdefault("title", name)
+        fields["data_args"] = fields.get("data_args") or {}
+        cfg = SetupConfig(name=name, scale=scale, teacher=teacher, student=student, train=train, recipe=recipe,
+                          **fields)
+        _check_names(cfg)
+        return cfg
+
+    # -------------------------------------------------------------------------------- plans
+    def plan(self, scale: str) -> list[PlanEntry]:
+        """The chapters of a scale, in order. Entries without an id are named after their setup."""
+        self.check_scale(scale)
+        entries = []
+        for item in self.scales[scale].get("plan") or []:
+            item = {"setup": item} if isinstance(item, str) else dict(item)
+            unknown = set(item) - PLAN_KEYS
+            if unknown:
+                raise ConfigError(f"{self._where()}: plan entry {item} of scale {scale!r} has unknown key(s) "
+                                  f"{sorted(unknown)}; allowed: {', '.join(sorted(PLAN_KEYS))}")
+            if "setup" not in item:
+                raise ConfigError(f"{self._where()}: plan entry {item} of scale {scale!r} names no setup")
+            entries.append(PlanEntry(id=str(item.get("id", item["setup"])), setup=item["setup"],
+                                     params=dict(item.get("params") or {}), title=item.get("title")))
+        ids = [e.id for e in entries]
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f"{self._where()}: scale {scale!r} plan has duplicate ids: "
+                              f"{sorted({i for i in ids if ids.count(i) > 1})}")
+        return entries
+
+    def entry_setup(self, scale: str, entry: PlanEntry, **extra: Any) -> SetupConfig:
+        return self.setup(entry.setup, scale, **{**entry.params, **extra})
+
+
+def _model_spec(raw: Any, setup: str, role: str) -> ModelSpec:
+    if not isinstance(raw, dict) or "model" not in raw:
+        raise ConfigError(f"setup {setup!r}: `{role}:` must be a mapping with `model:` (and optional `args:`), got {raw!r}")
+    return ModelSpec(raw["model"], dict(raw.get("args") or {}))
+
+
+def as_list(what: str, value: Any) -> list:
+    """A list parameter; a string is parsed as YAML (papermill -p passes strings), a scalar becomes [x]."""
+    if isinstance(value, str):
+        value = yaml.safe_load(value)
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def as_mapping(what: str, value: Any) -> dict:
+    """A mapping parameter; a string is parsed as YAML (e.g. -p student_args '{hidden: [8]}')."""
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{what} must be a mapping, e.g. '{{key: value}}'; could not parse {value!r}: {e}") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} must be a mapping, e.g. '{{key: value}}', got {value!r}")
+    return value
+
+
+def _check_names(cfg: SetupConfig) -> None:
+    """Dataset, models and variant exist; the backdoor fits the data. Imported here, not in config,
+    so that the config module depends on nothing."""
+    from . import arms, backdoor, data, models
+
+    data.DATASETS.check(cfg.dataset)
+    models.MODELS.check(cfg.teacher.name)
+    models.MODELS.check(cfg.student.name)
+    arms.VARIANTS.check(cfg.variant)
+    for noise in cfg.noise_variants:
+        check_choice("RCD noise", noise, RCD_NOISES)
+    if cfg.backdoor:
+        meta = data.DATASETS.meta(cfg.dataset)
+        backdoor.check_spec(dict(cfg.backdoor), meta["n_classes"], modality=meta["modality"])
+
+
+def load_study(path: str | os.PathLike | None = None) -> Study:
+    path = Path(path or os.environ.get("KDLIB_STUDY", DEFAULT_STUDY))
+    if not path.is_file():
+        raise ConfigError(f"study file {path} not found")
+    try:
+        with path.open() as f:  # from the stream, so parse errors name the file and line
+            raw = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"study file {path} is not valid YAML: {e}") from None
+    return Study(raw or {}, path)
+
+
+def get_setup(name: str, scale: str = "cpu", study: Optional[Study] = None, **overrides: Any) -> SetupConfig:
+    return (study or load_study()).setup(name, scale, **overrides)

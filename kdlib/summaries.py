@@ -1,0 +1,127 @@
+"""The evidence a whole book rests on: per-setup summaries of the book's own scale and of the shipped
+scales it shows (e.g. the CIFAR-10 mid scale), under each reading of the KD weight. The summary and
+claims chapters read it; nothing here trains."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from .analysis import collect_summaries, plan_setups
+from .paths import from_root
+from .store import RunStore
+from .studyfile import Study, load_study
+
+MAIN_READING, OTHER_READING = 0.9, 0.1
+SCALE_LABELS = {"smoke": "smoke scale (numbers mean nothing)", "cpu": "offline CPU study",
+                "mid": "CIFAR-10 on the CPU (mid scale)", "paper": "paper scale (GPU)"}
+
+
+@dataclass
+class BookEvidence:
+    study: Study
+    scales: list                                       # the book's own scale first, then shipped ones
+    summaries: dict = field(default_factory=dict)      # scale -> list of summaries (every reading)
+    missing: dict = field(default_factory=dict)        # scale -> incomplete entry ids
+    absent: list = field(default_factory=list)         # scales with no store at all
+    stores: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, study_file: Optional[str], scale: str, results_dir: Optional[str], shipped=()) -> "BookEvidence":
+        study = load_study(study_file)
+        ev = cls(study=study, scales=[scale] + [s for s in (shipped or []) if s != scale])
+        for s in ev.scales:
+            folder = from_root(results_dir if s == scale and results_dir else study.results_dir(s))
+            if not (folder / "runs").is_dir():
+                ev.absent.append(s)
+                continue
+            ev.stores[s] = RunStore(folder / "runs")
+            ev.summaries[s], ev.missing[s] = collect_summaries(study, s, ev.stores[s])
+        return ev
+
+    # -------------------------------------------------------------------------- selections
+    def label(self, scale: str) -> str:
+        return SCALE_LABELS.get(scale, scale)
+
+    def frame(self, scale: str, kd_weight: Optional[float] = None) -> pd.DataFrame:
+        """Summaries of one scale under one reading (None: each entry's main KD weight)."""
+        rows = [s for s in self.summaries.get(scale, [])
+                if (s["kd_weight"] == s["main_kd_weight"] if kd_weight is None else s["kd_weight"] == kd_weight)]
+        return pd.DataFrame(rows)
+
+    def main_tables(self) -> list[tuple[str, pd.DataFrame]]:
+        return [(self.label(s), self.frame(s)) for s in self.summaries if len(self.frame(s))]
+
+    def reading_tables(self, w: float) -> list[tuple[str, pd.DataFrame]]:
+        return [(f"{self.label(s)}, KD weight {w:g}", self.frame(s, w)) for s in self.summaries if len(self.frame(s, w))]
+
+    def all_main(self) -> pd.DataFrame:
+        frames = []
+        for s in self.summaries:
+            f = self.frame(s)
+            if len(f):
+                frames.append(f.assign(id=f["id"] if s == self.scales[0] else s + ": " + f["id"]))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def claim_columns(self) -> dict[str, list[dict]]:
+        """Bodies of evidence for the claims page: each scale under each reading of alpha."""
+        cols = {}
+        for s in self.summaries:
+            for w in (MAIN_READING, OTHER_READING):
+                rows = [x for x in self.summaries[s] if x["kd_weight"] == w]
+                if rows:
+                    cols[f"{s}, w={w:g}"] = rows
+        return cols
+
+    def weight_curve_results(self) -> Optional[pd.DataFrame]:
+        for s in self.summaries:
+            for entry_id, cfg in plan_setups(self.study, s):
+                if len(cfg.kd_weights) >= 3 and entry_id not in self.missing.get(s, []):
+                    return self.stores[s].results(cfg)
+        return None
+
+    # -------------------------------------------------------------------------- text and tables
+    def status(self) -> str:
+        lines = []
+        for s in self.scales:
+            if s in self.absent:
+                lines.append(f"- **{self.label(s)}**: no runs here (never run on this machine and not shipped).")
+                continue
+            n = len(self.frame(s))
+            miss = self.missing.get(s, [])
+            lines.append(f"- **{self.label(s)}**: {n} entries with complete results"
+                         + (f"; incomplete and left out: {', '.join(miss)}" if miss else "") + ".")
+        return "\n".join(lines)
+
+    @staticmethod
+    def overview(summary: pd.DataFrame):
+        t = pd.DataFrame({
+            "setup": summary["id"], "modality": summary["modality"], "seeds": summary["n_seeds"],
+            "teacher acc (%)": 100 * summary["teacher_accuracy"],
+            "teacher train acc (%)": 100 * summary["teacher_train_accuracy"],
+            "teacher errors": summary["teacher_errors"],
+            "control / kd / rcd acc (%)": [f"{100 * c:.1f} / {100 * k:.1f} / {100 * r:.1f}" for c, k, r in
+                                           zip(summary["control_accuracy"], summary["kd_accuracy"], summary["rcd_accuracy"])],
+            "agreement gain (points)": summary["agreement_gain_points"], "p (BY)": summary["agreement_p_by"],
+            "significant transfer": np.where(summary["significant_transfer"], "yes",
+                                             np.where(summary["primary_testable"], "no", "not testable")),
+        })
+        return t.style.format({"teacher acc (%)": "{:.1f}", "teacher train acc (%)": "{:.1f}", "teacher errors": "{:.0f}",
+                               "agreement gain (points)": "{:+.2f}", "p (BY)": "{:.2g}"}).hide(axis="index")
+
+    @staticmethod
+    def transfer(summary: pd.DataFrame):
+        t = pd.DataFrame({
+            "setup": summary["id"], "significant transfer": np.where(summary["significant_transfer"], "yes", "no"),
+            "ΔA+ (points)": summary["pos_gain_points"], "ΔA- (points)": summary["neg_gain_points"],
+            "headroom A+ / A- (%)": [f"{100 * p:.1f} / {100 * n:.1f}" for p, n in zip(summary["pos_headroom"], summary["neg_headroom"])],
+            "share closed A+": summary["pos_share_closed"], "share closed A-": summary["neg_share_closed"],
+            "A- > A+ share, p": summary["asymmetry_p"],
+            "rcd - kd acc (points)": 100 * summary["rcd_kd_accuracy_diff"],
+            "rcd ≈ kd (TOST p)": summary["rcd_kd_equivalence_p"],
+        })
+        return t.style.format({"ΔA+ (points)": "{:+.2f}", "ΔA- (points)": "{:+.2f}", "share closed A+": "{:.2f}",
+                               "share closed A-": "{:.2f}", "A- > A+ share, p": "{:.2g}", "rcd - kd acc (points)": "{:+.2f}",
+                               "rcd ≈ kd (TOST p)": "{:.2g}"}).hide(axis="index")

@@ -1,0 +1,168 @@
+"""What a setup chapter shows, gathered once from the study file and the run store, so the notebook reads
+as prose plus one call per table or figure. Reading the store needs no training code; only a chapter
+asked to fill its own gaps (`train_missing`, a papermill rerun with new parameters) trains."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+
+from .analysis import DEFAULT_PRIMARY, arm_table, compact_tests, convergence, readings_table, setup_tests, transfer_table
+from .chapters import check_parameters, setup_overrides
+from .config import SetupConfig
+from .paths import from_root
+from .stats import ALPHA, power_limits
+from .store import RunStore, main_arms
+from .studyfile import load_study
+
+
+@dataclass
+class SetupView:
+    cfg: SetupConfig
+    entry_id: str
+    store: RunStore
+    results: pd.DataFrame
+    missing: list = field(default_factory=list)   # labels of runs not in the store
+    failed: dict = field(default_factory=dict)    # label -> error of the last training phase
+    trained_now: int = 0
+
+    @classmethod
+    def from_parameters(cls, namespace: dict, before: set) -> "SetupView":
+        """Check the chapter's parameters (unknown ones stop it here), resolve the setup, read the store,
+        and train what is missing only if the chapter is allowed to."""
+        check_parameters(namespace, before, "setup")
+        p = {k: namespace.get(k) for k in ("scale", "results_dir", "study_file", "entry_id", "setup", "device",
+                                           "train_missing")}
+        params = {k: namespace.get(k) for k in namespace if k not in before}
+        study = load_study(p["study_file"])
+        cfg = study.setup(p["setup"], p["scale"], **setup_overrides(params))
+        store = RunStore.open(p["results_dir"] or study.results_dir(p["scale"]))
+        trained = 0
+        if p["train_missing"] and store.missing(cfg):
+            from .executors import LocalExecutor, collect_jobs
+
+            report = LocalExecutor(p["device"] or "auto").run(collect_jobs([(p["entry_id"] or cfg.name, cfg)]), store)
+            trained = len(report.trained)
+        failures_file = from_root(p["results_dir"] or study.results_dir(p["scale"])) / "failed_runs.json"
+        failed = json.loads(failures_file.read_text()) if failures_file.is_file() else {}
+        missing = [r.label for r in store.missing(cfg)]
+        return cls(cfg=cfg, entry_id=p["entry_id"] or cfg.name, store=store, results=store.results(cfg),
+                   missing=missing, failed={k: v for k, v in failed.items() if k in missing}, trained_now=trained)
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def main(self) -> pd.DataFrame:
+        return main_arms(self.results)
+
+    def reading(self, kd_weight: float) -> pd.DataFrame:
+        return main_arms(self.results, kd_weight)
+
+    @property
+    def primary(self) -> tuple:
+        return self.cfg.primary or DEFAULT_PRIMARY
+
+    def tests(self, kd_weight: Optional[float] = None) -> pd.DataFrame:
+        return setup_tests(main_arms(self.results, kd_weight), self.primary)
+
+    def epoch_logs(self) -> dict:
+        return {h: self.store.provenance(h).get("epochs", []) for h in self.results["hash"]}
+
+    # ------------------------------------------------------------------ text
+    def description(self) -> str:
+        c = self.cfg
+        student = f"`{c.student.name}` {c.student.args or ''}" if c.kind == "standard" else \
+            "the teacher's architecture, from the teacher's initial weights"
+        rows = [("setup", f"`{c.name}` ({'self-distillation' if c.kind == 'self' else 'standard distillation'}), "
+                          f"scale `{c.scale}`"),
+                ("modality / dataset", f"{c.modality} / `{c.dataset}` {c.data_args or ''}"),
+                ("teacher", f"`{c.teacher.name}` {c.teacher.args or ''}"), ("student", student),
+                ("distillation", f"`{c.variant}` {c.variant_args or ''}, KD weight w = "
+                                 f"{', '.join(f'{w:g}' for w in c.kd_weights)} (main first), T = {c.temperature:g}"),
+                ("RCD noise", f"`{c.rcd_noise}`" + (f" (side by side: {', '.join(c.rcd_variants)})" if c.rcd_variants else "")),
+                ("training recipe", (f"`{c.recipe}`: " if c.recipe else "") + ", ".join(f"{k} {v}" for k, v in c.train.items())),
+                ("seeds", f"{c.n_seeds}")]
+        if c.backdoor:
+            b = c.backdoor
+            trig = (f"token {b.get('token', 'the rarest word')} at position {b.get('position', 0)}" if "token" in b
+                    or c.modality == "text" else f"a {b.get('patch', 3)}x{b.get('patch', 3)} corner patch")
+            rows.append(("backdoor", f"target class {b['target']}, {b['poison_fraction']:.0%} of the teacher's "
+                                     f"other-class training examples poisoned with {trig}; students train on clean data"))
+        table = "| what | value |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
+        prov = "\n".join(f"| {k} | {v} |" for k, v in (c.provenance or {}).items())
+        return (f"{c.description}\n\n{table}\n\n**Which choices are the paper's.** The paper's body "
+                "(hyperparameters, tables) is not available to this project; everything marked *reconstructed* is "
+                "our own protocol, and every value above is a parameter (see *How to read this book* for "
+                "rerunning this chapter with other values).\n\n| choice | provenance |\n|---|---|\n"
+                f"{prov}\n| KD weight, T, RCD noise, seeds | reconstructed (alpha = 0.9 is named by public summaries; "
+                "both readings of it are run) |\n")
+
+    def status(self) -> str:
+        r, lines = self.results, []
+        if len(r):
+            devices = ", ".join(sorted(r["device"].unique()))
+            lines.append(f"{len(r)} runs from `{self.store.root}`, {r['seconds'].sum():.1f} s of training in total on "
+                         f"{devices}; code version(s) {', '.join(f'`{v}`' for v in r['code_version'].unique())}."
+                         + (f" This chapter trained {self.trained_now} of them itself." if self.trained_now else ""))
+        if self.missing:
+            lines.append(f"**{len(self.missing)} of {len(self.cfg.runs())} runs are missing** and are left out of "
+                         "every table and test below: " + ", ".join(self.missing[:12])
+                         + (" ..." if len(self.missing) > 12 else ""))
+        for label, err in self.failed.items():
+            lines.append(f"- failed in the last training phase: `{label}`: {err.strip().splitlines()[-1] if err else ''}")
+        return "\n\n".join(lines)
+
+    def power_note(self) -> str:
+        tests = self.tests()
+        n = int(tests["n"].min()) if len(tests) else 0
+        m_primary = int((tests["family"] == "primary").sum())
+        m_expl = int((tests["family"] == "exploratory").sum())
+        lp, le = power_limits(n, max(1, m_primary)), power_limits(n, max(1, m_expl))
+        return (f"With **{n} seeds** the smallest one-sided p of an exact signed-rank test is 2^-{n} = {lp['min_p']:.2g} "
+                f"(fewer where differences are zero or tied; each row's own limit is in the full table). "
+                f"**Primary family** ({m_primary} tests, corrected on its own): a test that reaches the minimum alone "
+                f"ends at p (BY) = {lp['min_p_by_lone_test']:.2g}, so "
+                + ("it can be significant." if lp["lone_test_can_survive"] else "**no test can be significant at this seed count**.")
+                + f" **Exploratory family** ({m_expl} tests): a lone test ends at {le['min_p_by_lone_test']:.2g}"
+                + (", so only consistent effects can survive." if not le["lone_test_can_survive"] else ".")
+                + f" Significance at alpha = {ALPHA}.")
+
+    # ------------------------------------------------------------------ tables
+    def arm_table(self) -> pd.DataFrame:
+        return arm_table(self.main)
+
+    def convergence(self) -> pd.DataFrame:
+        """Per arm: runs, runs whose loss flattened, train accuracy (%), final training loss, as text."""
+        c = convergence(self.main, self.epoch_logs())
+        fmt = {"runs": "{:.0f}", "loss_flattened": "{:.0f}", "train_accuracy": "{:.2f}", "final_loss": "{:.4g}"}
+        return pd.DataFrame({arm: [fmt[k].format(c.loc[k, arm]) for k in c.index] for arm in c.columns}, index=c.index)
+
+    def compact_tests(self, family: str) -> pd.DataFrame:
+        t = compact_tests(self.tests())
+        return t[t["family"] == family].drop(columns="family")
+
+    def full_tests(self) -> pd.DataFrame:
+        cols = ["family", "comparison", "metric", "n", "n_nonzero", "n_excluded", "mean_a", "sem_a", "mean_b", "sem_b",
+                "mean_diff", "W", "p", "p_by", "rbc", "significant", "min_p"]
+        t = self.tests()
+        return t[[c for c in cols if c in t]]
+
+    def transfer_table(self) -> pd.DataFrame:
+        return transfer_table(self.main)
+
+    def readings_table(self) -> pd.DataFrame:
+        return readings_table(self.results, self.cfg)
+
+    def rcd_variants_table(self) -> pd.DataFrame:
+        r = self.results[(self.results.arm.isin(["control", "kd", "rcd"]))
+                         & ((self.results.kd_weight == self.cfg.kd_weight) | (self.results.arm == "control"))]
+        r = r.assign(rcd_noise=r.rcd_noise.fillna("-"))
+        cols = ["accuracy", "agreement", "pos_agreement", "neg_agreement"]
+        out = 100 * r.groupby(["arm", "rcd_noise"])[cols].mean()
+        out["generalisation_gap"] = r.groupby(["arm", "rcd_noise"])["generalisation_gap"].mean()
+        return out
+
+    def chapter_path(self) -> Optional[Path]:
+        return None

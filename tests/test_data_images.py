@@ -1,0 +1,251 @@
+"""CIFAR pickles, SVHN .mat files and Tiny ImageNet's zip, each written here in its original format."""
+import io
+import os
+import tarfile
+import zipfile
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from kdlib.data import ARCHIVES, DATASETS, DataError, _load_cached, check_available, file_digest, load_dataset
+from tests.test_data import _cifar_pickles
+
+
+@pytest.fixture
+def data(tmp_path, monkeypatch):
+    """A data folder in KDLIB_DATA, a cache in tmp_path; the repo's data/ and ../shared/data hidden."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    monkeypatch.setenv("KDLIB_DATA", str(folder))
+    monkeypatch.setenv("KDLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("kdlib.paths.REPO_ROOT", tmp_path / "repo")
+    _load_cached.cache_clear()
+    yield folder
+    _load_cached.cache_clear()
+
+
+def trust(monkeypatch, path):
+    """Put the test archive's own md5 in the checksum table."""
+    monkeypatch.setitem(ARCHIVES, path.name, replace(ARCHIVES[path.name], md5=file_digest(path, "md5"), sha256=None))
+
+
+def half(v):
+    return (np.asarray(v, dtype=np.float64) / 255.0 - 0.5) / 0.5
+
+
+# ----------------------------------------------------------------------------------------------------
+# CIFAR
+
+def _cifar10_tar(folder, tmp_path):
+    rng = np.random.default_rng(3)
+    x, y = rng.integers(0, 256, (120, 32, 32, 3), dtype=np.uint8), (np.arange(120) * 7) % 10
+    _cifar_pickles(tmp_path / "src", 10, x, y)
+    with tarfile.open(folder / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    return x, y
+
+
+def _jpeg_bytes(colour, size, grey=False):
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L" if grey else "RGB", size, colour[0] if grey else colour).save(buf, "JPEG", quality=95)
+    return buf.getvalue()
+
+
+def _add(tar, name, data):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def test_cifar10_pickle_archive_shapes_labels_normalisations(data, tmp_path, monkeypatch):
+    x, y = _cifar10_tar(data, tmp_path)
+    trust(monkeypatch, data / "cifar-10-python.tar.gz")
+    d = load_dataset("cifar10", source="pickle")
+    assert d.input_shape == (3, 32, 32) and len(d.y_train) == 100 and len(d.y_test) == 20
+    assert d.y_train.tolist() == y[:100].tolist() and d.y_test.tolist() == y[100:].tolist()  # batches 1..5 in order
+    assert d.class_names == [f"c{i}" for i in range(10)] and "md5 verified" in d.source
+    mean, std = np.array([0.4914, 0.4822, 0.4465]), np.array([0.2470, 0.2435, 0.2616])
+    np.testing.assert_allclose(d.x_test[3, :, 9, 2].numpy(), (x[103, 9, 2] / 255.0 - mean) / std, rtol=1e-5)
+    h = load_dataset("cifar10", source="pickle", normalise="half")
+    np.testing.assert_allclose(h.x_train[42, :, 31, 0].numpy(), half(x[42, 31, 0]), atol=1e-6)
+    assert float(h.x_train.min()) >= -1 and float(h.x_train.max()) <= 1 and "scaled to [-1, 1]" in h.source
+    assert torch.equal(load_dataset("cifar10", source="auto").x_train, d.x_train)  # no JPEG copy: the pickles
+    with pytest.raises(ValueError, match="unknown normalise 'imagenet'; allowed: half, channel"):
+        load_dataset("cifar10", source="pickle", normalise="imagenet")
+
+
+def test_cifar10_auto_prefers_a_local_jpeg_copy(data, tmp_path, monkeypatch):
+    _cifar10_tar(data, tmp_path)
+    trust(monkeypatch, data / "cifar-10-python.tar.gz")
+    with tarfile.open(data / "cifar10-jpeg.tar.gz", "w:gz") as tar:
+        for split, n in (("train", 2), ("test", 1)):
+            for c, cls in enumerate(("airplane", "truck")):
+                for i in range(n):
+                    _add(tar, f"cifar10-jpeg/{split}/{cls}/{i:04d}.jpg", _jpeg_bytes((200 * c, 40, 90), (32, 32)))
+    assert check_available("cifar10") == f"cifar10: local archive {data / 'cifar10-jpeg.tar.gz'}"
+    d = load_dataset("cifar10")
+    assert "JPEG" in d.source and d.y_train.tolist() == [0, 0, 9, 9] and d.y_test.tolist() == [0, 9]
+    assert "pickled" in load_dataset("cifar10", source="pickle").source
+
+
+def test_cifar100_archive_fine_labels(data, tmp_path, monkeypatch):
+    rng = np.random.default_rng(4)
+    x, y = rng.integers(0, 256, (120, 32, 32, 3), dtype=np.uint8), (np.arange(120) * 3) % 100
+    _cifar_pickles(tmp_path / "src", 100, x, y)
+    with tarfile.open(data / "cifar-100-python.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "src" / "cifar-100-python", arcname="cifar-100-python")
+    trust(monkeypatch, data / "cifar-100-python.tar.gz")
+    d = load_dataset("cifar100", normalise="half")
+    assert d.y_train.tolist() == y[:100].tolist() and len(d.class_names) == 100 and d.n_classes == 100
+    np.testing.assert_allclose(d.x_train[5, :, 1, 2].numpy(), half(x[5, 1, 2]), atol=1e-6)
+
+
+def test_cifar_pickles_as_python_2_wrote_them(data, monkeypatch):
+    """The real batches: protocol 2, bytes keys, arrays pickled under numpy.core (numpy 1's name)."""
+    import pickle
+
+    folder = data / "cifar-100-python"
+    folder.mkdir()
+    x = np.random.default_rng(5).integers(0, 256, (4, 3072), dtype=np.uint8)
+    for name, obj in (("train", {b"data": x, b"fine_labels": [3, 1, 4, 1]}),
+                      ("test", {b"data": x[:2], b"fine_labels": [5, 9]}),
+                      ("meta", {b"fine_label_names": [f"f{i}" for i in range(100)]})):
+        raw = pickle.dumps(obj, protocol=2).replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+        (folder / name).write_bytes(raw)
+    monkeypatch.setitem(ARCHIVES, "cifar-100-python.tar.gz",
+                        replace(ARCHIVES["cifar-100-python.tar.gz"], folder_md5=()))
+    d = load_dataset("cifar100", normalise="half")
+    assert d.y_train.tolist() == [3, 1, 4, 1] and d.class_names[99] == "f99"
+    np.testing.assert_allclose(d.x_train[2, :, 0, 1].numpy(), half(x[2, [1, 1025, 2049]]), atol=1e-6)  # channel-major
+
+
+def test_cifar_pickles_may_not_hold_other_objects(data, tmp_path, monkeypatch):
+    import pickle
+
+    folder = data / "cifar-100-python"
+    folder.mkdir()
+    for name in ("train", "test", "meta"):
+        (folder / name).write_bytes(pickle.dumps({"data": io.BytesIO(b"x")}))
+    monkeypatch.setitem(ARCHIVES, "cifar-100-python.tar.gz",
+                        replace(ARCHIVES["cifar-100-python.tar.gz"], folder_md5=()))
+    with pytest.raises(DataError, match=r"train is not a CIFAR python pickle .*_io.BytesIO"):
+        load_dataset("cifar100")
+
+
+# ----------------------------------------------------------------------------------------------------
+# SVHN
+
+def _svhn_mat(path, n, seed):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
+    y = (np.arange(n) % 10 + 1).reshape(n, 1).astype(np.uint8)  # labels 1..10, 10 meaning digit 0
+    savemat(path, {"X": x, "y": y})
+    return x, y
+
+
+def test_svhn_mat_files_labels_and_normalisation(data, monkeypatch):
+    xtr, ytr = _svhn_mat(data / "train_32x32.mat", 30, 0)
+    xte, _ = _svhn_mat(data / "test_32x32.mat", 20, 1)
+    for f in ("train_32x32.mat", "test_32x32.mat"):
+        trust(monkeypatch, data / f)
+    d = load_dataset("svhn", normalise="half")
+    assert d.input_shape == (3, 32, 32) == DATASETS.meta("svhn")["input_shape"]
+    assert len(d.y_train) == 30 and len(d.y_test) == 20
+    assert d.y_train[:11].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]  # 10 -> 0
+    assert d.y_train.tolist() == (ytr.ravel() % 10).tolist()
+    np.testing.assert_allclose(d.x_train[7, :, 4, 30].numpy(), half(xtr[4, 30, :, 7]), atol=1e-6)  # HWCN -> NCHW
+    np.testing.assert_allclose(d.x_test[19, :, 0, 0].numpy(), half(xte[0, 0, :, 19]), atol=1e-6)
+    c = load_dataset("svhn")  # channel: standardised with the training set's own statistics
+    means, stds = c.x_train.mean((0, 2, 3)), c.x_train.std((0, 2, 3), unbiased=False)
+    assert torch.allclose(means, torch.zeros(3), atol=1e-5) and torch.allclose(stds, torch.ones(3), atol=1e-4)
+    assert "md5 verified" in c.source and "standardised per channel" in c.source
+
+
+def test_svhn_decoded_once_then_read_from_the_cache(data, monkeypatch):
+    for f, seed in (("train_32x32.mat", 0), ("test_32x32.mat", 1)):
+        _svhn_mat(data / f, 12, seed)
+        trust(monkeypatch, data / f)
+    first = load_dataset("svhn")
+    _load_cached.cache_clear()
+    monkeypatch.setattr("kdlib.data.images.read_svhn_mat", lambda *a: pytest.fail("re-read the .mat files"))
+    assert torch.equal(load_dataset("svhn").x_train, first.x_train)
+    _load_cached.cache_clear()
+    os.utime(data / "test_32x32.mat", (1, 1))  # a changed copy (other mtime) is decoded again
+    with pytest.raises(pytest.fail.Exception, match="re-read"):
+        load_dataset("svhn")
+
+
+def test_svhn_unreadable_or_misshapen_files(data, monkeypatch):
+    from scipy.io import savemat
+
+    savemat(data / "train_32x32.mat", {"X": np.zeros((28, 28, 1, 2), np.uint8), "y": np.ones((2, 1))})
+    (data / "test_32x32.mat").write_bytes(b"MATLAB but not really")
+    for f in ("train_32x32.mat", "test_32x32.mat"):
+        trust(monkeypatch, data / f)
+    with pytest.raises(DataError, match=r"train_32x32.mat: expected X of shape 32x32x3xN"):
+        load_dataset("svhn")
+    (data / "train_32x32.mat").unlink()
+    _svhn_mat(data / "train_32x32.mat", 4, 0)
+    trust(monkeypatch, data / "train_32x32.mat")
+    with pytest.raises(DataError, match=r"test_32x32.mat is not a readable MATLAB file"):
+        load_dataset("svhn")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Tiny ImageNet
+
+WNIDS = ["n09999999", "n01443537", "n02085620"]  # not sorted in wnids.txt, as in the real file
+COLOURS = {"n01443537": (250, 10, 10), "n02085620": (10, 250, 10), "n09999999": (10, 10, 250)}
+
+
+def _tiny_zip(path, val_lines=None):
+    val = [("val_0.JPEG", "n02085620"), ("val_1.JPEG", "n09999999"), ("val_2.JPEG", "n01443537"),
+           ("val_3.JPEG", "n02085620")]
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("tiny-imagenet-200/wnids.txt", "\n".join(WNIDS) + "\n")
+        zf.writestr("tiny-imagenet-200/words.txt", "n01443537\tgoldfish\n")
+        for w in WNIDS:
+            zf.writestr(f"tiny-imagenet-200/train/{w}/{w}_boxes.txt", "")
+            for i in range(2):
+                grey = w == "n09999999" and i == 1  # the real set has some greyscale images
+                zf.writestr(f"tiny-imagenet-200/train/{w}/images/{w}_{i}.JPEG", _jpeg_bytes(COLOURS[w], (64, 64), grey))
+        for name, w in val:
+            zf.writestr(f"tiny-imagenet-200/val/images/{name}", _jpeg_bytes(COLOURS[w], (64, 64)))
+        lines = val_lines or [f"{name}\t{w}\t0\t0\t63\t63" for name, w in val]
+        zf.writestr("tiny-imagenet-200/val/val_annotations.txt", "\n".join(lines) + "\n")
+        zf.writestr("tiny-imagenet-200/test/images/test_0.JPEG", _jpeg_bytes((0, 0, 0), (64, 64)))
+
+
+def test_tinyimagenet_zip_labels_from_folders_and_annotations(data, monkeypatch):
+    _tiny_zip(data / "tiny-imagenet-200.zip")
+    trust(monkeypatch, data / "tiny-imagenet-200.zip")
+    d = load_dataset("tinyimagenet", normalise="half")
+    assert d.input_shape == (3, 64, 64) == DATASETS.meta("tinyimagenet")["input_shape"] and d.n_classes == 200
+    assert d.class_names == sorted(WNIDS)  # class index = position among the sorted wnids
+    assert d.y_train.tolist() == [0, 0, 1, 1, 2, 2] and d.y_test.tolist() == [1, 2, 0, 1]  # val by annotations
+    np.testing.assert_allclose(d.x_test[1].mean((1, 2)).numpy(), half(COLOURS["n09999999"]), atol=0.03)
+    grey = d.x_train[5]  # converted to RGB: three equal channels
+    assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
+    assert "validation split is the test set" in d.source and "md5 verified" in d.source
+
+
+def test_tinyimagenet_checks(data, monkeypatch):
+    path = data / "tiny-imagenet-200.zip"
+    _tiny_zip(path, val_lines=["val_0.JPEG\tn02085620\t0\t0\t1\t1"])
+    trust(monkeypatch, path)
+    with pytest.raises(DataError, match=r"val_1.JPEG has no line in val/val_annotations.txt"):
+        load_dataset("tinyimagenet")
+    path.unlink()
+    _tiny_zip(path)
+    with pytest.raises(DataError, match=rf"{path}: md5 checksum mismatch: expected"):
+        load_dataset("tinyimagenet")  # the table still holds the md5 of the earlier file
+    path.write_bytes(b"PK\x03\x04 truncated")
+    trust(monkeypatch, path)
+    with pytest.raises(DataError, match="corrupt or truncated"):
+        load_dataset("tinyimagenet")

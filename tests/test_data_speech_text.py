@@ -1,0 +1,162 @@
+"""Speech Commands v0.02 and the official IMDB archive, each as a tiny tar.gz in the original layout."""
+import io
+import tarfile
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from kdlib.data import ARCHIVES, DATASETS, DataError, _load_cached, audio, check_available, file_digest, load_dataset
+
+
+@pytest.fixture
+def data(tmp_path, monkeypatch):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    monkeypatch.setenv("KDLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("kdlib.paths.REPO_ROOT", tmp_path / "repo")
+    _load_cached.cache_clear()
+    yield folder
+    _load_cached.cache_clear()
+
+
+def trust(monkeypatch, path):
+    monkeypatch.setitem(ARCHIVES, path.name, replace(ARCHIVES[path.name], md5=None, sha256=file_digest(path, "sha256")))
+
+
+def _add(tar, name, data: bytes):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _wav(seconds, freq, sr=16000):
+    import soundfile as sf
+
+    t = np.arange(int(sr * seconds)) / sr
+    buf = io.BytesIO()
+    sf.write(buf, (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32), sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+# word -> clips (speaker, n, seconds); the lists name some of them
+CLIPS = {"yes": [("aa11", 0, 1.0), ("bb22", 0, 0.5), ("cc33", 1, 1.2)],
+         "no": [("aa11", 0, 1.0), ("dd44", 0, 0.7), ("ee55", 2, 1.0)],
+         "up": [("aa11", 0, 0.9), ("ff66", 0, 1.0)]}
+TESTING = ["yes/bb22_nohash_0.wav", "no/dd44_nohash_0.wav", "up/ff66_nohash_0.wav"]
+VALIDATION = ["yes/cc33_nohash_1.wav"]
+
+
+def _speech_archive(path, sr=16000, lists=True):
+    freq = {"yes": 500, "no": 1500, "up": 3000}
+    with tarfile.open(path, "w:gz") as tar:
+        for word in ("up", "yes", "no"):  # not sorted: the loader sorts
+            for speaker, n, seconds in CLIPS[word]:
+                _add(tar, f"./{word}/{speaker}_nohash_{n}.wav", _wav(seconds, freq[word], sr))
+        _add(tar, "./_background_noise_/white_noise.wav", _wav(3.0, 100, sr))
+        _add(tar, "./README.md", b"Speech Commands")
+        if lists:
+            _add(tar, "./testing_list.txt", ("\n".join(TESTING) + "\n").encode())
+            _add(tar, "./validation_list.txt", ("\n".join(VALIDATION) + "\n").encode())
+        _add(tar, "./LICENSE", b"CC BY 4.0")
+
+
+def test_speechcommands_split_by_the_lists_log_mel_and_standardised(data, monkeypatch):
+    path = data / "speech_commands_v0.02.tar.gz"
+    _speech_archive(path)
+    trust(monkeypatch, path)
+    assert check_available("speechcommands", data_dir=str(data)) == f"speechcommands: local archive {path}"
+    d = load_dataset("speechcommands", data_dir=str(data))
+    assert d.class_names == ["no", "up", "yes"] and d.input_shape == (1, 40, 101)  # 1 s, 10 ms hop
+    assert d.input_shape == DATASETS.meta("speechcommands")["input_shape"]
+    # train: in neither list, sorted by word/file; the validation clip yes/cc33 is left out
+    assert d.y_train.tolist() == [0, 0, 1, 2] and d.y_test.tolist() == [0, 1, 2]
+    assert torch.allclose(d.x_train.mean((0, 2, 3)), torch.zeros(40), atol=1e-4)  # training statistics per band
+    short = d.x_test[2, 0]  # yes/bb22: 0.5 s, zero-padded: the frames after it are all alike
+    assert torch.equal(short[:, 70], short[:, 95]) and not torch.equal(short[:, 10], short[:, 95])
+    assert "sha256 verified" in d.source and "testing_list.txt" in d.source
+    # a pure tone lights up its band: 3 kHz ("up") sits above 500 Hz ("yes") in the mel index
+    assert int(d.x_train[2, 0, :, 50].argmax()) > int(d.x_train[3, 0, :, 50].argmax())
+
+
+def test_speechcommands_cache_and_errors(data, monkeypatch):
+    path = data / "speech_commands_v0.02.tar.gz"
+    _speech_archive(path)
+    with pytest.raises(DataError, match=r"sha256 checksum mismatch: expected af14739ee7dc311471de98f5f9d2c9191b18"):
+        load_dataset("speechcommands", data_dir=str(data))
+    trust(monkeypatch, path)
+    first = load_dataset("speechcommands", data_dir=str(data), n_mels=20)
+    assert first.input_shape == (1, 20, 101)
+    _load_cached.cache_clear()
+    read = audio.read_speech_commands
+    monkeypatch.setattr(audio, "read_speech_commands", lambda *a: pytest.fail("re-read the archive"))
+    assert torch.equal(load_dataset("speechcommands", data_dir=str(data), n_mels=20).x_test, first.x_test)
+    monkeypatch.setattr(audio, "read_speech_commands", read)
+    _speech_archive(path, lists=False)
+    trust(monkeypatch, path)
+    with pytest.raises(DataError, match=r"lacks testing_list.txt, validation_list.txt"):
+        load_dataset("speechcommands", data_dir=str(data))
+    _speech_archive(path, sr=8000)
+    trust(monkeypatch, path)
+    with pytest.raises(DataError, match=r"up/aa11_nohash_0.wav: expected 16000 Hz, found 8000 Hz"):
+        load_dataset("speechcommands", data_dir=str(data))
+
+
+# ----------------------------------------------------------------------------------------------------
+# IMDB (Large Movie Review Dataset v1.0)
+
+REVIEWS = {
+    "train/pos/10_9.txt": "Great fun, great cast.<br />Great!",
+    "train/pos/2_8.txt": "fun fun",
+    "train/neg/0_1.txt": "Bad and boring. bad",
+    "train/neg/7_2.txt": "boring",
+    "train/unsup/0_0.txt": "unlabelled words zebra zebra zebra",
+    "test/pos/1_10.txt": "great xyzzy fun",
+    "test/neg/3_4.txt": "bad bad bad bad bad bad",
+}
+
+
+def _imdb_archive(path):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in REVIEWS.items():
+            _add(tar, f"aclImdb/{name}", text.encode())
+        _add(tar, "aclImdb/imdb.vocab", b"the\nand\n")
+        _add(tar, "aclImdb/train/urls_pos.txt", b"http://www.imdb.com/title/tt0453418/usercomments\n")
+
+
+def test_imdb_full_official_split_and_training_vocabulary(data, monkeypatch):
+    path = data / "aclImdb_v1.tar.gz"
+    _imdb_archive(path)
+    trust(monkeypatch, path)
+    monkeypatch.setenv("KDLIB_DATA", str(data))
+    d = load_dataset("imdb_full", vocab_size=8, max_len=5)
+    assert d.class_names == ["negative", "positive"] and d.extra == {"vocab_size": 8, "max_len": 5}
+    assert load_dataset("imdb_full").input_shape == DATASETS.meta("imdb_full")["input_shape"]
+    assert d.y_train.tolist() == [0, 0, 1, 1] and d.y_test.tolist() == [0, 1]  # unsup/ and urls_*.txt skipped
+    # vocabulary of the training reviews only (unsup/ too is left out), by count then alphabet:
+    # fun 3, great 3, bad 2, boring 2, and 1, cast 1
+    vocab = {"fun": 2, "great": 3, "bad": 4, "boring": 5, "and": 6, "cast": 7}
+    assert d.x_train[0].tolist() == [vocab["bad"], vocab["and"], vocab["boring"], vocab["bad"], 0]  # neg/0
+    assert d.x_train[1].tolist() == [vocab["boring"], 0, 0, 0, 0]  # neg/7
+    assert d.x_train[2].tolist() == [vocab["fun"], vocab["fun"], 0, 0, 0]  # pos/2 before pos/10: ids sort as numbers
+    assert d.x_test[1].tolist() == [vocab["great"], 1, vocab["fun"], 0, 0]  # xyzzy (test only) is out of vocabulary
+    assert d.x_test[0].tolist() == [vocab["bad"]] * 5  # cut to max_len
+    assert "official train/test split" in d.source and "sha256 verified" in d.source
+
+
+def test_imdb_full_missing_and_corrupt(data, monkeypatch):
+    monkeypatch.setenv("KDLIB_DATA", str(data))
+    with pytest.raises(DataError, match=r"aclImdb_v1.tar.gz not found; .*https://ai.stanford.edu/~amaas/data/"
+                                        r"sentiment/aclImdb_v1.tar.gz"):
+        load_dataset("imdb_full", download=False)
+    path = data / "aclImdb_v1.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        _add(tar, "aclImdb/README", b"no reviews")
+    trust(monkeypatch, path)
+    with pytest.raises(DataError, match=r"holds no aclImdb/<train\|test>/<pos\|neg>"):
+        load_dataset("imdb_full")
+    path.write_bytes(path.read_bytes()[:40])  # truncated
+    trust(monkeypatch, path)
+    with pytest.raises(DataError, match="corrupt or truncated"):
+        load_dataset("imdb_full")

@@ -1,0 +1,60 @@
+"""The training phase: distinct runs once, teachers before students, failures recorded without stopping
+the rest, and the same numbers from one process or a pool of workers."""
+import pytest
+
+from kdlib import load_study
+from kdlib.executors import LocalExecutor, Report, collect_jobs, write_failures
+from kdlib.store import RunStore
+
+
+@pytest.fixture(scope="module")
+def study():
+    return load_study()
+
+
+def test_jobs_are_distinct_and_teachers_come_first(study):
+    base = study.setup("digits-mlp-standard", "smoke", n_seeds=2)
+    sweep = study.setup("digits-mlp-standard", "smoke", n_seeds=2, temperature=1.0)
+    jobs = collect_jobs([("base", base), ("T1", sweep)])
+    # the sweep shares teachers and controls: only its kd / rcd runs are new
+    assert len(jobs) == len(base.runs()) + 2 * len(base.kd_weights) * 2
+    shared = [j for j in jobs if j.cfg.arm in ("teacher", "control")]
+    assert all(j.entries == ["base", "T1"] for j in shared)
+    seen = set()
+    for j in jobs:
+        if j.cfg.is_student:
+            assert j.cfg.teacher_hash in seen
+        seen.add(j.cfg.hash)
+
+
+def test_a_failed_run_is_reported_and_the_others_go_on(study, tmp_path):
+    good = study.setup("vowels-seqcnn-self", "smoke", n_seeds=1, kd_weight_variants=[])
+    bad = study.setup("digits-mlp-self", "smoke", n_seeds=1, lr=1e30, optimizer="sgd", kd_weight_variants=[])
+    store = RunStore(tmp_path / "runs")
+    report = LocalExecutor("cpu").run(collect_jobs([("bad", bad), ("good", good)]), store)
+    assert len(report.failed) == len(bad.runs())  # the teacher diverged; its students fail with it
+    assert "non-finite loss" in report.failed[bad.teacher_run(0).label]
+    assert report.failed[bad.run_config("kd", 0).label] == "its teacher failed"
+    assert len(report.trained) == len(good.runs()) and not store.missing(good)
+    lines = report.summary_lines()
+    assert any("FAILED digits-mlp-self/teacher/seed0" in line for line in lines)
+    write_failures(tmp_path, report)
+    assert (tmp_path / "failed_runs.json").is_file()
+    write_failures(tmp_path, Report())
+    assert not (tmp_path / "failed_runs.json").exists()
+
+
+def test_a_pool_of_workers_gives_the_same_numbers(study, tmp_path):
+    setup = study.setup("vowels-seqcnn-self", "smoke", n_seeds=2, kd_weight_variants=[])
+    jobs = collect_jobs([("v", setup)])
+    one, two = RunStore(tmp_path / "one"), RunStore(tmp_path / "two")
+    LocalExecutor("cpu", workers=1).run(jobs, one)
+    report = LocalExecutor("cpu", workers=2).run(jobs, two)
+    assert not report.failed and len(report.trained) == len(jobs)
+    cols = ["arm", "seed", "hash", "accuracy", "loss", "agreement", "js_divergence", "cka"]
+    assert one.results(setup)[cols].equals(two.results(setup)[cols])
+
+
+def test_workers_must_be_positive():
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        LocalExecutor("cpu", workers=0)

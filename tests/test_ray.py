@@ -1,0 +1,104 @@
+"""The Ray executor on a local two-CPU cluster: the same numbers as the local executor run for run, a
+killed worker retried with every run written exactly once, a failing run reported without stopping the
+others, and workers writing into a shared store themselves."""
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from kdlib import load_study  # noqa: E402
+from kdlib.executors import LocalExecutor, collect_jobs  # noqa: E402
+from kdlib.executors_ray import RayExecutor  # noqa: E402
+from kdlib.store import RunStore  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def study():
+    return load_study()
+
+
+def _setups(study):
+    return [("vowels", study.setup("vowels-seqcnn-self", "smoke", n_seeds=2)),
+            ("digits", study.setup("digits-mlp-standard", "smoke", n_seeds=2, kd_weight_variants=[]))]
+
+
+def test_ray_gives_the_numbers_of_the_local_executor(cluster, study, tmp_path):
+    setups = _setups(study)
+    jobs = collect_jobs(setups)
+    local, remote = RunStore(tmp_path / "local"), RunStore(tmp_path / "ray")
+    LocalExecutor("cpu").run(jobs, local)
+    report = RayExecutor("cpu").run(jobs, remote)
+    assert not report.failed and len(report.trained) == len(jobs)
+    cols = ["arm", "seed", "kd_weight", "rcd_noise", "hash", "accuracy", "loss", "agreement", "js_divergence",
+            "neg_agreement", "cka"]
+    for _, s in setups:
+        assert local.results(s)[cols].equals(remote.results(s)[cols])
+    assert "ray" in remote.provenance(jobs[0].cfg)["executor"]
+    again = RayExecutor("cpu").run(jobs, remote)  # a finished study trains nothing
+    assert again.loaded == len(jobs) and not again.trained
+
+
+def _ray_task_pids():
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if b"ray::_task" in f.read():
+                        pids.append(int(d))
+            except OSError:
+                pass
+    return pids
+
+
+def test_a_killed_worker_is_retried_and_each_run_written_once(cluster, study, tmp_path):
+    setup = study.setup("imdb-textcnn-self", "smoke", n_seeds=1, epochs=3, kd_weight_variants=[])
+    jobs = collect_jobs([("imdb", setup)])
+    store = RunStore(tmp_path / "runs")
+    killed = []
+
+    def killer():
+        deadline = time.time() + 60
+        while time.time() < deadline and not killed:
+            for pid in _ray_task_pids():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                break
+            time.sleep(0.05)
+
+    t = threading.Thread(target=killer)
+    t.start()
+    report = RayExecutor("cpu").run(jobs, store)
+    t.join()
+    assert killed, "no task process was found to kill"
+    assert not report.failed and len(report.trained) == len(jobs)
+    assert sorted(store.hashes()) == sorted(j.cfg.hash for j in jobs)
+    assert not store.stale_tmp() and not list(store.root.glob(".trash-*"))
+
+
+def test_a_failing_run_is_reported_and_the_others_finish(cluster, study, tmp_path):
+    bad = study.setup("digits-mlp-self", "smoke", n_seeds=1, lr=1e30, optimizer="sgd", kd_weight_variants=[])
+    good = study.setup("vowels-seqcnn-self", "smoke", n_seeds=1, kd_weight_variants=[])
+    store = RunStore(tmp_path / "runs")
+    report = RayExecutor("cpu").run(collect_jobs([("bad", bad), ("good", good)]), store)
+    assert "non-finite loss" in report.failed[bad.teacher_run(0).label]
+    assert all(report.failed[c.label] for c in bad.runs())
+    assert not store.missing(good)
+
+
+def test_workers_can_write_into_a_shared_store(cluster, study, tmp_path):
+    setup = study.setup("vowels-seqcnn-self", "smoke", n_seeds=1, kd_weight_variants=[])
+    store = RunStore(tmp_path / "runs")
+    report = RayExecutor("cpu", shared_fs=True).run(collect_jobs([("v", setup)]), store)
+    assert not report.failed and not store.missing(setup)
