@@ -196,11 +196,27 @@ def training_phase(args, study: Study, scale: str, setups: list, results: Path) 
         write_failures(results, _empty_report())
         return True
     executor = make_executor(args.executor, args.device, args.workers, args.address, args.shared_fs)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     report = executor.run(jobs, store)
     for line in report.summary_lines():
         _log(line)
     write_failures(results, report)
+    write_training_log(results, args, report, started)
     return not report.failed
+
+
+def write_training_log(results: Path, args, report, started: str) -> None:
+    """What the last training phase did, where and how long: shipped stores carry it with their runs."""
+    import platform
+
+    from .provenance import code_version
+
+    log = {"started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(report.seconds, 1),
+           "executor": args.executor, "workers": args.workers, "device": args.device,
+           "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}",
+           "code_version": code_version(), "runs_trained": len(report.trained), "runs_loaded": report.loaded,
+           "runs_failed": len(report.failed)}
+    (results / "training_log.json").write_text(json.dumps(log, indent=1))
 
 
 def _empty_report():
@@ -313,7 +329,8 @@ def parse_args(argv=None):
     ap.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     ap.add_argument("--executor", default="local", help="local (default; this machine) or ray")
     ap.add_argument("--workers", type=int, default=None,
-                    help="local: parallel worker processes (default 1: in this process); ray: CPUs of a local cluster")
+                    help="parallel runs: local worker processes (default: one per CPU core on the CPU, 1 on a GPU; "
+                         "1 trains in this process); ray: CPUs of a local cluster")
     ap.add_argument("--address", default=None, help="ray: cluster address (auto, ray://host:10001); default: start one")
     ap.add_argument("--shared-fs", action="store_true", help="ray: workers write into the results folder themselves")
     ap.add_argument("--jobs", type=int, default=2, help="chapters executed at once (default 2)")
@@ -348,7 +365,8 @@ def check_options(args, study: Study) -> list[PlanEntry]:
         if unknown:
             raise ConfigError(f"unknown plan entries {unknown}; the {args.scale} plan has: {[e.id for e in plan]}")
         plan = [e for e in plan if e.id in args.only]
-    args.workers = args.workers or 1
+    if args.workers is None:
+        args.workers = 1 if resolve_device(args.device).type == "cuda" else min(os.cpu_count() or 1, 8)
     return plan
 
 

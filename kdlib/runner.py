@@ -155,7 +155,7 @@ def execute_run(cfg: RunConfig, device: str | torch.device = "auto", teacher: Op
         m.update(backdoor_metrics(outputs["backdoor_logits"].astype(np.float32), test16, y_test, spec["target"]))
 
     prov = provenance(dev, res.seconds)
-    prov.update({"epochs": res.epoch_log, "data": {**data.summary(), "fingerprint": data.fingerprint},
+    prov.update({"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),"epochs": res.epoch_log, "data": {**data.summary(), "fingerprint": data.fingerprint},
                  "cpu_threads": CPU_THREADS if dev.type == "cpu" else None,
                  "bitwise_reproducible": dev.type == "cpu" and not nondeterministic,
                  "nondeterminism": nondeterministic + (["bf16 autocast and cuDNN/cuBLAS kernels on CUDA"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -26,8 +25,8 @@ from .models import MODELS, build_model
 
 # Intra-op threads for CPU training. Fixed, so a run's numbers do not depend on the machine's core count
 # or OMP_NUM_THREADS (reductions split across threads round differently); parallelism comes from running
-# several runs at once (executors). Recorded in every run's provenance.
-CPU_THREADS = int(os.environ.get("KDLIB_CPU_THREADS", "2"))
+# several runs at once (the executors' workers). Recorded in every run's provenance.
+CPU_THREADS = 1
 
 
 class NonFiniteLossError(FloatingPointError):
