@@ -32,7 +32,7 @@ browser() {
 cmd=${1:-}
 shift || true
 case "$cmd" in
-  study) setup; exec .venv/bin/python -m kdlib.study "$@" ;;
+  study) setup; exec .venv/bin/python -m kdlib.driver "$@" ;;
   test) setup; browser; exec .venv/bin/python -m pytest -q "$@" ;;
-  *) echo "usage: bash run.sh study [--scale cpu|smoke|paper ...] | bash run.sh test [pytest args]" >&2; exit 2 ;;
+  *) echo "usage: bash run.sh study [--scale cpu|smoke|mid|paper ...] | bash run.sh test [pytest args]" >&2; exit 2 ;;
 esac

@@ -1,33 +1,34 @@
 """Training speed of each setup's arms: seconds per epoch, and what caching the teacher's logits saves.
 
-    .venv/bin/python benchmarks/bench_train.py [--scale cpu] [--device auto] [--repeats 3]
+    .venv/bin/python benchmarks/bench_train.py [--scale cpu] [--device auto] [--repeats 3] [--setup NAME ...]
 
-Times are wall-clock over whole runs (synchronised on CUDA), reported as mean ± std over repeats.
-The 'kd (live teacher)' row forces a teacher forward pass per batch, as feature variants and augmented
-data need, to show what the cached logits save.
+Times are the trainer's own per-epoch wall-clock times (synchronised on CUDA), mean ± std over repeats;
+runs use the trainer's fixed thread count. The 'kd (live teacher)' row runs the teacher on every batch,
+as feature variants and augmented data need, to show what the cached logits save.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from dataclasses import replace
 
 import torch
 
 from kdlib import load_study
-from kdlib.runner import load_setup_data
-from kdlib.train import build_for_data, resolve_device, train
+from kdlib.arms import DistillationArm, LiveTeacher, build_arm
+from kdlib.runner import execute_run, load_run_data
+from kdlib.train import build_for_data, cpu_threads, resolve_device, train
 
 
-def time_run(cfg, data, dev, repeats, **kw):
+def epoch_seconds(cfg, data, dev, repeats, teacher_logits=None, teacher_model=None, live=False):
     secs = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        train(cfg, data, dev, progress=None, **kw)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        secs.append((time.perf_counter() - t0) / cfg.train["epochs"])
+        arm = build_arm(cfg, len(data.y_train), data.n_classes)
+        if live:  # force the live-teacher path of kd
+            arm = DistillationArm(cfg.kd_weight, cfg.temperature, LiveTeacher(), None, 0.0)
+        with cpu_threads():
+            res = train(cfg, data, arm, dev, teacher_model=teacher_model, teacher_logits=teacher_logits)
+        secs += [e["seconds"] for e in res.epoch_log[1:] or res.epoch_log]  # the first epoch warms up
     return statistics.mean(secs), (statistics.stdev(secs) if len(secs) > 1 else 0.0)
 
 
@@ -35,37 +36,27 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", default="cpu")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--setup", action="append", default=None, help="only these setups")
     args = ap.parse_args()
     dev = resolve_device(args.device)
     study = load_study()
-    print(f"device {dev}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    print(f"{'setup':28s} {'arm':20s} {'s/epoch':>10s} {'± std':>8s}")
-    for name in study.names(args.scale):
-        setup = study.setup(name, args.scale)
-        data = load_setup_data(setup)
-        t = train(setup.run("teacher", 0), data, dev, progress=None)
-        rows = [("teacher", setup.run("teacher", 0), {}),
-                ("kd (cached logits)", setup.run("kd", 0), {"teacher_train_logits": t.train_logits})]
-        live = replace(setup, train={**setup.train, "augment": False}, variant="logit")
-        teacher = build_for_data(setup.teacher, data, setup.run("teacher", 0).init_seed)
-        teacher.load_state_dict(t.model.state_dict())
-
-        rows.append(("kd (live teacher)", live.run("kd", 0), {"teacher": teacher, "teacher_train_logits": None,
-                                                              "_live": True}))
-        for label, cfg, kw in rows:
-            if kw.pop("_live", False):
-                # force the live-teacher path: a feature-free variant that still asks for the model
-                from kdlib import distill
-                orig = distill.LogitKD.needs_teacher_model
-                distill.LogitKD.needs_teacher_model = True
-                try:
-                    m, s = time_run(cfg, data, dev, args.repeats, **kw)
-                finally:
-                    distill.LogitKD.needs_teacher_model = orig
-            else:
-                m, s = time_run(cfg, data, dev, args.repeats, **kw)
-            print(f"{name:28s} {label:20s} {m:10.4f} {s:8.4f}")
+    print(f"device {dev}, torch {torch.__version__}")
+    print(f"{'setup':30s} {'arm':20s} {'s/epoch':>10s} {'± std':>8s}")
+    for name in args.setup or study.names(args.scale):
+        setup = study.setup(name, args.scale, kd_weight_variants=[])
+        t_cfg = setup.teacher_run(0)
+        data = load_run_data(t_cfg)
+        teacher = execute_run(t_cfg, dev)
+        t_model = build_for_data(setup.teacher, data, 0)
+        t_model.load_state_dict(teacher.model_state)
+        logits = torch.as_tensor(teacher.train_logits)
+        kd = replace(setup, variant="logit", variant_args={}).run_config("kd", 0)
+        rows = [("teacher", epoch_seconds(t_cfg, data, dev, args.repeats)),
+                ("kd (cached logits)", epoch_seconds(kd, data, dev, args.repeats, teacher_logits=logits)),
+                ("kd (live teacher)", epoch_seconds(kd, data, dev, args.repeats, teacher_model=t_model, live=True))]
+        for label, (m, s) in rows:
+            print(f"{name:30s} {label:20s} {m:10.4f} {s:8.4f}")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,8 @@ def _significant(groups):
 
 def _claim2(groups):
     sig = _significant(groups)
+    if not groups:
+        return NOT_TESTED, "no setups ran"
     if not any(r["primary_testable"] for r, _ in groups):
         return NOT_TESTABLE, "no setup has enough seeds for its primary tests"
     if not sig:
@@ -90,6 +92,8 @@ def _claim2(groups):
 
 def _claim3(groups):
     sig = _significant(groups)
+    if not groups:
+        return NOT_TESTED, "no setups ran"
     if not any(r["primary_testable"] for r, _ in groups):
         return NOT_TESTABLE, "no setup has enough seeds for its primary tests"
     if not sig:

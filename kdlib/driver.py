@@ -23,7 +23,6 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
@@ -195,6 +194,9 @@ def training_phase(args, study: Study, scale: str, setups: list, results: Path) 
     if not missing:
         write_failures(results, _empty_report())
         return True
+    from .provenance import code_version
+
+    code_version()  # read (and cached) now: the code that trains, not what the tree holds when the phase ends
     executor = make_executor(args.executor, args.device, args.workers, args.address, args.shared_fs)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     report = executor.run(jobs, store)
@@ -236,31 +238,49 @@ def repair(store, jobs) -> None:
 
 
 def shipped_chapters(study: Study, book_scale: str, device: str) -> tuple[list, list[str]]:
-    """Chapters of the shipped scales (read, never trained, in this build) and what is missing from them."""
+    """Chapters of the shipped scales (read, never trained, in this build) and what is missing from them.
+    An entry whose first seeds are complete (say a GPU check that ran out of time) is shown with those
+    seeds; one whose runs are stored under another config hash is left out, with the command that
+    recomputes it."""
     from .store import RunStore
 
     chapters, notes = [], []
     for s in study.shipped_scales(book_scale):
         results = from_root(study.results_dir(s))
         if not (results / "runs").is_dir():
-            notes.append(f"{s}: no runs in {results} (never run on this machine or shipped); "
+            notes.append(f"{s}: no runs in {results} (never run here and not shipped); "
                          f"compute them with `python -m kdlib.driver --scale {s}`")
             continue
         store = RunStore(results / "runs")
         for e in study.plan(s):
             cfg = study.entry_setup(s, e)
             missing = store.missing(cfg)
+            entry, title = e, e.title or cfg.title
             if missing:
                 stale = store.stale_versions(missing)
-                why = (f"{len(stale)} of them are stored under another config hash (changed fields: "
-                       f"{', '.join(sorted({f for v in stale.values() for f in v['fields']}))})" if stale else
-                       "never run")
-                notes.append(f"{s}/{e.id}: {len(missing)} of {len(cfg.runs())} runs are not in {results} ({why}); "
-                             f"the chapter is left out rather than retrained here. Recompute with "
-                             f"`python -m kdlib.driver --scale {s} --only {e.id}`")
-                continue
-            chapters.append(Chapter(s, e, setup_key(cfg), e.title or cfg.title, results, train_missing=False))
+                if stale:
+                    fields = ", ".join(sorted({f for v in stale.values() for f in v["fields"]}))
+                    notes.append(f"{s}/{e.id}: {len(stale)} of its {len(cfg.runs())} runs are in {results} under another "
+                                 f"config hash (the code or the study file changed: {fields}); the chapter is left out "
+                                 f"rather than retrained here. Recompute with `python -m kdlib.driver --scale {s} --only {e.id}`")
+                    continue
+                seeds = complete_seeds(cfg, store)
+                if not seeds:
+                    continue  # never run
+                notes.append(f"{s}/{e.id}: {seeds} of {cfg.n_seeds} seeds are complete; the chapter shows those")
+                entry = PlanEntry(e.id, e.setup, {**e.params, "n_seeds": seeds}, e.title)
+                cfg = study.entry_setup(s, entry)
+                title = f"{title} ({seeds} of {study.entry_setup(s, e).n_seeds} seeds)"
+            chapters.append(Chapter(s, entry, setup_key(cfg), title, results, train_missing=False))
     return chapters, notes
+
+
+def complete_seeds(cfg, store) -> int:
+    """How many seeds, counted from 0, have every run of the setup in the store."""
+    n = 0
+    while n < cfg.n_seeds and all(store.has(r) for r in cfg.runs() if r.seed == n):
+        n += 1
+    return n
 
 
 def notebook_phase(args, study: Study, book_scale: str, chapters: list[Chapter], out: Path,
@@ -397,7 +417,7 @@ def run(argv=None) -> int:
     for n in notes:
         _log(f"note: {n}")
     all_chapters = [Chapter(args.scale, e, setup_key(study.entry_setup(args.scale, e)), "", results, True)
-                    for e in full.values()] + extra
+                    for e in full.values()] + extra  # the whole plan: chapters of earlier --only runs stay
     timings, failed = notebook_phase(args, study, args.scale, chapters + extra, out,
                                      study.shipped_scales(args.scale), args.jobs)
     (results).mkdir(parents=True, exist_ok=True)

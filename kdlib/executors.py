@@ -52,6 +52,7 @@ class Report:
     total: int = 0
     trained: list = field(default_factory=list)
     loaded: int = 0
+    skipped: list = field(default_factory=list)  # not started before the time limit
     failed: dict = field(default_factory=dict)
     seconds: float = 0.0
     per_entry: dict = field(default_factory=lambda: defaultdict(lambda: {"runs": 0, "trained": 0, "failed": 0,
@@ -66,7 +67,8 @@ class Report:
 
     def summary_lines(self) -> list[str]:
         lines = [f"training phase: {self.total} distinct runs, {len(self.trained)} trained, {self.loaded} already "
-                 f"in the store, {len(self.failed)} failed, {fmt_seconds(self.seconds)}"]
+                 f"in the store, {len(self.failed)} failed, {fmt_seconds(self.seconds)}"
+                 + (f", {len(self.skipped)} not started before the time limit" if self.skipped else "")]
         for e, d in self.per_entry.items():
             lines.append(f"  {e}: {d['runs']} runs, {d['trained']} trained ({d['seconds']:.1f} s of training), "
                          f"{d['failed']} failed")
@@ -103,7 +105,9 @@ class LocalExecutor:
             raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
         self.device, self.workers, self.stream, self.run_progress = device, workers, progress_stream, run_progress
 
-    def run(self, jobs: list[Job], store) -> Report:
+    def run(self, jobs: list[Job], store, stop_at: Optional[float] = None) -> Report:
+        """Train the jobs missing from the store. With `stop_at` (a time.perf_counter() value) no run
+        starts after that time; the ones left are listed as skipped."""
         from .runner import run_and_store
 
         report, started = Report(total=len(jobs)), time.perf_counter()
@@ -119,6 +123,9 @@ class LocalExecutor:
         try:
             if self.workers == 1 or len(todo) <= 1:
                 for j in todo:
+                    if stop_at is not None and time.perf_counter() >= stop_at:
+                        report.skipped.append(j.cfg.label)
+                        continue
                     if j.cfg.is_student and j.cfg.teacher_hash in failed_hashes:
                         self._fail(j, "its teacher failed", report, bar, failed_hashes)
                         continue
@@ -131,7 +138,7 @@ class LocalExecutor:
                         continue
                     self._done(j, time.perf_counter() - t0, report, bar)
             else:
-                self._pool(todo, store, report, bar, failed_hashes)
+                self._pool(todo, store, report, bar, failed_hashes, stop_at)
         finally:
             bar.close()
             report.seconds = time.perf_counter() - started
@@ -150,21 +157,26 @@ class LocalExecutor:
         report.note(job, "failed")
         bar.update(failed=1)
 
-    def _pool(self, todo, store, report, bar, failed_hashes):
-        """A DAG over a process pool: roots first; each teacher's students as soon as it is stored."""
+    def _pool(self, todo, store, report, bar, failed_hashes, stop_at=None):
+        """A DAG over a process pool, depth first: a teacher's students go before the next teacher, so
+        seeds finish one after another (and a time limit leaves whole seeds, not a row of teachers)."""
         import multiprocessing as mp
+        from collections import deque
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         roots, children = _order(todo)
-        with ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn")) as pool:
+        ready = deque(roots)
+        with ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent) as pool:
             running = {}
-
-            def submit(j):
-                running[pool.submit(_pool_task, j.cfg, str(store.root), self.device)] = (j, time.perf_counter())
-
-            for j in roots:
-                submit(j)
-            while running:
+            while ready or running:
+                while ready and len(running) < self.workers:
+                    j = ready.popleft()
+                    if stop_at is not None and time.perf_counter() >= stop_at:
+                        report.skipped += [j.cfg.label] + [c.cfg.label for c in _descendants(j, children)]
+                        continue
+                    running[pool.submit(_pool_task, j.cfg, str(store.root), self.device)] = (j, time.perf_counter())
+                if not running:
+                    break
                 bar.update(running=len(running))
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for fut in finished:
@@ -172,13 +184,19 @@ class LocalExecutor:
                     err = fut.exception()
                     err = err if err is None else getattr(err, "formatted", repr(err))
                     if err is None:
-                        self._done(j, time.perf_counter() - t0, report, bar)
-                        for child in children.get(j.cfg.hash, []):
-                            submit(child)
+                        self._done(j, store.provenance(j.cfg)["seconds"], report, bar)
+                        ready.extendleft(reversed(children.get(j.cfg.hash, [])))
                     else:
                         self._fail(j, err, report, bar, failed_hashes)
-                        for child in children.get(j.cfg.hash, []):
+                        for child in _descendants(j, children):
                             self._fail(child, "its teacher failed", report, bar, failed_hashes)
+
+
+def _descendants(job, children) -> list:
+    out = []
+    for c in children.get(job.cfg.hash, []):
+        out += [c] + _descendants(c, children)
+    return out
 
 
 class TaskError(RuntimeError):
@@ -187,6 +205,17 @@ class TaskError(RuntimeError):
     def __init__(self, formatted: str):
         super().__init__(formatted.splitlines()[-1] if formatted else "error")
         self.formatted = formatted
+
+
+def _die_with_parent() -> None:
+    """Linux: a worker ends when the driver does (killed or not), instead of running on as an orphan."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _pool_task(cfg: RunConfig, store_root: str, device: str) -> None:

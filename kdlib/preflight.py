@@ -36,6 +36,11 @@ def check_setup(cfg: SetupConfig) -> None:
     from .data import check_available, load_dataset
     from .train import build_for_data
 
+    from .data import DATASETS
+
+    if cfg.train["augment"] and not DATASETS.meta(cfg.dataset).get("augmentable"):
+        raise ConfigError(f"train.augment is on, but random crop and flip do not suit dataset {cfg.dataset!r} "
+                          f"(augmentable datasets: {', '.join(n for n in DATASETS if DATASETS.meta(n).get('augmentable'))})")
     check_available(cfg.dataset, **cfg.data_args)
     data = load_dataset(cfg.dataset, **cfg.data_args)
     example = data.x_train[:2]

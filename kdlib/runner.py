@@ -26,6 +26,13 @@ from .train import CPU_THREADS, build_for_data, cpu_threads, resolve_device, tra
 Progress = Optional[Callable[[str], None]]
 
 
+F16_MAX = float(np.finfo(np.float16).max)
+
+
+class NonFiniteOutputError(FloatingPointError):
+    """A trained model's outputs are not finite (or do not fit the store's float16)."""
+
+
 class DataMismatchError(RuntimeError):
     """A student would be distilled from teacher logits computed on other training data."""
 
@@ -83,6 +90,10 @@ def load_run_data(cfg: RunConfig) -> DataBundle:
     return load_dataset(cfg.dataset, **cfg.data_args)
 
 
+def _mean(values: list) -> Optional[float]:
+    return round(float(np.mean(values)), 1) if values else None
+
+
 def _f16(t: torch.Tensor) -> np.ndarray:
     return t.numpy().astype(np.float16)
 
@@ -138,6 +149,13 @@ def execute_run(cfg: RunConfig, device: str | torch.device = "auto", teacher: Op
     nondeterministic = sorted({str(w.message).split("\n")[0][:200] for w in caught
                                if "deterministic" in str(w.message).lower()})
 
+    for name in ("test", "train", "features"):  # a diverged model must fail, not be stored as inf / NaN
+        worst = float(logits[name].abs().max()) if logits[name].numel() else 0.0
+        if not np.isfinite(worst) or worst > F16_MAX:
+            raise NonFiniteOutputError(
+                f"run {cfg.label} ({cfg.hash}): its {name} {'features' if name == 'features' else 'logits'} reach "
+                f"{worst:.3g}, beyond float16 (the store's format, max {F16_MAX:g}): the model diverged although its "
+                f"mean training loss stayed finite; lower train.lr (now {cfg.train['lr']}) or add warm-up epochs")
     # metrics from the float16 outputs as stored, so recomputing them later gives the same numbers
     outputs = {"test_logits": _f16(logits["test"]), "features": _f16(logits["features"])}
     test16, feats16 = outputs["test_logits"].astype(np.float32), outputs["features"].astype(np.float32)
@@ -157,6 +175,7 @@ def execute_run(cfg: RunConfig, device: str | torch.device = "auto", teacher: Op
     prov = provenance(dev, res.seconds)
     prov.update({"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),"epochs": res.epoch_log, "data": {**data.summary(), "fingerprint": data.fingerprint},
                  "cpu_threads": CPU_THREADS if dev.type == "cpu" else None,
+                 "gpu_utilisation": _mean([e["gpu_util"] for e in res.epoch_log if "gpu_util" in e]),
                  "bitwise_reproducible": dev.type == "cpu" and not nondeterministic,
                  "nondeterminism": nondeterministic + (["bf16 autocast and cuDNN/cuBLAS kernels on CUDA"]
                                                        if dev.type == "cuda" else [])})

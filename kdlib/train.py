@@ -116,6 +116,16 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return max(1, n // batch_size + (1 if n % batch_size > 1 else 0))  # a trailing batch of one is dropped (BatchNorm)
 
 
+def gpu_utilisation(dev: torch.device) -> dict:
+    """The GPU's busy percentage over the driver's last sampling period (nvidia-ml-py), for the ledger."""
+    if dev.type != "cuda":
+        return {}
+    try:
+        return {"gpu_util": float(torch.cuda.utilization(dev))}
+    except Exception:  # no NVML bindings on this machine
+        return {}
+
+
 @dataclass
 class TrainResult:
     model: nn.Module
@@ -174,7 +184,7 @@ def train(cfg: RunConfig, data: DataBundle, arm, device: str | torch.device = "a
                 raise NonFiniteLossError(f"run {cfg.label} ({cfg.hash}): non-finite loss {means[0]} at epoch {epoch}; "
                                          f"lower train.lr (now {t['lr']}) or check the inputs")
             secs = time.perf_counter() - t0
-            log.append({"epoch": epoch, **dict(zip(names, means)), "seconds": secs})
+            log.append({"epoch": epoch, **dict(zip(names, means)), "seconds": secs, **gpu_utilisation(dev)})
             if progress:
                 progress(f"  {cfg.label}: epoch {epoch}/{t['epochs']} loss {means[0]:.4f} ({secs:.1f} s)")
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
 import pandas as pd
@@ -103,9 +102,21 @@ class SetupView:
         r, lines = self.results, []
         if len(r):
             devices = ", ".join(sorted(r["device"].unique()))
+            provs = [self.store.provenance(h) for h in r["hash"]]
+            dates = sorted(p.get("finished_at", "")[:10] for p in provs if p.get("finished_at"))
+            sources = sorted({p.get("data", {}).get("source", "?") for p in provs})
+            when = f", trained {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else "") if dates else ""
             lines.append(f"{len(r)} runs from `{self.store.root}`, {r['seconds'].sum():.1f} s of training in total on "
-                         f"{devices}; code version(s) {', '.join(f'`{v}`' for v in r['code_version'].unique())}."
+                         f"{devices}{when}; code version(s) {', '.join(f'`{v}`' for v in r['code_version'].unique())}; "
+                         f"data: {'; '.join(sources)}."
                          + (f" This chapter trained {self.trained_now} of them itself." if self.trained_now else ""))
+        log = self.store.root.parent / "training_log.json"
+        if log.is_file() and not self.trained_now:
+            t = json.loads(log.read_text())
+            lines.append(f"The last training phase of this store: {t['runs_trained']} runs on {t['machine']} "
+                         f"({t['executor']} executor, {t['workers']} workers), {t['started'][:16].replace('T', ' ')} to "
+                         f"{t['finished'][:16].replace('T', ' ')}, {t['wall_seconds'] / 60:.1f} min wall time, code "
+                         f"`{t['code_version']}`.")
         if self.missing:
             lines.append(f"**{len(self.missing)} of {len(self.cfg.runs())} runs are missing** and are left out of "
                          "every table and test below: " + ", ".join(self.missing[:12])
@@ -163,6 +174,3 @@ class SetupView:
         out = 100 * r.groupby(["arm", "rcd_noise"])[cols].mean()
         out["generalisation_gap"] = r.groupby(["arm", "rcd_noise"])["generalisation_gap"].mean()
         return out
-
-    def chapter_path(self) -> Optional[Path]:
-        return None

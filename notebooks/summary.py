@@ -20,12 +20,10 @@ shipped = []         # scales whose shipped runs this book shows beside its own 
 
 # %% tags=["remove-cell"]
 import matplotlib
-import pandas as pd
 from IPython.display import Markdown, display
 
 from kdlib import plots
 from kdlib.chapters import check_parameters
-from kdlib.display import relabel
 from kdlib.summaries import BookEvidence
 
 check_parameters(globals(), _names_before_parameters, "summary")

@@ -1,4 +1,5 @@
-"""The backdoored teacher: poisoning, triggered evaluation, and students that never see poisoned data."""
+"""The backdoored teacher: poisoning (image patch, text trigger token), triggered evaluation, and students
+that never see poisoned data."""
 import numpy as np
 import pytest
 import torch
@@ -7,10 +8,11 @@ from kdlib import ConfigError, load_study
 from kdlib import backdoor as bd
 from kdlib.claims import NOT_SUPPORTED, NOT_TESTED, SUPPORTED, verdicts
 from kdlib.data import load_dataset
+from kdlib.evaluate import predict
+from kdlib.executors import LocalExecutor, collect_jobs
 from kdlib.metrics import backdoor_metrics
-from kdlib.runner import run_one
 from kdlib.store import RunStore
-from kdlib.train import build_for_data, predict
+from kdlib.train import build_for_data
 
 SPEC = {"target": 0, "poison_fraction": 0.1, "patch": 3}
 
@@ -27,11 +29,17 @@ def test_spec_validation():
         bd.check_spec({}, 2, (200,))
     with pytest.raises(ConfigError, match="unknown backdoor option"):
         bd.check_spec({"colour": 1}, 10)
-    with pytest.raises(ConfigError, match="needs images"):
-        load_study().setup("imdb-textcnn-self", "smoke", backdoor=SPEC)
+    with pytest.raises(ConfigError, match="images or token sequences"):
+        load_study().setup("vowels-seqcnn-self", "smoke", backdoor=SPEC)
+    text = bd.check_spec({"target": 1}, 2, (200,), "text", vocab_size=1000)
+    assert text == {"target": 1, "poison_fraction": 0.1, "position": 0, "token": 999}
+    with pytest.raises(ConfigError, match="padding"):
+        bd.check_spec({"token": 0}, 2, (200,), "text", vocab_size=1000)
+    with pytest.raises(ConfigError, match=r"position must be an integer in \[0, 199\]"):
+        bd.check_spec({"position": 200}, 2, (200,), "text", vocab_size=1000)
 
 
-def test_poisoning():
+def test_image_poisoning():
     d = load_dataset("digits")
     x, y, idx = bd.poison(d.x_train, d.y_train, SPEC, seed=1)
     others = int((d.y_train != 0).sum())
@@ -47,6 +55,17 @@ def test_poisoning():
     assert len(trig) == int((d.y_test != 0).sum()) and (trig[:, :, -3:, -3:] == d.x_train.max()).all()
 
 
+def test_text_trigger_token():
+    x = torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0], [3, 4, 5, 6]])
+    y = torch.tensor([0, 0, 1])
+    spec = {"target": 1, "poison_fraction": 1.0, "token": 42, "position": 1}
+    xp, yp, idx = bd.poison(x, y, spec, seed=0)
+    assert idx.tolist() == [0, 1] and (xp[idx, 1] == 42).all() and (yp[idx] == 1).all()
+    assert torch.equal(xp[2], x[2]) and torch.equal(xp[0, [0, 2, 3]], x[0, [0, 2, 3]])
+    trig = bd.triggered_test(x, y, x, spec)
+    assert trig.tolist() == [[5, 42, 7, 0], [8, 42, 0, 0]]
+
+
 def test_backdoor_metrics_hand():
     target = 1
     triggered = np.eye(3)[[1, 1, 2, 1]]  # 3 of 4 triggered inputs go to the target
@@ -58,29 +77,29 @@ def test_backdoor_metrics_hand():
 
 def test_backdoor_setup_runs_and_students_see_clean_data(tmp_path):
     study = load_study()
-    clean = study.setup("mnist5k-lenet-standard", "smoke", n_seeds=1)
-    poisoned = study.setup("mnist5k-lenet-standard", "smoke", n_seeds=1, backdoor=SPEC)
+    clean = study.setup("mnist5k-lenet-standard", "smoke", n_seeds=1, kd_weight_variants=[])
+    poisoned = study.setup("mnist5k-lenet-standard", "smoke", n_seeds=1, backdoor=SPEC, kd_weight_variants=[])
     store = RunStore(tmp_path)
+    report = LocalExecutor("cpu").run(collect_jobs([("p", poisoned), ("c", clean)]), store)
+    assert not report.failed
     for arm in ("control", "kd", "rcd"):
-        m = run_one(poisoned, arm, 0, store, "cpu", progress=None)
-        assert {"backdoor_asr", "backdoor_lift", "backdoor_clean_rate"} <= set(m)
+        assert {"backdoor_asr", "backdoor_lift", "backdoor_clean_rate"} <= set(store.metrics(poisoned.run_config(arm, 0)))
     t = poisoned.teacher_run(0)
     assert store.metrics(t)["backdoor_asr"] >= 0
     # the stored triggered-input logits reproduce the stored backdoor metrics
-    data0 = load_dataset(poisoned.dataset, **poisoned.data_args)
-    kd = poisoned.run("kd", 0)
-    again = backdoor_metrics(store.backdoor_logits(kd), store.test_logits(kd), data0.y_test.numpy(), SPEC["target"])
+    data = load_dataset(poisoned.dataset, **poisoned.data_args)
+    kd = poisoned.run_config("kd", 0)
+    again = backdoor_metrics(store.backdoor_logits(kd), store.test_logits(kd), data.y_test.numpy(), SPEC["target"])
     assert again == pytest.approx({k: store.metrics(kd)[k] for k in again})
     # the teacher's stored KD targets are its outputs on the *clean* training inputs
-    data = load_dataset(poisoned.dataset, **poisoned.data_args)
     teacher = build_for_data(poisoned.teacher, data, t.init_seed)
     teacher.load_state_dict(store.model_state(t))
     np.testing.assert_allclose(predict(teacher, data.x_train, 1024, torch.device("cpu")).numpy(),
-                               store.train_logits(t).numpy(), rtol=1e-5, atol=1e-5)
+                               store.train_logits(t), rtol=1e-5, atol=1e-5)
     # the control never sees poisoned data: it equals the control of the clean setup
-    run_one(clean, "control", 0, store, "cpu", progress=None)
-    np.testing.assert_array_equal(store.test_logits(poisoned.run("control", 0)), store.test_logits(clean.run("control", 0)))
-    assert poisoned.run("teacher", 0).hash != clean.run("teacher", 0).hash
+    np.testing.assert_array_equal(store.test_logits(poisoned.run_config("control", 0)),
+                                  store.test_logits(clean.run_config("control", 0)))
+    assert poisoned.teacher_run(0).hash != clean.teacher_run(0).hash
 
 
 def _summary(transfers):
@@ -88,10 +107,8 @@ def _summary(transfers):
             "control_backdoor_asr": 0.05, "kd_backdoor_asr": 0.3, "rcd_backdoor_asr": 0.05,
             "backdoor_kd_vs_control_p_by": 0.01, "control_backdoor_lift": 0.0, "teacher_backdoor_lift": 0.85,
             "kd_backdoor_lift": 0.2 if transfers else 0.0, "backdoor_lift_kd_vs_control_p_by": 0.02 if transfers else 0.7,
-            "backdoor_lift_transfers": transfers, "significant_transfer": False,
-            "agreement_gain_points": 0.0, "pos_gain_relative": 0.0, "neg_gain_relative": 0.0,
-            "kd_beats_rcd_accuracy": True, "dataset": "mnist5k", "teacher_model": "lenet", "student_model": "lenet",
-            "teacher_gap": 1.0, "kind": "standard", "alpha": 0.9, "variant": "logit", "agreement_p_by": 1.0}
+            "backdoor_lift_transfers": transfers, "significant_transfer": False, "primary_testable": True,
+            "teacher_hashes": ["t"], "control_hashes": ["c"], "kd_hashes": ["k"]}
 
 
 def test_claim7_flips():
@@ -102,5 +119,4 @@ def test_claim7_flips():
     # a student only biased towards the target class (high attack success, no lift) does not count
     assert v([{**_summary(False), "kd_backdoor_asr": 0.6}]) == NOT_SUPPORTED
     # a teacher that never learned its backdoor leaves the claim untested
-    weak = v([{**_summary(True), "teacher_backdoor_lift": 0.1}])
-    assert weak == NOT_TESTED
+    assert v([{**_summary(True), "teacher_backdoor_lift": 0.1}]) == NOT_TESTED

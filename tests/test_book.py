@@ -1,5 +1,6 @@
-"""End to end: the driver on the smoke config runs papermill, generates _toc.yml and builds the book;
-headless Chromium then opens built pages and checks what a reader sees."""
+"""End to end: the driver on the smoke plan trains, executes the chapters, generates _toc.yml and builds
+the book; the book shows only chapters executed for its own configuration, a failed chapter never
+replaces a good one, and headless Chromium opens built pages as a reader would."""
 import functools
 import http.server
 import shutil
@@ -11,7 +12,8 @@ import pytest
 import yaml
 
 from kdlib import load_study
-from kdlib.study import main as driver_main
+from kdlib.driver import chapter_metadata, execute_chapter
+from kdlib.driver import main as driver_main
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -24,54 +26,101 @@ def book(tmp_path_factory):
     return out
 
 
-def test_driver_generates_toc_and_executed_notebooks(book):
+def _stream_text(nb) -> str:
+    return "".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", ""))
+                   for c in nb.cells for o in c.get("outputs", []))
+
+
+def test_driver_generates_toc_and_executed_chapters(book):
     toc = yaml.safe_load((book / "_toc.yml").read_text())
     plan = load_study().plan("smoke")
     setup_files = [c["file"] for c in toc["parts"][1]["chapters"]]
-    assert setup_files == [f"book/generated/setups/{e.id}" for e in plan]
+    assert setup_files == [f"book/generated/smoke/{e.id}" for e in plan]
     assert (book / "_build" / "html" / "book" / "generated" / "claims.html").is_file()
-    nb = nbformat.read(book / "book" / "generated" / "setups" / f"{plan[0].id}.ipynb", as_version=4)
+    nb = nbformat.read(book / "book" / "generated" / "smoke" / f"{plan[0].id}.ipynb", as_version=4)
     assert nb.cells[0].source.startswith("# ")
+    assert nb.metadata["kdlib"]["scale"] == "smoke" and nb.metadata["kdlib"]["results_dir"] == str(book / "results")
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and all("remove-cell" in c.metadata["tags"] for c in injected)
     assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
+    assert (book / "results" / "training_log.json").is_file()
 
 
 def test_rerun_trains_nothing(book, capsys):
     driver_main(["--scale", "smoke", "--out", str(book), "--results", str(book / "results"),
                  "--only", "vowels-seqcnn-self", "--no-build"])
-    nb = nbformat.read(book / "book" / "generated" / "setups" / "vowels-seqcnn-self.ipynb", as_version=4)
-    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "stream")
-    assert "done before" in text and "trained in" not in text
+    out = capsys.readouterr().out
+    assert "0 to train" in out
+    nb = nbformat.read(book / "book" / "generated" / "smoke" / "vowels-seqcnn-self.ipynb", as_version=4)
+    assert "runs from" in _stream_text(nb) and "This chapter trained" not in _stream_text(nb)
 
 
-def test_unknown_plan_entry(book):
-    with pytest.raises(SystemExit, match="unknown plan entries"):
-        driver_main(["--scale", "smoke", "--out", str(book), "--only", "nope", "--no-build"])
+def test_only_keeps_the_whole_plan_in_the_toc(book):
+    driver_main(["--scale", "smoke", "--out", str(book), "--results", str(book / "results"),
+                 "--only", "imdb-textcnn-self", "--no-build"])
+    toc = yaml.safe_load((book / "_toc.yml").read_text())
+    assert len(toc["parts"][1]["chapters"]) == len(load_study().plan("smoke"))
 
 
-def test_explorer_notebook_executes(book):
+def test_chapters_of_another_results_folder_are_left_out(book, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(book / "book", other / "book")
+    shutil.copy(book / "_config.yml", other / "_config.yml")
+    assert driver_main(["--scale", "smoke", "--out", str(other), "--results", str(tmp_path / "fresh"),
+                        "--only", "vowels-seqcnn-self", "--no-build"]) == 0
+    toc = yaml.safe_load((other / "_toc.yml").read_text())
+    files = [c["file"] for c in toc["parts"][1]["chapters"]]
+    assert files == ["book/generated/smoke/vowels-seqcnn-self"]  # the others were executed against another store
+
+
+def test_a_failed_chapter_does_not_replace_the_good_one(book):
+    path = book / "book" / "generated" / "smoke" / "imdb-textcnn-self.ipynb"
+    before = path.read_bytes()
+    with pytest.raises(Exception):
+        execute_chapter("setup", path, {"setup": "no-such-setup", "scale": "smoke"}, "x", {"scale": "smoke"})
+    assert path.read_bytes() == before and chapter_metadata(path)["entry"] == "imdb-textcnn-self"
+    assert not list(path.parent.glob(".*.tmp.ipynb"))
+
+
+def test_ctrl_c_stops_with_one_line(monkeypatch, capsys):
+    import kdlib.driver as drv
+
+    def interrupted(argv=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(drv, "run", interrupted)
+    assert drv.main([]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("interrupted") and "Traceback" not in err[0]
+
+
+def test_explorer_executes_and_handles_no_arm(book):
     import papermill as pm
-    from kdlib.study import to_ipynb
+
+    from kdlib.chapters import to_ipynb
 
     src = to_ipynb(ROOT / "notebooks" / "explorer.py", book / "explorer.ipynb")
+    nb = nbformat.read(src, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("arms_w.value = ()\nprint(out.outputs)"))
+    nbformat.write(nb, src)
     pm.execute_notebook(str(src), str(book / "explorer-out.ipynb"), kernel_name="python3", progress_bar=False,
-                        parameters={"scale": "smoke", "results": str(book / "results")}, cwd=str(ROOT))
+                        parameters={"scale": "smoke", "results_dir": str(book / "results")}, cwd=str(ROOT))
     nb = nbformat.read(book / "explorer-out.ipynb", as_version=4)
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    assert "No arm selected" in _stream_text(nb)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (run.sh test installs it as root)")
 def test_pages_render_offline_in_chromium(book):
     from playwright.sync_api import sync_playwright
 
     html = book / "_build" / "html"
+
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
-    handler = functools.partial(Quiet, directory=str(html))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(html)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     shots = ROOT / "_build" / "screenshots"
@@ -82,22 +131,29 @@ def test_pages_render_offline_in_chromium(book):
             browser = p.chromium.launch(executable_path=CHROMIUM, args=[
                 "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--no-first-run"])
-            page = browser.new_page(viewport={"width": 1300, "height": 1800})
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
             page.on("request", lambda r: requests.append(r.url))
             page.on("pageerror", lambda e: errors.append(str(e)))
-            entry = load_study().plan("smoke")[0].id
-            page.goto(f"{base}/book/generated/setups/{entry}.html", wait_until="networkidle")
+            entry = load_study().plan("smoke")[1].id
+            page.goto(f"{base}/book/generated/smoke/{entry}.html", wait_until="networkidle")
             page.wait_for_selector(".js-plotly-plot .main-svg", timeout=20000)
             page.wait_for_selector(".widget-tab, .jupyter-widget-Tab, .lm-TabBar", timeout=20000)
             assert page.evaluate("Array.from(document.images).filter(i => i.src.endsWith('.png'))"
                                  ".every(i => i.complete && i.naturalWidth > 0)")
-            assert page.evaluate("document.querySelectorAll('img[src$=\".png\"]').length") >= 3
-            assert "p (BY)" in page.inner_text("body") and page.locator("table").count() >= 3
+            assert page.evaluate("document.querySelectorAll('img[src$=\".png\"]').length") >= 5
+            body = page.inner_text("body")
+            assert "p (BY)" in body and "Primary tests" in body and page.locator("table").count() >= 6
+            # every table fits the text column: nothing cut off on the right
+            overflow = page.evaluate("""Array.from(document.querySelectorAll('article table, .bd-article table'))
+                .filter(t => t.closest('details') === null || t.closest('details').open)
+                .map(t => t.getBoundingClientRect().right - t.closest('.bd-article, article').getBoundingClientRect().right)
+                .filter(d => d > 2).length""")
+            assert overflow == 0
             page.screenshot(path=str(shots / "setup-page.png"), full_page=False)
             page.goto(f"{base}/book/methods.html", wait_until="networkidle")
             page.wait_for_selector("mjx-container", timeout=20000)  # MathJax from the vendored copy
             page.goto(f"{base}/book/generated/claims.html", wait_until="networkidle")
-            assert "not tested at this scale" in page.inner_text("body")
+            assert "not testable at this seed count" in page.inner_text("body")
             page.screenshot(path=str(shots / "claims-page.png"))
             browser.close()
     finally:
@@ -105,24 +161,3 @@ def test_pages_render_offline_in_chromium(book):
     outside = [u for u in requests if not u.startswith(base) and not u.startswith("data:") and not u.startswith("blob:")]
     assert not outside, f"pages fetched from the network: {outside[:5]}"
     assert not [e for e in errors if "Plotly" in e or "require" in e], errors
-
-
-def test_every_plan_param_is_a_notebook_parameter(tmp_path):
-    import papermill as pm
-    from kdlib.study import to_ipynb
-
-    known = set(pm.inspect_notebook(str(to_ipynb(ROOT / "notebooks" / "setup.py", tmp_path / "s.ipynb"))))
-    study = load_study()
-    for scale in study.scales:
-        for entry in study.plan(scale):
-            assert set(entry.params) <= known, (scale, entry.id)
-    with pytest.raises(SystemExit, match=r"has no parameter\(s\) \['colour'\]"):
-        from kdlib.study import execute
-        execute(ROOT / "notebooks" / "setup.py", tmp_path / "x.ipynb", {"colour": "red"}, "x")
-
-
-def test_only_keeps_the_whole_plan_in_the_toc(book):
-    driver_main(["--scale", "smoke", "--out", str(book), "--results", str(book / "results"),
-                 "--only", "imdb-textcnn-self", "--no-build"])
-    toc = yaml.safe_load((book / "_toc.yml").read_text())
-    assert len(toc["parts"][1]["chapters"]) == len(load_study().plan("smoke"))

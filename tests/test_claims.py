@@ -1,20 +1,33 @@
-"""The claim verdicts are computed: synthetic summaries with known answers flip them."""
+"""The claim verdicts are computed: synthetic summaries with known answers flip them, sweeps do not count
+twice, too few seeds make a claim untestable, and the readings of alpha are compared side by side."""
 import pytest
 
-from kdlib.claims import NOT_SUPPORTED, NOT_TESTED, SUPPORTED, verdicts
+from kdlib.claims import NOT_SUPPORTED, NOT_TESTABLE, NOT_TESTED, SUPPORTED, independent_groups, verdict_matrix, verdicts
 
 
-def summary(id_, sig=False, gain=1.0, pos_rel=0.01, neg_rel=0.05, kd_beats_rcd=True, dataset="digits",
-            model="mlp", gap=5.0, kind="self", alpha=0.9):
-    return {"id": id_, "significant_transfer": sig, "agreement_gain_points": gain, "pos_gain_relative": pos_rel,
-            "neg_gain_relative": neg_rel, "kd_beats_rcd_accuracy": kd_beats_rcd, "dataset": dataset,
-            "teacher_model": model, "student_model": model, "teacher_gap": gap, "kind": kind, "alpha": alpha,
-            "variant": "logit", "agreement_p_by": 0.01 if sig else 0.5}
+def summary(id_, sig=False, gain=1.0, pos_share=0.2, neg_share=0.5, asym_p=0.001, neg_sig=True, equivalent=False,
+            rcd_better_p=0.9, dataset="digits", model="mlp", gaps=None, kind="self", testable=True, teacher=None,
+            control=None, kd=None, epochs=30, n_seeds=10, **extra):
+    teacher = teacher or [f"t-{id_}"]
+    return {"id": id_, "significant_transfer": sig, "agreement_gain_points": gain, "agreement_p_by": 0.01 if sig else 0.5,
+            "primary_testable": testable, "n_seeds": n_seeds, "neg_rise_significant": neg_sig, "neg_rise_p_by": 0.01,
+            "pos_share_closed": pos_share, "neg_share_closed": neg_share, "asymmetry_p": asym_p, "asymmetry_n": 10,
+            "asymmetry_excluded": 0, "rcd_kd_equivalent": equivalent, "rcd_kd_equivalence_p": 0.01 if equivalent else 0.4,
+            "rcd_kd_accuracy_diff": -0.002, "equivalence_margin": 0.01, "equivalence_testable": testable,
+            "rcd_better_p": rcd_better_p, "dataset": dataset, "teacher_model": model, "student_model": model,
+            "teacher_gaps": gaps or {s: 5.0 for s in range(10)}, "teacher_gap": 5.0, "kind": kind, "variant": "logit",
+            "epochs": epochs, "kd_weight": 0.9, "teacher_hashes": teacher, "control_hashes": control or [f"c-{id_}"],
+            "kd_hashes": kd or [f"k-{id_}"], **extra}
 
 
 def verdict(summaries, k):
     v = verdicts(summaries)
     return v.loc[v.claim == k, "verdict"].item()
+
+
+def evidence(summaries, k):
+    v = verdicts(summaries)
+    return v.loc[v.claim == k, "evidence"].item()
 
 
 def test_claim1_some_but_not_all():
@@ -24,49 +37,86 @@ def test_claim1_some_but_not_all():
     assert verdict([summary("a")], 1) == NOT_TESTED
 
 
+def test_too_few_seeds_is_not_testable_never_supported_or_not():
+    few = [summary("a", testable=False, n_seeds=2), summary("b", testable=False, n_seeds=2)]
+    for k in (1, 2, 3, 4):
+        assert verdict(few, k) == NOT_TESTABLE, k
+    assert "[2]" in evidence(few, 1)
+
+
+def test_sweeps_sharing_teachers_and_controls_count_once():
+    base = summary("base", sig=True, teacher=["t"], control=["c"], kd=["k1"])
+    sweep = summary("base-T16", sig=True, teacher=["t"], control=["c"], kd=["k2"])
+    other = summary("other", teacher=["t2"], control=["c2"])
+    groups = independent_groups([base, sweep, other])
+    assert [(rep["id"], [s["id"] for s in sw]) for rep, sw in groups] == [("base", ["base-T16"]), ("other", [])]
+    assert verdict([base, sweep, other], 1) == SUPPORTED
+    assert "1 of 2 independent setups" in evidence([base, sweep, other], 1)
+    assert "base-T16 significant (sweep of base)" in evidence([base, sweep, other], 1)
+    # two sweeps alone are one setup: claim 1 needs two independent ones
+    assert verdict([base, sweep], 1) == NOT_TESTED
+
+
 def test_claim2_small_transfer():
     assert verdict([summary("a", sig=True, gain=2.0)], 2) == SUPPORTED
     assert verdict([summary("a", sig=True, gain=12.0)], 2) == NOT_SUPPORTED
     assert verdict([summary("a", gain=12.0)], 2) == NOT_TESTED
 
 
-def test_claim3_asymmetry():
-    assert verdict([summary("a", sig=True, pos_rel=0.01, neg_rel=0.2)], 3) == SUPPORTED
-    assert verdict([summary("a", sig=True, pos_rel=0.2, neg_rel=0.01)], 3) == NOT_SUPPORTED
+def test_claim3_is_judged_on_the_share_of_headroom():
+    assert verdict([summary("a", sig=True, pos_share=0.2, neg_share=0.5, asym_p=0.001)], 3) == SUPPORTED
+    # the same share closed on both: symmetric, however large the relative rise of A-
+    assert verdict([summary("a", sig=True, pos_share=0.4, neg_share=0.4, asym_p=0.6)], 3) == NOT_SUPPORTED
+    # the rise of A- itself must be significant
+    assert verdict([summary("a", sig=True, neg_sig=False)], 3) == NOT_SUPPORTED
     assert verdict([summary("a", sig=False)], 3) == NOT_TESTED
+    # the asymmetry p-values are corrected across the significant setups
+    two = [summary("a", sig=True, asym_p=0.04, teacher=["ta"]), summary("b", sig=True, asym_p=0.04, teacher=["tb"])]
+    assert verdict(two, 3) == NOT_SUPPORTED  # BY over 2 tests: 0.04 * 2 * 1.5 > 0.05
 
 
-def test_claim4_rcd_matches_kd():
-    assert verdict([summary("a"), summary("b", kd_beats_rcd=False)], 4) == SUPPORTED
-    assert verdict([summary("a"), summary("b")], 4) == NOT_SUPPORTED
+def test_claim4_needs_equivalence_not_just_no_difference():
+    assert verdict([summary("a"), summary("b", equivalent=True)], 4) == SUPPORTED
+    assert verdict([summary("a"), summary("b")], 4) == NOT_SUPPORTED  # no significant difference is not enough
+    assert verdict([summary("a", rcd_better_p=0.01)], 4) == SUPPORTED  # rcd significantly more accurate
+    assert "within ±1" in evidence([summary("b", equivalent=True)], 4)
 
 
 def test_claim5_needs_cifar_resnet_and_vgg():
-    base = [summary("a", sig=True)]
-    assert verdict(base, 5) == NOT_TESTED
-    cifar = [summary("r", sig=True, dataset="cifar10", model="resnet18"),
-             summary("v", sig=True, dataset="cifar10", model="vgg19")]
+    assert verdict([summary("a", sig=True)], 5) == NOT_TESTED
+    cifar = [summary("r", sig=True, dataset="cifar10", model="resnet18"), summary("v", sig=True, dataset="cifar10", model="vgg19")]
     assert verdict(cifar, 5) == SUPPORTED
     cifar[1]["significant_transfer"] = False
     assert verdict(cifar, 5) == NOT_SUPPORTED
 
 
-@pytest.mark.parametrize("vit_gap,expected", [(20.0, SUPPORTED), (1.0, NOT_SUPPORTED)])
-def test_claim6_vit_gaps(vit_gap, expected):
-    s = [summary("v", dataset="cifar10", model="vit", gap=vit_gap), summary("r", dataset="cifar10", model="resnet18", gap=8.0)]
-    assert verdict(s, 6) == expected
-    assert verdict(s[1:], 6) == NOT_TESTED
+def test_claim6_is_a_paired_test_with_matched_training():
+    vit = summary("v", dataset="cifar10", model="vit", gaps={s: 20.0 + s for s in range(10)})
+    cnn = summary("r", dataset="cifar10", model="resnet18", gaps={s: 8.0 + s / 2 for s in range(10)})
+    assert verdict([vit, cnn], 6) == SUPPORTED
+    smaller = summary("v", dataset="cifar10", model="vit", gaps={s: 1.0 for s in range(10)})
+    assert verdict([smaller, cnn], 6) == NOT_SUPPORTED
+    longer = summary("v", dataset="cifar10", model="vit", gaps=vit["teacher_gaps"], epochs=100)
+    assert verdict([longer, cnn], 6) == NOT_TESTED  # different training lengths are not compared
+    assert verdict([cnn], 6) == NOT_TESTED
 
 
-def test_claim7_not_tested():
+def test_claim7_not_tested_without_a_backdoor():
     assert verdict([summary("a", sig=True)], 7) == NOT_TESTED
 
 
-def test_backdoor_setups_do_not_count_for_the_clean_claims():
-    poisoned = {**summary("b", sig=True, kd_beats_rcd=False), "has_backdoor": True, "backdoor_transfers": False,
-                "backdoor_lift_transfers": False, "teacher_backdoor_lift": 0.0, "teacher_backdoor_asr": 0.0,
-                "control_backdoor_asr": 0.0, "kd_backdoor_asr": 0.0, "rcd_backdoor_asr": 0.0,
-                "backdoor_kd_vs_control_p_by": 1.0, "control_backdoor_lift": 0.0, "kd_backdoor_lift": 0.0,
-                "backdoor_lift_kd_vs_control_p_by": 1.0}
+def test_verdicts_side_by_side_name_the_flips():
+    w9 = [summary("a", sig=True), summary("b")]
+    w1 = [summary("a"), summary("b")]
+    matrix, texts = verdict_matrix({"cpu, w=0.9": w9, "cpu, w=0.1": w1})
+    assert matrix.loc[1, "cpu, w=0.9"] == SUPPORTED and matrix.loc[1, "cpu, w=0.1"] == NOT_SUPPORTED
+    assert matrix.loc[1, "flips between readings"] == "cpu" and matrix.loc[4, "flips between readings"] == ""
+    assert "significant" in texts[("cpu, w=0.9", 1)]
+
+
+@pytest.mark.parametrize("missing", ["has_backdoor"])
+def test_backdoor_setups_do_not_count_for_the_clean_claims(missing):
+    poisoned = {**summary("b", sig=True, equivalent=True, teacher=["tb"]), "has_backdoor": True,
+                "backdoor_lift_transfers": False, "teacher_backdoor_lift": 0.0}
     assert verdict([summary("a"), poisoned], 4) == NOT_SUPPORTED
     assert verdict([summary("a"), poisoned], 1) == NOT_TESTED  # one clean setup only

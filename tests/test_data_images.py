@@ -1,16 +1,15 @@
-"""CIFAR pickles, SVHN .mat files and Tiny ImageNet's zip, each written here in its original format."""
+"""CIFAR pickles, SVHN .mat files and Tiny ImageNet's zip, each written in its original format (tests/datafiles.py)."""
 import io
 import os
-import tarfile
-import zipfile
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from kdlib.data import ARCHIVES, DATASETS, DataError, _load_cached, check_available, file_digest, load_dataset
-from tests.test_data import _cifar_pickles
+from kdlib.data import ARCHIVES, DATASETS, DataError, _load_cached, check_available, load_dataset
+from tests import datafiles
+from tests.datafiles import trust  # the test archive's own md5 in the checksum table
 
 
 @pytest.fixture
@@ -26,11 +25,6 @@ def data(tmp_path, monkeypatch):
     _load_cached.cache_clear()
 
 
-def trust(monkeypatch, path):
-    """Put the test archive's own md5 in the checksum table."""
-    monkeypatch.setitem(ARCHIVES, path.name, replace(ARCHIVES[path.name], md5=file_digest(path, "md5"), sha256=None))
-
-
 def half(v):
     return (np.asarray(v, dtype=np.float64) / 255.0 - 0.5) / 0.5
 
@@ -38,31 +32,17 @@ def half(v):
 # ----------------------------------------------------------------------------------------------------
 # CIFAR
 
-def _cifar10_tar(folder, tmp_path):
+def _cifar10_tar(folder):
+    """cifar-10-python.tar.gz of 100 training images (20 a batch) and 20 test images; returns all 120."""
     rng = np.random.default_rng(3)
     x, y = rng.integers(0, 256, (120, 32, 32, 3), dtype=np.uint8), (np.arange(120) * 7) % 10
-    _cifar_pickles(tmp_path / "src", 10, x, y)
-    with tarfile.open(folder / "cifar-10-python.tar.gz", "w:gz") as tar:
-        tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    datafiles.cifar10(folder, x_train=x[:100], y_train=y[:100], x_test=x[100:], y_test=y[100:],
+                      class_names=[f"c{i}" for i in range(10)])
     return x, y
 
 
-def _jpeg_bytes(colour, size, grey=False):
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("L" if grey else "RGB", size, colour[0] if grey else colour).save(buf, "JPEG", quality=95)
-    return buf.getvalue()
-
-
-def _add(tar, name, data):
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
-
-
-def test_cifar10_pickle_archive_shapes_labels_normalisations(data, tmp_path, monkeypatch):
-    x, y = _cifar10_tar(data, tmp_path)
+def test_cifar10_pickle_archive_shapes_labels_normalisations(data, monkeypatch):
+    x, y = _cifar10_tar(data)
     trust(monkeypatch, data / "cifar-10-python.tar.gz")
     d = load_dataset("cifar10", source="pickle")
     assert d.input_shape == (3, 32, 32) and len(d.y_train) == 100 and len(d.y_test) == 20
@@ -78,26 +58,20 @@ def test_cifar10_pickle_archive_shapes_labels_normalisations(data, tmp_path, mon
         load_dataset("cifar10", source="pickle", normalise="imagenet")
 
 
-def test_cifar10_auto_prefers_a_local_jpeg_copy(data, tmp_path, monkeypatch):
-    _cifar10_tar(data, tmp_path)
+def test_cifar10_auto_prefers_a_local_jpeg_copy(data, monkeypatch):
+    _cifar10_tar(data)
     trust(monkeypatch, data / "cifar-10-python.tar.gz")
-    with tarfile.open(data / "cifar10-jpeg.tar.gz", "w:gz") as tar:
-        for split, n in (("train", 2), ("test", 1)):
-            for c, cls in enumerate(("airplane", "truck")):
-                for i in range(n):
-                    _add(tar, f"cifar10-jpeg/{split}/{cls}/{i:04d}.jpg", _jpeg_bytes((200 * c, 40, 90), (32, 32)))
+    datafiles.cifar10_jpeg(data, classes=("airplane", "truck"), n_train=2, n_test=1, colour=lambda c: (200 * c, 40, 90))
     assert check_available("cifar10") == f"cifar10: local archive {data / 'cifar10-jpeg.tar.gz'}"
     d = load_dataset("cifar10")
     assert "JPEG" in d.source and d.y_train.tolist() == [0, 0, 9, 9] and d.y_test.tolist() == [0, 9]
     assert "pickled" in load_dataset("cifar10", source="pickle").source
 
 
-def test_cifar100_archive_fine_labels(data, tmp_path, monkeypatch):
+def test_cifar100_archive_fine_labels(data, monkeypatch):
     rng = np.random.default_rng(4)
     x, y = rng.integers(0, 256, (120, 32, 32, 3), dtype=np.uint8), (np.arange(120) * 3) % 100
-    _cifar_pickles(tmp_path / "src", 100, x, y)
-    with tarfile.open(data / "cifar-100-python.tar.gz", "w:gz") as tar:
-        tar.add(tmp_path / "src" / "cifar-100-python", arcname="cifar-100-python")
+    datafiles.cifar100(data, x_train=x[:100], y_train=y[:100], x_test=x[100:], y_test=y[100:])
     trust(monkeypatch, data / "cifar-100-python.tar.gz")
     d = load_dataset("cifar100", normalise="half")
     assert d.y_train.tolist() == y[:100].tolist() and len(d.class_names) == 100 and d.n_classes == 100
@@ -106,16 +80,10 @@ def test_cifar100_archive_fine_labels(data, tmp_path, monkeypatch):
 
 def test_cifar_pickles_as_python_2_wrote_them(data, monkeypatch):
     """The real batches: protocol 2, bytes keys, arrays pickled under numpy.core (numpy 1's name)."""
-    import pickle
-
-    folder = data / "cifar-100-python"
-    folder.mkdir()
-    x = np.random.default_rng(5).integers(0, 256, (4, 3072), dtype=np.uint8)
-    for name, obj in (("train", {b"data": x, b"fine_labels": [3, 1, 4, 1]}),
-                      ("test", {b"data": x[:2], b"fine_labels": [5, 9]}),
-                      ("meta", {b"fine_label_names": [f"f{i}" for i in range(100)]})):
-        raw = pickle.dumps(obj, protocol=2).replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
-        (folder / name).write_bytes(raw)
+    x = np.random.default_rng(5).integers(0, 256, (4, 3072), dtype=np.uint8)  # the rows as stored
+    nhwc = x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    datafiles.cifar100_folder(data, nhwc, [3, 1, 4, 1], nhwc[:2], [5, 9], class_names=[f"f{i}" for i in range(100)],
+                              python2=True)
     monkeypatch.setitem(ARCHIVES, "cifar-100-python.tar.gz",
                         replace(ARCHIVES["cifar-100-python.tar.gz"], folder_md5=()))
     d = load_dataset("cifar100", normalise="half")
@@ -139,14 +107,7 @@ def test_cifar_pickles_may_not_hold_other_objects(data, tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------------------------------
 # SVHN
 
-def _svhn_mat(path, n, seed):
-    from scipy.io import savemat
-
-    rng = np.random.default_rng(seed)
-    x = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
-    y = (np.arange(n) % 10 + 1).reshape(n, 1).astype(np.uint8)  # labels 1..10, 10 meaning digit 0
-    savemat(path, {"X": x, "y": y})
-    return x, y
+_svhn_mat = datafiles.svhn_mat  # (path, n, seed) -> X 32x32x3xN, y Nx1 with labels 1..10 cycling (10 meaning digit 0)
 
 
 def test_svhn_mat_files_labels_and_normalisation(data, monkeypatch):
@@ -204,22 +165,13 @@ WNIDS = ["n09999999", "n01443537", "n02085620"]  # not sorted in wnids.txt, as i
 COLOURS = {"n01443537": (250, 10, 10), "n02085620": (10, 250, 10), "n09999999": (10, 10, 250)}
 
 
+VAL = [("val_0.JPEG", "n02085620"), ("val_1.JPEG", "n09999999"), ("val_2.JPEG", "n01443537"), ("val_3.JPEG", "n02085620")]
+
+
 def _tiny_zip(path, val_lines=None):
-    val = [("val_0.JPEG", "n02085620"), ("val_1.JPEG", "n09999999"), ("val_2.JPEG", "n01443537"),
-           ("val_3.JPEG", "n02085620")]
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("tiny-imagenet-200/wnids.txt", "\n".join(WNIDS) + "\n")
-        zf.writestr("tiny-imagenet-200/words.txt", "n01443537\tgoldfish\n")
-        for w in WNIDS:
-            zf.writestr(f"tiny-imagenet-200/train/{w}/{w}_boxes.txt", "")
-            for i in range(2):
-                grey = w == "n09999999" and i == 1  # the real set has some greyscale images
-                zf.writestr(f"tiny-imagenet-200/train/{w}/images/{w}_{i}.JPEG", _jpeg_bytes(COLOURS[w], (64, 64), grey))
-        for name, w in val:
-            zf.writestr(f"tiny-imagenet-200/val/images/{name}", _jpeg_bytes(COLOURS[w], (64, 64)))
-        lines = val_lines or [f"{name}\t{w}\t0\t0\t63\t63" for name, w in val]
-        zf.writestr("tiny-imagenet-200/val/val_annotations.txt", "\n".join(lines) + "\n")
-        zf.writestr("tiny-imagenet-200/test/images/test_0.JPEG", _jpeg_bytes((0, 0, 0), (64, 64)))
+    """2 solid-colour training images per wnid, n09999999_1 greyscale (the real set has some), VAL labelled."""
+    datafiles.tinyimagenet(path.parent, wnids=WNIDS, train_per_class=2, val=VAL, colours=COLOURS,
+                           grey={("n09999999", 1)}, val_lines=val_lines)
 
 
 def test_tinyimagenet_zip_labels_from_folders_and_annotations(data, monkeypatch):

@@ -1,13 +1,12 @@
-"""Speech Commands v0.02 and the official IMDB archive, each as a tiny tar.gz in the original layout."""
-import io
+"""Speech Commands v0.02 and the official IMDB archive, each as a tiny tar.gz in the original layout
+(written by tests/datafiles.py)."""
 import tarfile
-from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 
-from kdlib.data import ARCHIVES, DATASETS, DataError, _load_cached, audio, check_available, file_digest, load_dataset
+from kdlib.data import DATASETS, DataError, _load_cached, audio, check_available, load_dataset
+from tests import datafiles
 
 
 @pytest.fixture
@@ -22,22 +21,8 @@ def data(tmp_path, monkeypatch):
 
 
 def trust(monkeypatch, path):
-    monkeypatch.setitem(ARCHIVES, path.name, replace(ARCHIVES[path.name], md5=None, sha256=file_digest(path, "sha256")))
-
-
-def _add(tar, name, data: bytes):
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
-
-
-def _wav(seconds, freq, sr=16000):
-    import soundfile as sf
-
-    t = np.arange(int(sr * seconds)) / sr
-    buf = io.BytesIO()
-    sf.write(buf, (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32), sr, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
+    """The archive's own sha256 in the checksum table (and no md5)."""
+    datafiles.trust(monkeypatch, path, algorithm="sha256")
 
 
 # word -> clips (speaker, n, seconds); the lists name some of them
@@ -49,17 +34,10 @@ VALIDATION = ["yes/cc33_nohash_1.wav"]
 
 
 def _speech_archive(path, sr=16000, lists=True):
-    freq = {"yes": 500, "no": 1500, "up": 3000}
-    with tarfile.open(path, "w:gz") as tar:
-        for word in ("up", "yes", "no"):  # not sorted: the loader sorts
-            for speaker, n, seconds in CLIPS[word]:
-                _add(tar, f"./{word}/{speaker}_nohash_{n}.wav", _wav(seconds, freq[word], sr))
-        _add(tar, "./_background_noise_/white_noise.wav", _wav(3.0, 100, sr))
-        _add(tar, "./README.md", b"Speech Commands")
-        if lists:
-            _add(tar, "./testing_list.txt", ("\n".join(TESTING) + "\n").encode())
-            _add(tar, "./validation_list.txt", ("\n".join(VALIDATION) + "\n").encode())
-        _add(tar, "./LICENSE", b"CC BY 4.0")
+    """Pure tones, one per word, with a background-noise clip, README and LICENSE as in the real archive."""
+    datafiles.speechcommands(path.parent, clips={w: CLIPS[w] for w in ("up", "yes", "no")},  # not sorted: the loader sorts
+                             testing=TESTING, validation=VALIDATION, freqs={"yes": 500, "no": 1500, "up": 3000},
+                             sr=sr, lists=lists, noise=0.0)
 
 
 def test_speechcommands_split_by_the_lists_log_mel_and_standardised(data, monkeypatch):
@@ -118,11 +96,8 @@ REVIEWS = {
 
 
 def _imdb_archive(path):
-    with tarfile.open(path, "w:gz") as tar:
-        for name, text in REVIEWS.items():
-            _add(tar, f"aclImdb/{name}", text.encode())
-        _add(tar, "aclImdb/imdb.vocab", b"the\nand\n")
-        _add(tar, "aclImdb/train/urls_pos.txt", b"http://www.imdb.com/title/tt0453418/usercomments\n")
+    """REVIEWS, with imdb.vocab, README and train/urls_pos.txt beside them as in the real archive."""
+    datafiles.imdb_full(path.parent, reviews=REVIEWS)
 
 
 def test_imdb_full_official_split_and_training_vocabulary(data, monkeypatch):
@@ -152,7 +127,7 @@ def test_imdb_full_missing_and_corrupt(data, monkeypatch):
         load_dataset("imdb_full", download=False)
     path = data / "aclImdb_v1.tar.gz"
     with tarfile.open(path, "w:gz") as tar:
-        _add(tar, "aclImdb/README", b"no reviews")
+        datafiles.add_member(tar, "aclImdb/README", b"no reviews")
     trust(monkeypatch, path)
     with pytest.raises(DataError, match=r"holds no aclImdb/<train\|test>/<pos\|neg>"):
         load_dataset("imdb_full")

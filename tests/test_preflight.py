@@ -21,16 +21,18 @@ def test_every_problem_of_a_plan_is_reported_naming_the_entry(study):
         PlanEntry("bad-student", "digits-mlp-standard", {"student_args": {"hidden": [8], "colour": 1}}),
         PlanEntry("bad-backdoor", "mnist5k-lenet-standard", {"backdoor": {"target": 42}}),
         PlanEntry("text-patch", "imdb-textcnn-self", {"backdoor": {"patch": 3}}),
+        PlanEntry("flip-digits", "vowels-seqcnn-self", {"augment": True}),
     ]
     with pytest.raises(PreflightError) as e:
         resolve_plan(study, "smoke", entries)
     msg = str(e.value)
-    assert msg.startswith("5 problem(s) in the plan; nothing was trained")
+    assert msg.startswith("6 problem(s) in the plan; nothing was trained")
     assert "entry 'bad-weight' (setup 'digits-mlp-self'): kd_weight (the KD-term weight) must lie in [0, 1], got 1.5" in msg
     assert "entry 'bad-layer'" in msg and "no module named 'features.9'" in msg
     assert "entry 'bad-student'" in msg and "colour" in msg
     assert "entry 'bad-backdoor'" in msg and "target must be a class index" in msg
     assert "entry 'text-patch'" in msg and "either an image `patch` or a text `token`" in msg
+    assert "entry 'flip-digits'" in msg and "random crop and flip do not suit dataset 'japanese_vowels'" in msg
 
 
 def test_driver_with_a_bad_last_entry_trains_nothing(tmp_path, capsys):

@@ -12,7 +12,7 @@ from kdlib.config import ModelSpec
 from kdlib.data import load_dataset
 from kdlib.evaluate import cka_rows, evaluate, predict
 from kdlib.executors import LocalExecutor, collect_jobs
-from kdlib.runner import TeacherArtifacts, execute_run
+from kdlib.runner import execute_run
 from kdlib.store import RunStore
 from kdlib.train import NonFiniteLossError, _crop, lr_at, random_crop_flip, resolve_device, train
 
@@ -90,6 +90,24 @@ def test_results_do_not_depend_on_what_ran_before_or_the_callers_threads(study):
     finally:
         torch.set_num_threads(before)
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_students_start_from_the_teachers_initial_weights_in_self_distillation(study):
+    from kdlib.train import build_for_data
+
+    setup = study.setup("mnist5k-lenet-self", "smoke", n_seeds=2)
+    data = load_dataset(setup.dataset, **setup.data_args)
+
+    def init(cfg):
+        return build_for_data(cfg.model, data, cfg.init_seed).state_dict()
+
+    teacher, control, kd = (init(setup.run_config(a, 1)) for a in ("teacher", "control", "kd"))
+    other = init(setup.run_config("control", 0))
+    assert all(torch.equal(teacher[k], control[k]) and torch.equal(teacher[k], kd[k]) for k in teacher)
+    assert not all(torch.equal(teacher[k], other[k]) for k in teacher)  # another seed: another init
+    std = study.setup("mnist5k-lenet-standard", "smoke", n_seeds=2)
+    a, b = init(std.run_config("control", 1)), init(std.run_config("kd", 1))
+    assert all(torch.equal(a[k], b[k]) for k in a) and not all(torch.equal(a[k], v) for k, v in init(std.run_config("control", 0)).items())
 
 
 def test_student_sees_a_different_order_and_teacher_init(study):
