@@ -148,14 +148,18 @@ def linear_cka(X, Y) -> float:
         if not top > 0:
             return float("nan")
         A /= top  # before the norm, whose sum of squares could overflow
-        A /= np.linalg.norm(A)
+        A /= np.sqrt((A * A).sum())
     n, d1, d2 = len(X), X.shape[1], Y.shape[1]
+    # einsum rather than BLAS: a BLAS product sums in an order that depends on how the library was
+    # started (its thread count), and a stored metric must not depend on the process that computed it
+    # (a Ray worker, a pool worker, the driver); einsum's loops are the same everywhere
     if n * (d1 + d2) < d1 * d2 + d1 * d1 + d2 * d2:
-        K, L = X @ X.T, Y @ Y.T
-        num, den = float((K * L).sum()), float(np.linalg.norm(K) * np.linalg.norm(L))
+        K, L = (np.einsum("ik,jk->ij", A, A, optimize=False) for A in (X, Y))
+        num, den = float((K * L).sum()), float(np.sqrt((K * K).sum() * (L * L).sum()))
     else:
-        num = float(np.linalg.norm(Y.T @ X) ** 2)
-        den = float(np.linalg.norm(X.T @ X) * np.linalg.norm(Y.T @ Y))
+        cross = np.einsum("ni,nj->ij", Y, X, optimize=False)
+        XX, YY = (np.einsum("ni,nj->ij", A, A, optimize=False) for A in (X, Y))
+        num, den = float((cross * cross).sum()), float(np.sqrt((XX * XX).sum() * (YY * YY).sum()))
     return float(np.clip(num / den, 0.0, 1.0))
 
 

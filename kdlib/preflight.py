@@ -81,7 +81,7 @@ def resolve_plan(study: Study, scale: str, entries: Iterable[PlanEntry], extra: 
             continue
         if deep:
             key = canonical_json([cfg.dataset, cfg.data_args, cfg.teacher, cfg.student, cfg.variant, cfg.variant_args,
-                                  cfg.backdoor])
+                                  cfg.backdoor, cfg.train])
             if key not in checked:
                 try:
                     check_setup(cfg)

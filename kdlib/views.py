@@ -10,7 +10,7 @@ from typing import Optional
 import pandas as pd
 
 from .analysis import DEFAULT_PRIMARY, arm_table, compact_tests, convergence, readings_table, setup_tests, transfer_table
-from .chapters import check_parameters, setup_overrides
+from .chapters import PARAMETERS, setup_overrides
 from .config import SetupConfig
 from .paths import from_root
 from .stats import ALPHA, power_limits
@@ -29,13 +29,12 @@ class SetupView:
     trained_now: int = 0
 
     @classmethod
-    def from_parameters(cls, namespace: dict, before: set) -> "SetupView":
-        """Check the chapter's parameters (unknown ones stop it here), resolve the setup, read the store,
+    def from_parameters(cls, namespace: dict) -> "SetupView":
+        """Resolve the setup from the chapter's parameters (checked by the cell before), read the store,
         and train what is missing only if the chapter is allowed to."""
-        check_parameters(namespace, before, "setup")
-        p = {k: namespace.get(k) for k in ("scale", "results_dir", "study_file", "entry_id", "setup", "device",
-                                           "train_missing")}
-        params = {k: namespace.get(k) for k in namespace if k not in before}
+        params = {k: namespace[k] for k in PARAMETERS["setup"] if k in namespace}
+        p = {k: params.get(k) for k in ("scale", "results_dir", "study_file", "entry_id", "setup", "device",
+                                        "train_missing")}
         study = load_study(p["study_file"])
         cfg = study.setup(p["setup"], p["scale"], **setup_overrides(params))
         store = RunStore.open(p["results_dir"] or study.results_dir(p["scale"]))

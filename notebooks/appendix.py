@@ -19,18 +19,21 @@ book_scale = None
 shipped = []
 
 # %% tags=["remove-cell"]
+from kdlib.chapters import check_parameters  # a misspelled parameter stops the chapter here
+
+check_parameters(globals(), _names_before_parameters, "appendix")
+
+# %% tags=["remove-cell"]
 import json
 
 import pandas as pd
 from IPython.display import Markdown, display
 
-from kdlib.chapters import check_parameters
 from kdlib.ledger import compute_ledger, determinism_note
 from kdlib.paths import from_root
 from kdlib.provenance import code_version, package_versions
 from kdlib.studyfile import load_study
 
-check_parameters(globals(), _names_before_parameters, "appendix")
 study = load_study(study_file)
 
 # %% [markdown]

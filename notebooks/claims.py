@@ -19,14 +19,17 @@ book_scale = None
 shipped = []
 
 # %% tags=["remove-cell"]
+from kdlib.chapters import check_parameters  # a misspelled parameter stops the chapter here
+
+check_parameters(globals(), _names_before_parameters, "claims")
+
+# %% tags=["remove-cell"]
 from IPython.display import HTML, Markdown, display
 
-from kdlib.chapters import check_parameters
 from kdlib.claims import verdict_matrix
 from kdlib.display import details
 from kdlib.summaries import BookEvidence
 
-check_parameters(globals(), _names_before_parameters, "claims")
 evidence = BookEvidence.load(study_file, scale, results_dir, shipped)
 columns = evidence.claim_columns()
 matrix, texts = verdict_matrix(columns)

@@ -22,6 +22,11 @@ scale = "cpu"
 results_dir = None   # default: the scale's run store, e.g. results/cpu
 study_file = None
 
+# %% tags=["remove-cell"]
+from kdlib.chapters import check_parameters  # a misspelled parameter stops the chapter here
+
+check_parameters(globals(), _names_before_parameters, "explorer")
+
 # %%
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -32,13 +37,11 @@ from IPython.display import display
 from kdlib import load_study
 from kdlib import metrics, plots
 from kdlib.analysis import plan_setups
-from kdlib.chapters import check_parameters
 from kdlib.data import DATASETS
 from kdlib.stats import DIRECTIONS, paired_tests
 from kdlib.display import label
 from kdlib.store import RunStore
 
-check_parameters(globals(), _names_before_parameters, "explorer")
 study = load_study(study_file)
 store = RunStore.open(results_dir or study.results_dir(scale))
 setups = dict(plan_setups(study, scale))

@@ -18,13 +18,16 @@ study_file = None
 book_scale = None
 
 # %% tags=["remove-cell"]
+from kdlib.chapters import check_parameters  # a misspelled parameter stops the chapter here
+
+check_parameters(globals(), _names_before_parameters, "gpu_plan")
+
+# %% tags=["remove-cell"]
 from IPython.display import Markdown, display
 
-from kdlib.chapters import check_parameters
 from kdlib.gpuplan import gpu_plan_table, gpu_status
 from kdlib.studyfile import load_study
 
-check_parameters(globals(), _names_before_parameters, "gpu_plan")
 study = load_study(study_file)
 
 # %% [markdown]

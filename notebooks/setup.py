@@ -36,6 +36,11 @@ study_file = None
 book_scale = None        # the scale of the book this chapter belongs to
 
 # %% tags=["remove-cell"]
+from kdlib.chapters import check_parameters  # a misspelled parameter stops the chapter here
+
+check_parameters(globals(), _names_before_parameters, "setup")
+
+# %% tags=["remove-cell"]
 import matplotlib
 import pandas as pd
 from IPython.display import HTML, Markdown, display
@@ -46,7 +51,7 @@ from kdlib.views import SetupView
 
 matplotlib.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False})
 pd.set_option("display.max_columns", 40, "display.width", 200)
-view = SetupView.from_parameters(globals(), _names_before_parameters)
+view = SetupView.from_parameters(globals())
 main = view.main
 
 # %% tags=["remove-input"]

@@ -19,14 +19,17 @@ book_scale = None
 shipped = []         # scales whose shipped runs this book shows beside its own (e.g. [mid, paper])
 
 # %% tags=["remove-cell"]
+from kdlib.chapters import check_parameters  # a misspelled parameter stops the chapter here
+
+check_parameters(globals(), _names_before_parameters, "summary")
+
+# %% tags=["remove-cell"]
 import matplotlib
 from IPython.display import Markdown, display
 
 from kdlib import plots
-from kdlib.chapters import check_parameters
 from kdlib.summaries import BookEvidence
 
-check_parameters(globals(), _names_before_parameters, "summary")
 matplotlib.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False})
 evidence = BookEvidence.load(study_file, scale, results_dir, shipped)
 

@@ -104,7 +104,7 @@ def test_summary_of_a_setup(setup):
     other = summarise_setup("x", setup, r, kd_weight=0.1)  # the other reading: kd equals the control
     assert other["kd_weight"] == 0.1 and not other["significant_transfer"]
     far = summarise_setup("x", setup, _table(rcd_acc=0.5, jitter=0.01))
-    assert not far["rcd_kd_equivalent"] and far["kd_beats_rcd_accuracy"]
+    assert not far["rcd_kd_equivalent"] and far["rcd_kd_accuracy_diff"] == pytest.approx(-0.3, abs=0.02)
 
 
 def test_power_of_the_primary_family():

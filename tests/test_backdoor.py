@@ -103,7 +103,9 @@ def test_backdoor_setup_runs_and_students_see_clean_data(tmp_path):
 
 
 def _summary(transfers):
-    return {"id": "b", "has_backdoor": True, "backdoor_transfers": transfers, "teacher_backdoor_asr": 0.9,
+    from tests.test_claims import summary
+
+    return {**summary("b"), "id": "b", "has_backdoor": True, "backdoor_transfers": transfers, "teacher_backdoor_asr": 0.9,
             "control_backdoor_asr": 0.05, "kd_backdoor_asr": 0.3, "rcd_backdoor_asr": 0.05,
             "backdoor_kd_vs_control_p_by": 0.01, "control_backdoor_lift": 0.0, "teacher_backdoor_lift": 0.85,
             "kd_backdoor_lift": 0.2 if transfers else 0.0, "backdoor_lift_kd_vs_control_p_by": 0.02 if transfers else 0.7,

@@ -117,6 +117,7 @@ def test_verdicts_side_by_side_name_the_flips():
 @pytest.mark.parametrize("missing", ["has_backdoor"])
 def test_backdoor_setups_do_not_count_for_the_clean_claims(missing):
     poisoned = {**summary("b", sig=True, equivalent=True, teacher=["tb"]), "has_backdoor": True,
-                "backdoor_lift_transfers": False, "teacher_backdoor_lift": 0.0}
+                "backdoor_lift_transfers": False, "backdoor_kd_vs_control_p_by": 1.0, "backdoor_lift_kd_vs_control_p_by": 1.0,
+                **{f"{arm}_backdoor_{m}": 0.0 for arm in ("teacher", "control", "kd", "rcd") for m in ("asr", "lift")}}
     assert verdict([summary("a"), poisoned], 4) == NOT_SUPPORTED
     assert verdict([summary("a"), poisoned], 1) == NOT_TESTED  # one clean setup only

@@ -60,8 +60,8 @@ def test_errors_name_the_bad_value_and_the_allowed_ones(study):
         study.setup("digits-mlp-self", "cpu", colour="red")
     with pytest.raises(ConfigError, match=r"train.epochs must be an integer >= 1, got 0"):
         study.setup("digits-mlp-self", "cpu", epochs=0)
-    with pytest.raises(ConfigError, match=r"warmup_epochs must be an integer in \[0, epochs = 30\), got 30"):
-        study.setup("digits-mlp-self", "cpu", warmup_epochs=30)
+    with pytest.raises(ConfigError, match=r"warmup_epochs must be an integer in \[0, epochs = 60\), got 60"):
+        study.setup("digits-mlp-self", "cpu", warmup_epochs=60)
     with pytest.raises(ConfigError, match=r"train.lr must be a number > 0"):
         study.setup("digits-mlp-self", "cpu", lr=0)
     with pytest.raises(ConfigError, match=r"unknown optimizer 'lbfgs'"):
