@@ -77,14 +77,19 @@ def _significant(groups):
     return [r for r, _ in groups if r["primary_testable"] and r["significant_transfer"]]
 
 
-def _claim2(groups):
-    sig = _significant(groups)
+def _why_none_significant(groups) -> tuple[str, str]:
+    """The verdict of claims 2 and 3, which ask about the significant setups, when there are none."""
     if not groups:
         return NOT_TESTED, "no setups ran"
     if not any(r["primary_testable"] for r, _ in groups):
         return NOT_TESTABLE, "no setup has enough seeds for its primary tests"
+    return NOT_TESTED, "no independent setup shows significant transfer"
+
+
+def _claim2(groups):
+    sig = _significant(groups)
     if not sig:
-        return NOT_TESTED, "no independent setup shows significant transfer"
+        return _why_none_significant(groups)
     gains = ", ".join(f"{x['id']} {x['agreement_gain_points']:+.2f}" for x in sig)
     ok = all(x["agreement_gain_points"] < SMALL_TRANSFER_POINTS for x in sig)
     return SUPPORTED if ok else NOT_SUPPORTED, f"agreement gain of kd over control, points: {gains} (threshold {SMALL_TRANSFER_POINTS:g})."
@@ -92,12 +97,8 @@ def _claim2(groups):
 
 def _claim3(groups):
     sig = _significant(groups)
-    if not groups:
-        return NOT_TESTED, "no setups ran"
-    if not any(r["primary_testable"] for r, _ in groups):
-        return NOT_TESTABLE, "no setup has enough seeds for its primary tests"
     if not sig:
-        return NOT_TESTED, "no independent setup shows significant transfer"
+        return _why_none_significant(groups)
     ps = np.array([x["asymmetry_p"] for x in sig], dtype=float)
     finite = np.isfinite(ps)
     p_by = np.full(len(ps), np.nan)

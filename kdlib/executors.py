@@ -86,6 +86,18 @@ def write_failures(results_dir: Path, report: Report) -> None:
         path.unlink()
 
 
+def to_train(jobs: list[Job], store, report: Report) -> list[Job]:
+    """The jobs not in the store yet; the others are counted in the report as loaded."""
+    todo = []
+    for j in jobs:
+        if store.has(j.cfg):
+            report.loaded += 1
+            report.note(j, "loaded")
+        else:
+            todo.append(j)
+    return todo
+
+
 def _order(jobs: list[Job]) -> tuple[list[Job], dict[str, list[Job]]]:
     """Roots (teachers, or students whose teacher is not part of this plan) and the students of each teacher."""
     hashes = {j.cfg.hash for j in jobs}
@@ -111,13 +123,7 @@ class LocalExecutor:
         from .runner import run_and_store
 
         report, started = Report(total=len(jobs)), time.perf_counter()
-        todo = []
-        for j in jobs:
-            if store.has(j.cfg):
-                report.loaded += 1
-                report.note(j, "loaded")
-            else:
-                todo.append(j)
+        todo = to_train(jobs, store, report)
         bar = ProgressBar(len(todo), stream=self.stream)
         failed_hashes: set = set()
         try:

@@ -15,7 +15,7 @@ import time
 import traceback
 from typing import Optional
 
-from .executors import Job, Report, _order
+from .executors import Job, Report, _order, to_train
 from .progress import ProgressBar
 
 MAX_RETRIES = 3  # a task whose worker process dies is run again (system failures only, not exceptions)
@@ -73,13 +73,7 @@ class RayExecutor:
         ray = self._init()
         task = ray.remote(_task)
         report, started = Report(total=len(jobs)), time.perf_counter()
-        todo = []
-        for j in jobs:
-            if store.has(j.cfg):
-                report.loaded += 1
-                report.note(j, "loaded")
-            else:
-                todo.append(j)
+        todo = to_train(jobs, store, report)
         roots, children = _order(todo)
         store_root = str(store.root) if self.shared_fs else None
         refs, by_ref, t0 = {}, {}, {}
