@@ -73,8 +73,9 @@ def to_ipynb(source: Path, target: Path) -> Path:
 
 
 def kernel_options() -> dict:
-    """nbclient options: kernels log only errors (no 'running over TCP without encryption' per chapter)."""
-    return {"extra_arguments": ["--IPKernelApp.log_level=ERROR"]}
+    """nbclient options: kernels keep their own log quiet (no 'running over TCP without encryption' or
+    'KeyboardInterrupt caught' per chapter); errors in a chapter still stop it and are reported."""
+    return {"extra_arguments": ["--IPKernelApp.log_level=CRITICAL"]}
 
 
 def execute(chapter: str, output: Path, parameters: dict, log_output: bool = False) -> None:

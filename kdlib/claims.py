@@ -41,14 +41,30 @@ CLAIMS = {
 
 
 def independent_groups(summaries: list[dict]) -> list[tuple[dict, list[dict]]]:
-    """(representative, sweeps) per distinct set of teacher and control runs, in plan order."""
-    groups: dict = {}
-    for s in summaries:
-        key = (tuple(s.get("teacher_hashes", ())), tuple(s.get("control_hashes", ())))
-        if key not in groups:
-            groups[key] = (s, [])
-        elif tuple(s.get("kd_hashes", ())) != tuple(groups[key][0].get("kd_hashes", ())):
-            groups[key][1].append(s)
+    """(representative, sweeps): entries that share any teacher or control run are one piece of evidence
+    (a sweep of temperature or KD weight, a student size, a feature variant, standard and self
+    distillation from one teacher); the first in plan order represents them. Reruns of the very same kd
+    runs (the same reading listed twice) are dropped."""
+    parent = list(range(len(summaries)))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict = {}
+    for i, s in enumerate(summaries):
+        for h in list(s.get("teacher_hashes", ())) + list(s.get("control_hashes", ())):
+            if h in owner:
+                parent[root(i)] = root(owner[h])
+            else:
+                owner[h] = i
+    groups: dict = {}  # root -> (representative: the first in plan order, sweeps)
+    for i, s in enumerate(summaries):
+        rep, sweeps = groups.setdefault(root(i), (s, []))
+        if s is not rep and tuple(s.get("kd_hashes", ())) != tuple(rep.get("kd_hashes", ())):
+            sweeps.append(s)
     return list(groups.values())
 
 

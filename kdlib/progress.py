@@ -27,6 +27,7 @@ class ProgressBar:
         self.done = self.failed = self.running = 0
         self.started = self._last = time.perf_counter()
         self._closed = False
+        self._printed = ""
 
     def line(self) -> str:
         elapsed = time.perf_counter() - self.started
@@ -50,9 +51,15 @@ class ProgressBar:
             self.stream.write("\r" + self.line() + "\033[K")
             self.stream.flush()
         elif force or now - self._last >= self.every:
-            self.stream.write(self.line() + "\n")
-            self.stream.flush()
+            self._print_line()
             self._last = now
+
+    def _print_line(self) -> None:
+        line = self.line()
+        if line != self._printed:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+            self._printed = line
 
     def close(self) -> None:
         if self._closed:
@@ -61,6 +68,6 @@ class ProgressBar:
         self.running = 0
         if self.tty:
             self.stream.write("\r" + self.line() + "\033[K\n")
+            self.stream.flush()
         else:
-            self.stream.write(self.line() + "\n")
-        self.stream.flush()
+            self._print_line()

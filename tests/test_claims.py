@@ -55,6 +55,12 @@ def test_sweeps_sharing_teachers_and_controls_count_once():
     assert "base-T16 significant (sweep of base)" in evidence([base, sweep, other], 1)
     # two sweeps alone are one setup: claim 1 needs two independent ones
     assert verdict([base, sweep], 1) == NOT_TESTED
+    # a student of another size shares the teachers but not the controls: still the same evidence
+    smaller = summary("base-s8", sig=True, teacher=["t"], control=["c8"], kd=["k8"])
+    assert [rep["id"] for rep, _ in independent_groups([base, smaller, other])] == ["base", "other"]
+    # ... and so do standard and self distillation from one teacher
+    selfd = summary("self", teacher=["t2"], control=["c-self"])
+    assert len(independent_groups([other, selfd])) == 1
 
 
 def test_claim2_small_transfer():
