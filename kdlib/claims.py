@@ -246,9 +246,10 @@ def verdict_matrix(columns: dict[str, list[dict]]) -> tuple[pd.DataFrame, dict]:
     scales = {}
     for col in columns:
         scales.setdefault(col.split(",")[0], []).append(col)
-    flips = []
+    flips = []  # a verdict that changes between supported and not supported, not one that is merely untested
     for k in out.index:
-        f = [s for s, cols in scales.items() if len({out.loc[k, c] for c in cols}) > 1]
+        f = [s for s, cols in scales.items()
+             if len({out.loc[k, c] for c in cols if out.loc[k, c] in (SUPPORTED, NOT_SUPPORTED)}) > 1]
         flips.append(", ".join(f) if f else "")
     out["flips between readings"] = flips
     out.insert(0, "statement", [CLAIMS[k] for k in out.index])

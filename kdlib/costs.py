@@ -19,6 +19,9 @@ BENCH_RESULTS = REPO_ROOT / "benchmarks" / "results"
 # TFLOP/s); on the CPU what one single-threaded run of the mid scale's CIFAR CNN reached on this
 # project's 2-core machine (about 6 TFLOP in 60 s).
 ASSUMED_TFLOPS = {"cuda": 250.0, "cpu": 0.1}
+# Seconds every optimisation step costs whatever the model's size (kernel launches, the optimiser, the
+# Python loop): what keeps small models from using a GPU unless several runs share it.
+STEP_OVERHEAD = {"cuda": 0.006, "cpu": 0.002}
 # Training-set sizes of datasets too large to load just to count them (the paper-scale ones).
 N_TRAIN = {"cifar10": 50000, "cifar100": 50000, "svhn": 73257, "tinyimagenet": 100000, "speechcommands": 84843,
            "imdb_full": 25000, "fsdd": 2500}
@@ -26,6 +29,11 @@ INPUT_SHAPES = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "svhn": (3, 32,
                 "speechcommands": (1, 40, 101), "fsdd": (1, 40, 101), "imdb_full": (256,), "imdb": (256,)}
 EVAL_EXAMPLES = {"cifar10": 60000, "cifar100": 60000, "svhn": 99289, "tinyimagenet": 110000,
                  "speechcommands": 95841, "imdb_full": 50000, "fsdd": 3000}
+
+
+def arch_label(spec) -> str:
+    """An architecture's name as a reader counts them: the CIFAR ResNet family by depth."""
+    return f"resnet{spec.args.get('depth', 20)}" if spec.name == "resnet" else spec.name
 
 
 def count_macs(model, example) -> int:
@@ -156,9 +164,10 @@ def run_seconds(run, cfg, measured: dict, store, device: str) -> tuple[float, st
         return float("nan"), "estimated"
     n_train = run.data_args.get("n_train", n_train)
     flops = 2 * macs * (3 * n_train * epochs + EVAL_EXAMPLES.get(run.dataset, n_train))
+    steps = epochs * -(-n_train // run.train["batch_size"])
     if run.arm in ("kd", "rcd") and run.train["augment"] and run.teacher_model is not None:
         t_macs = macs_of(run.teacher_model.name, json.dumps(run.teacher_model.args, sort_keys=True), run.dataset,
                          json.dumps(run.data_args, sort_keys=True, default=str)) or 0
         flops += 2 * t_macs * n_train * epochs  # the live teacher's forward pass on augmented batches
-    return flops / (ASSUMED_TFLOPS[device] * 1e12), "estimated"
+    return flops / (ASSUMED_TFLOPS[device] * 1e12) + steps * STEP_OVERHEAD[device], "estimated"
 

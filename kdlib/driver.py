@@ -150,7 +150,7 @@ def build_book(out: Path) -> float:
 
 # ------------------------------------------------------------------------------------------ listing
 def list_plan(study: Study, scale: str, entries: list[PlanEntry]) -> None:
-    from .costs import estimate_costs
+    from .costs import arch_label, estimate_costs
 
     costs = estimate_costs(study, scale, entries)
     rows = []
@@ -158,7 +158,7 @@ def list_plan(study: Study, scale: str, entries: list[PlanEntry]) -> None:
         cfg = study.entry_setup(scale, e)
         c = costs.get(e.id, {})
         prov = cfg.provenance or {}
-        rows.append([e.id, cfg.dataset, cfg.modality, f"{cfg.teacher.name}->{cfg.student.name}", cfg.variant,
+        rows.append([e.id, cfg.dataset, cfg.modality, f"{arch_label(cfg.teacher)}->{arch_label(cfg.student)}", cfg.variant,
                      cfg.recipe or "-", f"w={','.join(f'{w:g}' for w in cfg.kd_weights)} T={cfg.temperature:g}",
                      str(len(cfg.runs())), c.get("per_run", "?"), c.get("total", "?"),
                      str(prov.get("kind", "?"))[:40]])
@@ -168,8 +168,8 @@ def list_plan(study: Study, scale: str, entries: list[PlanEntry]) -> None:
     for r in [head] + rows:
         print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)))
     datasets = sorted({study.entry_setup(scale, e).dataset for e in entries})
-    archs = sorted({m for e in entries for m in (study.entry_setup(scale, e).teacher.name,
-                                                  study.entry_setup(scale, e).student.name)})
+    archs = sorted({arch_label(m) for e in entries for m in (study.entry_setup(scale, e).teacher,
+                                                             study.entry_setup(scale, e).student)})
     print(f"\n{len(entries)} entries, {len({e.setup for e in entries})} setups, {len(datasets)} datasets "
           f"({', '.join(datasets)}), {len(archs)} architectures ({', '.join(archs)}); "
           f"distinct runs and the whole plan's cost: {costs.get('_plan', {}).get('summary', '?')}")

@@ -1,6 +1,7 @@
 """Where a number came from: code version, package versions, device."""
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from functools import lru_cache
@@ -40,7 +41,7 @@ def device_description(device) -> str:
     dev = torch.device(device)
     if dev.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(dev)}"
-    return f"cpu: {platform.machine()}, {torch.get_num_threads()} threads"
+    return f"cpu: {platform.machine()}, {os.cpu_count()} cores"  # training threads: the run's cpu_threads
 
 
 def provenance(device, seconds: float) -> dict:

@@ -108,8 +108,9 @@ class BookEvidence:
             "significant transfer": np.where(summary["significant_transfer"], "yes",
                                              np.where(summary["primary_testable"], "no", "not testable")),
         })
-        return t.style.format({"teacher acc (%)": "{:.1f}", "teacher train acc (%)": "{:.1f}", "teacher errors": "{:.0f}",
-                               "agreement gain (points)": "{:+.2f}", "p (BY)": "{:.2g}"}).hide(axis="index")
+        return (t.style.format({"teacher acc (%)": "{:.1f}", "teacher train acc (%)": "{:.1f}", "teacher errors": "{:.0f}",
+                                "agreement gain (points)": "{:+.2f}", "p (BY)": "{:.2g}"}).hide(axis="index")
+                .set_properties(subset=["setup", "control / kd / rcd acc (%)"], **{"white-space": "nowrap"}))
 
     @staticmethod
     def transfer(summary: pd.DataFrame):
@@ -122,6 +123,7 @@ class BookEvidence:
             "rcd - kd acc (points)": 100 * summary["rcd_kd_accuracy_diff"],
             "rcd ≈ kd (TOST p)": summary["rcd_kd_equivalence_p"],
         })
-        return t.style.format({"ΔA+ (points)": "{:+.2f}", "ΔA- (points)": "{:+.2f}", "share closed A+": "{:.2f}",
-                               "share closed A-": "{:.2f}", "A- > A+ share, p": "{:.2g}", "rcd - kd acc (points)": "{:+.2f}",
-                               "rcd ≈ kd (TOST p)": "{:.2g}"}).hide(axis="index")
+        return (t.style.format({"ΔA+ (points)": "{:+.2f}", "ΔA- (points)": "{:+.2f}", "share closed A+": "{:.2f}",
+                                "share closed A-": "{:.2f}", "A- > A+ share, p": "{:.2g}", "rcd - kd acc (points)": "{:+.2f}",
+                                "rcd ≈ kd (TOST p)": "{:.2g}"}).hide(axis="index")
+                .set_properties(subset=["setup"], **{"white-space": "nowrap"}))

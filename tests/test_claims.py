@@ -118,6 +118,9 @@ def test_verdicts_side_by_side_name_the_flips():
     assert matrix.loc[1, "cpu, w=0.9"] == SUPPORTED and matrix.loc[1, "cpu, w=0.1"] == NOT_SUPPORTED
     assert matrix.loc[1, "flips between readings"] == "cpu" and matrix.loc[4, "flips between readings"] == ""
     assert "significant" in texts[("cpu, w=0.9", 1)]
+    # a claim untested under one reading (no backdoor entry ran it) does not flip
+    matrix, _ = verdict_matrix({"cpu, w=0.9": w9, "cpu, w=0.1": [summary("a", testable=False), summary("b", testable=False)]})
+    assert matrix.loc[1, "cpu, w=0.1"] == NOT_TESTABLE and matrix.loc[1, "flips between readings"] == ""
 
 
 @pytest.mark.parametrize("missing", ["has_backdoor"])
