@@ -37,10 +37,11 @@ def test_every_problem_of_a_plan_is_reported_naming_the_entry(study):
 
 def test_driver_with_a_bad_last_entry_trains_nothing(tmp_path, capsys):
     text = (load_study().path.read_text()
-            .replace("      - cifar10-mid-self\n  cpu:", "      - cifar10-mid-self\n      - {id: typo, setup: digits-mlp-self, params: {alpha: 1.5}}\n  cpu:"))
+            .replace("  cpu:\n    n_seeds: 10\n", "      - {id: typo, setup: digits-mlp-self, params: {alpha: 1.5}}\n  cpu:\n    n_seeds: 10\n", 1))
     path = tmp_path / "study.yaml"
     path.write_text(text)
     results = tmp_path / "results"
+    assert "typo" in text
     rc = driver_main(["--scale", "smoke", "--study", str(path), "--results", str(results), "--no-build",
                       "--out", str(tmp_path / "book")])
     err = capsys.readouterr().err
