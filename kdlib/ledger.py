@@ -25,6 +25,8 @@ def compute_ledger(study, scale: str, results_dir: Optional[str] = None) -> tupl
     if not frames:
         return None, None
     ledger = pd.concat(frames, ignore_index=True)
+    # GPU runs record the device's mean utilisation over their epochs (NVML); CPU runs have none
+    ledger["gpu_utilisation"] = [store.provenance(h).get("gpu_utilisation") for h in ledger["hash"]]
     per = ledger.groupby("entry", sort=False).agg(runs=("hash", "size"), seeds=("seed", "nunique"),
                                                   seconds=("seconds", "sum"), device=("device", "first"))
     distinct = ledger.drop_duplicates("hash")

@@ -72,8 +72,11 @@ for s in [scale] + list(shipped):
     display(per_entry.style.format({"seconds": "{:.1f}"}))
     display(Markdown(f"Every run of scale `{s}` (seconds of training; code version at training time: "
                      + ", ".join(f"`{v}`" for v in runs["code_version"].unique()) + "):"))
-    display(runs[["entry", "arm", "seed", "kd_weight", "rcd_noise", "hash", "seconds", "device"]]
-            .style.format({"seconds": "{:.2f}", "kd_weight": "{:g}"}, na_rep="-").hide(axis="index"))
+    cols = ["entry", "arm", "seed", "kd_weight", "rcd_noise", "hash", "seconds", "device"]
+    if runs["gpu_utilisation"].notna().any():
+        cols.append("gpu_utilisation")
+    display(runs[cols].style.format({"seconds": "{:.2f}", "kd_weight": "{:g}", "gpu_utilisation": "{:.0f} %"}, na_rep="-")
+            .hide(axis="index"))
 
 driver_log = from_root(results_dir or study.results_dir(scale)) / "driver_log.json"
 if driver_log.is_file():
