@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 
-from .costs import BENCH_RESULTS, estimate_costs
+from .costs import BENCH_RESULTS, arch_label, estimate_costs
 from .paths import from_root
 from .progress import fmt_seconds
 
@@ -42,12 +42,15 @@ def gpu_plan_table(study) -> tuple[pd.DataFrame, str]:
     for e in entries:
         cfg = study.entry_setup("paper", e)
         c = costs[e.id]
-        rows.append({"entry": e.id, "dataset": cfg.dataset, "teacher -> student": f"{cfg.teacher.name} -> {cfg.student.name}",
-                     "variant": cfg.variant, "recipe": cfg.recipe or "-", "runs": len(cfg.runs()),
-                     "per run": c["per_run"], "entry total": c["total"],
-                     "provenance": "; ".join(f"{k}: {v}" for k, v in (cfg.provenance or {}).items())})
+        models = f"{arch_label(cfg.teacher)} → {arch_label(cfg.student)}" + (f", {cfg.variant}" if cfg.variant != "logit" else "")
+        est = "" if c["source"] == "measured" else " *"
+        rows.append({"entry": e.id, "models": models,
+                     "KD weights, T": f"{', '.join(f'{w:g}' for w in cfg.kd_weights)}; {cfg.temperature:g}",
+                     "runs": len(cfg.runs()), "per run": c["per_run"].split(" (")[0] + est,
+                     "entry total": c["total"] + est})
     plan = costs["_plan"]
-    total = (f"**Whole plan**: {plan['runs']} distinct runs (teachers and controls shared by sweeps count once), "
+    total = ("\* estimated. "
+             f"**Whole plan**: {plan['runs']} distinct runs (teachers and controls shared by sweeps count once), "
              f"about **{fmt_seconds(plan['seconds'])}** on one GPU, "
              + ("estimated." if any(costs[e.id]["source"] != "measured" for e in entries) else "measured."))
     return pd.DataFrame(rows), total

@@ -41,8 +41,10 @@ display(Markdown(gpu_status(study)))
 
 # %% tags=["remove-input"]
 table, total = gpu_plan_table(study)
-display(table.style.hide(axis="index"))
-display(Markdown(total))
+display(table.style.hide(axis="index").set_table_attributes('style="font-size: 0.85em"')
+        .set_properties(subset=["per run", "entry total"], **{"white-space": "nowrap"}))
+display(Markdown(total + " Every entry uses the `fast` recipe by default. Each setup chapter lists the provenance of "
+                 "every choice (the paper's, reconstructed from the authors' sibling code, or this project's)."))
 
 # %% [markdown]
 # The one command that runs the whole plan on one GPU (it checks every entry and every dataset before

@@ -21,3 +21,18 @@ def shared_file(name: str) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} (local dataset copy) is not present")
     return path
+
+
+@pytest.fixture
+def isolated_data(tmp_path, monkeypatch):
+    """A data folder in KDLIB_DATA and a cache, both in tmp_path; the repo's data/ and ../shared/data hidden."""
+    from kdlib.data import _load_cached
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    monkeypatch.setenv("KDLIB_DATA", str(folder))
+    monkeypatch.setenv("KDLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("kdlib.paths.REPO_ROOT", tmp_path / "repo")
+    _load_cached.cache_clear()
+    yield folder
+    _load_cached.cache_clear()

@@ -13,16 +13,8 @@ from tests.datafiles import trust  # the test archive's own md5 in the checksum 
 
 
 @pytest.fixture
-def data(tmp_path, monkeypatch):
-    """A data folder in KDLIB_DATA, a cache in tmp_path; the repo's data/ and ../shared/data hidden."""
-    folder = tmp_path / "data"
-    folder.mkdir()
-    monkeypatch.setenv("KDLIB_DATA", str(folder))
-    monkeypatch.setenv("KDLIB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("kdlib.paths.REPO_ROOT", tmp_path / "repo")
-    _load_cached.cache_clear()
-    yield folder
-    _load_cached.cache_clear()
+def data(isolated_data):
+    return isolated_data
 
 
 def half(v):

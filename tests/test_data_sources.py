@@ -21,16 +21,8 @@ class _Quiet(SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def isolated(tmp_path, monkeypatch):
-    """Data folders and cache inside tmp_path only (the repo's data/ and ../shared/data hidden)."""
-    data = tmp_path / "data"
-    data.mkdir()
-    monkeypatch.setenv("KDLIB_DATA", str(data))
-    monkeypatch.setenv("KDLIB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("kdlib.paths.REPO_ROOT", tmp_path / "repo")
-    _load_cached.cache_clear()
-    yield data
-    _load_cached.cache_clear()
+def isolated(isolated_data):
+    return isolated_data
 
 
 @pytest.fixture
