@@ -193,28 +193,27 @@ def cifar10(folder, n_train: int = 100, n_test: int = 100, x_train=None, y_train
             class_names: Optional[Sequence[str]] = None, seed: int = 0, python2: bool = True) -> Path:
     """cifar-10-python.tar.gz in `folder`. Arrays given are written as they are (uint8 NHWC images);
     otherwise balanced labels and class-coloured images of n_train / n_test examples."""
-    import tempfile
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     arrays = _cifar_arrays(10, n_train, n_test, x_train, y_train, x_test, y_test, seed)
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        src = cifar10_folder(tmp, *arrays, class_names=class_names, python2=python2)
-        return _tar_folder(src, folder / "cifar-10-python.tar.gz")
+    return _cifar_archive(folder, cifar10_folder, arrays, class_names, python2, "cifar-10-python.tar.gz")
 
 
 def cifar100(folder, n_train: int = 300, n_test: int = 200, x_train=None, y_train=None, x_test=None, y_test=None,
              class_names: Optional[Sequence[str]] = None, seed: int = 0, python2: bool = True) -> Path:
     """cifar-100-python.tar.gz in `folder` (see `cifar10`); the defaults hold 3 training and 2 test images
     per class, enough for the smoke scale's stratified 200 / 100."""
+    arrays = _cifar_arrays(100, n_train, n_test, x_train, y_train, x_test, y_test, seed)
+    return _cifar_archive(folder, cifar100_folder, arrays, class_names, python2, "cifar-100-python.tar.gz")
+
+
+def _cifar_archive(folder, write_folder, arrays, class_names, python2: bool, archive: str) -> Path:
+    """The python-version folder written by `write_folder`, packed as the archive torchvision downloads."""
     import tempfile
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    arrays = _cifar_arrays(100, n_train, n_test, x_train, y_train, x_test, y_test, seed)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        src = cifar100_folder(tmp, *arrays, class_names=class_names, python2=python2)
-        return _tar_folder(src, folder / "cifar-100-python.tar.gz")
+        src = write_folder(tmp, *arrays, class_names=class_names, python2=python2)
+        return _tar_folder(src, folder / archive)
 
 
 def cifar10_jpeg(folder, classes: Sequence[str] = tuple(CIFAR10_CLASSES), n_train: int = 2, n_test: int = 1,
