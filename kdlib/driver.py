@@ -153,9 +153,10 @@ def list_plan(study: Study, scale: str, entries: list[PlanEntry]) -> None:
     from .costs import arch_label, estimate_costs
 
     costs = estimate_costs(study, scale, entries)
+    cfgs = {e.id: study.entry_setup(scale, e) for e in entries}
     rows = []
     for e in entries:
-        cfg = study.entry_setup(scale, e)
+        cfg = cfgs[e.id]
         c = costs.get(e.id, {})
         prov = cfg.provenance or {}
         rows.append([e.id, cfg.dataset, cfg.modality, f"{arch_label(cfg.teacher)}->{arch_label(cfg.student)}", cfg.variant,
@@ -167,9 +168,8 @@ def list_plan(study: Study, scale: str, entries: list[PlanEntry]) -> None:
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
     for r in [head] + rows:
         print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)))
-    datasets = sorted({study.entry_setup(scale, e).dataset for e in entries})
-    archs = sorted({arch_label(m) for e in entries for m in (study.entry_setup(scale, e).teacher,
-                                                             study.entry_setup(scale, e).student)})
+    datasets = sorted({cfg.dataset for cfg in cfgs.values()})
+    archs = sorted({arch_label(m) for cfg in cfgs.values() for m in (cfg.teacher, cfg.student)})
     print(f"\n{len(entries)} entries, {len({e.setup for e in entries})} setups, {len(datasets)} datasets "
           f"({', '.join(datasets)}), {len(archs)} architectures ({', '.join(archs)}); "
           f"distinct runs and the whole plan's cost: {costs.get('_plan', {}).get('summary', '?')}")
@@ -177,7 +177,7 @@ def list_plan(study: Study, scale: str, entries: list[PlanEntry]) -> None:
 
 # ------------------------------------------------------------------------------------------ phases
 def training_phase(args, study: Study, scale: str, setups: list, results: Path) -> bool:
-    from .executors import collect_jobs, make_executor, write_failures
+    from .executors import Report, collect_jobs, make_executor, write_failures
     from .preflight import check_store
     from .store import RunStore
 
@@ -192,7 +192,7 @@ def training_phase(args, study: Study, scale: str, setups: list, results: Path) 
     _log(f"training phase ({args.executor} executor, device {args.device}): {len(jobs)} distinct runs, "
          f"{len(jobs) - len(missing)} already in {store.root}, {len(missing)} to train")
     if not missing:
-        write_failures(results, _empty_report())
+        write_failures(results, Report())
         return True
     from .provenance import code_version
 
@@ -221,12 +221,6 @@ def write_training_log(results: Path, args, report, started: str) -> None:
     (results / "training_log.json").write_text(json.dumps(log, indent=1))
 
 
-def _empty_report():
-    from .executors import Report
-
-    return Report()
-
-
 def repair(store, jobs) -> None:
     """Retrain damaged runs: a folder whose files do not read is moved away before training."""
     damaged = [j for j in jobs if store.has(j.cfg) and store.verify(j.cfg)]
@@ -237,7 +231,7 @@ def repair(store, jobs) -> None:
         _log(f"repair: {len(damaged)} damaged run(s) will be retrained")
 
 
-def shipped_chapters(study: Study, book_scale: str, device: str) -> tuple[list, list[str]]:
+def shipped_chapters(study: Study, book_scale: str) -> tuple[list, list[str]]:
     """Chapters of the shipped scales (read, never trained, in this build) and what is missing from them.
     An entry whose first seeds are complete (say a GPU check that ran out of time) is shown with those
     seeds; one whose runs are stored under another config hash is left out, with the command that
@@ -269,16 +263,17 @@ def shipped_chapters(study: Study, book_scale: str, device: str) -> tuple[list, 
                     continue  # never run
                 notes.append(f"{s}/{e.id}: {seeds} of {cfg.n_seeds} seeds are complete; the chapter shows those")
                 entry = PlanEntry(e.id, e.setup, {**e.params, "n_seeds": seeds}, e.title)
+                title = f"{title} ({seeds} of {cfg.n_seeds} seeds)"
                 cfg = study.entry_setup(s, entry)
-                title = f"{title} ({seeds} of {study.entry_setup(s, e).n_seeds} seeds)"
             chapters.append(Chapter(s, entry, setup_key(cfg), title, results, train_missing=False))
     return chapters, notes
 
 
 def complete_seeds(cfg, store) -> int:
     """How many seeds, counted from 0, have every run of the setup in the store."""
+    runs = cfg.runs()
     n = 0
-    while n < cfg.n_seeds and all(store.has(r) for r in cfg.runs() if r.seed == n):
+    while n < cfg.n_seeds and all(store.has(r) for r in runs if r.seed == n):
         n += 1
     return n
 
@@ -413,14 +408,14 @@ def run(argv=None) -> int:
     full = {e.id: e for e in study.plan(args.scale)}
     chapters = [Chapter(args.scale, e, setup_key(cfg), e.title or (cfg.title if e.id == e.setup else f"{cfg.title} ({e.id})"),
                         results, train_missing=True) for (eid, cfg), e in zip(setups, plan) if eid == e.id]
-    extra, notes = shipped_chapters(study, args.scale, args.device)
+    extra, notes = shipped_chapters(study, args.scale)
     for n in notes:
         _log(f"note: {n}")
     all_chapters = [Chapter(args.scale, e, setup_key(study.entry_setup(args.scale, e)), "", results, True)
                     for e in full.values()] + extra  # the whole plan: chapters of earlier --only runs stay
     timings, failed = notebook_phase(args, study, args.scale, chapters + extra, out,
                                      study.shipped_scales(args.scale), args.jobs)
-    (results).mkdir(parents=True, exist_ok=True)
+    results.mkdir(parents=True, exist_ok=True)
     (results / "driver_log.json").write_text(json.dumps({"chapters_seconds": {k: round(v, 1) for k, v in timings.items()},
                                                          "failed_chapters": failed, "notes": notes}, indent=1))
     parts = book_parts(study, args.scale, all_chapters, out)

@@ -58,12 +58,26 @@ class Report:
     per_entry: dict = field(default_factory=lambda: defaultdict(lambda: {"runs": 0, "trained": 0, "failed": 0,
                                                                          "seconds": 0.0}))
 
+    failed_hashes: set = field(default_factory=set)  # so the students of a failed teacher fail with it
+
     def note(self, job: Job, status: str, seconds: float = 0.0) -> None:
         for e in job.entries:
             d = self.per_entry[e]
             d["runs"] += 1
             d[status] = d.get(status, 0) + 1
             d["seconds"] += seconds
+
+    def done(self, job: Job, seconds: float) -> None:
+        self.trained.append(job.cfg.label)
+        self.note(job, "trained", seconds)
+
+    def fail(self, job: Job, error: str) -> None:
+        self.failed[job.cfg.label] = error
+        self.failed_hashes.add(job.cfg.hash)
+        self.note(job, "failed")
+
+    def teacher_failed(self, job: Job) -> bool:
+        return job.cfg.is_student and job.cfg.teacher_hash in self.failed_hashes
 
     def summary_lines(self) -> list[str]:
         lines = [f"training phase: {self.total} distinct runs, {len(self.trained)} trained, {self.loaded} already "
@@ -125,45 +139,34 @@ class LocalExecutor:
         report, started = Report(total=len(jobs)), time.perf_counter()
         todo = to_train(jobs, store, report)
         bar = ProgressBar(len(todo), stream=self.stream)
-        failed_hashes: set = set()
         try:
             if self.workers == 1 or len(todo) <= 1:
                 for j in todo:
                     if stop_at is not None and time.perf_counter() >= stop_at:
                         report.skipped.append(j.cfg.label)
                         continue
-                    if j.cfg.is_student and j.cfg.teacher_hash in failed_hashes:
-                        self._fail(j, "its teacher failed", report, bar, failed_hashes)
+                    if report.teacher_failed(j):
+                        report.fail(j, "its teacher failed")
+                        bar.update(failed=1)
                         continue
                     bar.update(running=1)
                     t0 = time.perf_counter()
                     try:
                         run_and_store(j.cfg, store, self.device, progress=self.run_progress)
                     except Exception:  # recorded, and the rest go on (KeyboardInterrupt is not caught)
-                        self._fail(j, traceback.format_exc(limit=3), report, bar, failed_hashes)
+                        report.fail(j, traceback.format_exc(limit=3))
+                        bar.update(failed=1)
                         continue
-                    self._done(j, time.perf_counter() - t0, report, bar)
+                    report.done(j, time.perf_counter() - t0)
+                    bar.update(done=1, running=0)
             else:
-                self._pool(todo, store, report, bar, failed_hashes, stop_at)
+                self._pool(todo, store, report, bar, stop_at)
         finally:
             bar.close()
             report.seconds = time.perf_counter() - started
         return report
 
-    @staticmethod
-    def _done(job, secs, report, bar):
-        report.trained.append(job.cfg.label)
-        report.note(job, "trained", secs)
-        bar.update(done=1, running=0)
-
-    @staticmethod
-    def _fail(job, err, report, bar, failed_hashes):
-        report.failed[job.cfg.label] = err
-        failed_hashes.add(job.cfg.hash)
-        report.note(job, "failed")
-        bar.update(failed=1)
-
-    def _pool(self, todo, store, report, bar, failed_hashes, stop_at=None):
+    def _pool(self, todo, store, report, bar, stop_at=None):
         """A DAG over a process pool, depth first: a teacher's students go before the next teacher, so
         seeds finish one after another (and a time limit leaves whole seeds, not a row of teachers)."""
         import multiprocessing as mp
@@ -190,12 +193,14 @@ class LocalExecutor:
                     err = fut.exception()
                     err = err if err is None else getattr(err, "formatted", repr(err))
                     if err is None:
-                        self._done(j, store.provenance(j.cfg)["seconds"], report, bar)
+                        report.done(j, store.provenance(j.cfg)["seconds"])
+                        bar.update(done=1)
                         ready.extendleft(reversed(children.get(j.cfg.hash, [])))
                     else:
-                        self._fail(j, err, report, bar, failed_hashes)
-                        for child in _descendants(j, children):
-                            self._fail(child, "its teacher failed", report, bar, failed_hashes)
+                        failed = [j] + _descendants(j, children)
+                        for k, job in enumerate(failed):
+                            report.fail(job, err if k == 0 else "its teacher failed")
+                        bar.update(failed=len(failed))
 
 
 def _descendants(job, children) -> list:

@@ -98,7 +98,6 @@ class RayExecutor:
 
         bar = ProgressBar(len(todo), stream=self.stream)
         pending = list(by_ref)
-        failed_hashes = set()
         slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
         try:
             while pending:
@@ -109,17 +108,12 @@ class RayExecutor:
                     try:
                         record = ray.get(ref)
                     except Exception as e:  # the run raised, or its teacher did
-                        teacher_failed = job.cfg.is_student and job.cfg.teacher_hash in failed_hashes
-                        report.failed[job.cfg.label] = "its teacher failed" if teacher_failed else _describe(e)
-                        failed_hashes.add(job.cfg.hash)
-                        report.note(job, "failed")
+                        report.fail(job, "its teacher failed" if report.teacher_failed(job) else _describe(e))
                         bar.update(failed=1)
                         continue
                     if not self.shared_fs:
                         store.write(record)
-                    secs = time.perf_counter() - t0[job.cfg.hash]
-                    report.trained.append(job.cfg.label)
-                    report.note(job, "trained", record.provenance.get("seconds", secs))
+                    report.done(job, record.provenance.get("seconds", time.perf_counter() - t0[job.cfg.hash]))
                     bar.update(done=1)
         finally:
             bar.close()

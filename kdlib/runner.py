@@ -52,12 +52,18 @@ class TeacherArtifacts:
     def from_store(cls, store, teacher_hash: str, need_logits: bool = True, need_model: bool = False) -> "TeacherArtifacts":
         if not store.has(teacher_hash):
             raise ValueError(f"teacher {teacher_hash} is not in the store {store.root}")
-        out = store.outputs(teacher_hash)
-        return cls(hash=teacher_hash, test_logits=out["test_logits"].astype(np.float32),
-                   fingerprint=store.provenance(teacher_hash).get("data", {}).get("fingerprint"),
-                   features=out["features"].astype(np.float32) if "features" in out else None,
-                   train_logits=store.train_logits(teacher_hash) if need_logits else None,
-                   model_state=store.model_state(teacher_hash) if need_model else None)
+        return cls.from_outputs(teacher_hash, store.outputs(teacher_hash),
+                                store.provenance(teacher_hash).get("data", {}).get("fingerprint"),
+                                store.train_logits(teacher_hash) if need_logits else None,
+                                store.model_state(teacher_hash) if need_model else None)
+
+    @classmethod
+    def from_outputs(cls, teacher_hash: str, outputs: dict, fingerprint: Optional[str],
+                     train_logits: Optional[np.ndarray] = None, model_state: Optional[dict] = None) -> "TeacherArtifacts":
+        """From a teacher's stored outputs (float16 arrays, as in outputs.npz)."""
+        return cls(hash=teacher_hash, test_logits=outputs["test_logits"].astype(np.float32), fingerprint=fingerprint,
+                   features=outputs["features"].astype(np.float32) if "features" in outputs else None,
+                   train_logits=train_logits, model_state=model_state)
 
 
 @dataclass
@@ -72,10 +78,8 @@ class RunRecord:
     model_state: Optional[dict] = None         # teachers only
 
     def teacher_artifacts(self) -> TeacherArtifacts:
-        return TeacherArtifacts(hash=self.config.hash, test_logits=self.outputs["test_logits"].astype(np.float32),
-                                fingerprint=self.provenance["data"]["fingerprint"],
-                                features=self.outputs["features"].astype(np.float32) if "features" in self.outputs else None,
-                                train_logits=self.train_logits, model_state=self.model_state)
+        return TeacherArtifacts.from_outputs(self.config.hash, self.outputs, self.provenance["data"]["fingerprint"],
+                                             self.train_logits, self.model_state)
 
 
 def teacher_needs(cfg: RunConfig) -> tuple[bool, bool]:
@@ -173,7 +177,7 @@ def execute_run(cfg: RunConfig, device: str | torch.device = "auto", teacher: Op
         m.update(backdoor_metrics(outputs["backdoor_logits"].astype(np.float32), test16, y_test, spec["target"]))
 
     prov = provenance(dev, res.seconds)
-    prov.update({"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),"epochs": res.epoch_log, "data": {**data.summary(), "fingerprint": data.fingerprint},
+    prov.update({"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "epochs": res.epoch_log, "data": {**data.summary(), "fingerprint": data.fingerprint},
                  "cpu_threads": CPU_THREADS if dev.type == "cpu" else None,
                  "gpu_utilisation": _mean([e["gpu_util"] for e in res.epoch_log if "gpu_util" in e]),
                  "bitwise_reproducible": dev.type == "cpu" and not nondeterministic,

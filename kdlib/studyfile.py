@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import yaml
 
-from .config import RCD_NOISES, TRAIN_KEYS, ConfigError, ModelSpec, SetupConfig, check_choice
+from .config import TRAIN_KEYS, ConfigError, ModelSpec, SetupConfig, check_choice
 from .paths import REPO_ROOT
 
 DEFAULT_STUDY = REPO_ROOT / "study.yaml"
@@ -69,7 +69,7 @@ class Study:
 
     def __init__(self, raw: dict, path: Optional[Path] = None):
         self.path = path
-        where = f"study file {path}" if path else "study file"
+        where = self._where()
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: expected a mapping with defaults, scales and setups at the top")
         self.raw = raw
@@ -215,10 +215,19 @@ def _model_spec(raw: Any, setup: str, role: str) -> ModelSpec:
     return ModelSpec(raw["model"], dict(raw.get("args") or {}))
 
 
+def _from_yaml(what: str, value: Any, kind: str) -> Any:
+    """papermill -p passes strings: parse them as YAML, naming the parameter when they do not parse."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} must be a {kind}; could not parse {value!r}: {e}") from None
+
+
 def as_list(what: str, value: Any) -> list:
-    """A list parameter; a string is parsed as YAML (papermill -p passes strings), a scalar becomes [x]."""
-    if isinstance(value, str):
-        value = yaml.safe_load(value)
+    """A list parameter; a string is parsed as YAML (e.g. -p rcd_variants '[permuted]'), a scalar becomes [x]."""
+    value = _from_yaml(what, value, "list, e.g. '[a, b]'")
     if value is None:
         return []
     return list(value) if isinstance(value, (list, tuple)) else [value]
@@ -226,11 +235,7 @@ def as_list(what: str, value: Any) -> list:
 
 def as_mapping(what: str, value: Any) -> dict:
     """A mapping parameter; a string is parsed as YAML (e.g. -p student_args '{hidden: [8]}')."""
-    if isinstance(value, str):
-        try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{what} must be a mapping, e.g. '{{key: value}}'; could not parse {value!r}: {e}") from None
+    value = _from_yaml(what, value, "mapping, e.g. '{key: value}'")
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -246,9 +251,7 @@ def _check_names(cfg: SetupConfig) -> None:
     data.DATASETS.check(cfg.dataset)
     models.MODELS.check(cfg.teacher.name)
     models.MODELS.check(cfg.student.name)
-    arms.VARIANTS.check(cfg.variant)
-    for noise in cfg.noise_variants:
-        check_choice("RCD noise", noise, RCD_NOISES)
+    arms.VARIANTS.check(cfg.variant)  # RCD noises: SetupConfig checks them itself
     if cfg.backdoor:
         meta = data.DATASETS.meta(cfg.dataset)
         backdoor.check_spec(dict(cfg.backdoor), meta["n_classes"], modality=meta["modality"])

@@ -137,7 +137,7 @@ def train(cfg: RunConfig, data: DataBundle, arm, device: str | torch.device = "a
           teacher_model: Optional[nn.Module] = None, teacher_logits: Optional[torch.Tensor] = None,
           progress: Optional[Callable[[str], None]] = None) -> TrainResult:
     """Train the run `cfg` on `data` with the loss of `arm` (see `kdlib.arms.build_arm`); returns the
-    final-epoch model (on the CPU) and the epoch log."""
+    final-epoch model (still on `device`) and the epoch log."""
     dev = resolve_device(device)
     t = cfg.train
     started = time.perf_counter()

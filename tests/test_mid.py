@@ -50,7 +50,7 @@ def test_shipped_runs_are_complete_slim_and_read_without_training(monkeypatch):
         raise AssertionError("a shipped run was retrained")
 
     monkeypatch.setattr(runner_mod, "train", boom)
-    chapters, notes = shipped_chapters(study, "cpu", "cpu")
+    chapters, notes = shipped_chapters(study, "cpu")
     mid = [c for c in chapters if c.scale == "mid"]
     assert [c.entry.id for c in mid] == [e.id for e in study.plan("mid")] and not any(c.train_missing for c in mid)
     assert not [n for n in notes if n.startswith("mid")]
@@ -64,7 +64,7 @@ def test_a_changed_hash_is_reported_not_retrained(tmp_path):
     path = tmp_path / "study.yaml"
     path.write_text(changed)
     study = load_file(path)
-    chapters, notes = shipped_chapters(study, "cpu", "cpu")
+    chapters, notes = shipped_chapters(study, "cpu")
     assert not [c for c in chapters if c.scale == "mid" and c.entry.id == "cifar10-mid-self"]
     note = next(n for n in notes if n.startswith("mid/cifar10-mid-self"))
     assert "under another config hash" in note and "train" in note
