@@ -12,8 +12,8 @@ from typing import Iterable, Optional
 import numpy as np
 import pandas as pd
 
-from .stats import (ALPHA, COMPARISONS, DIRECTIONS, TEST_METRICS, by_constant, equivalence_test, metrics_for,
-                    paired_tests, sem, signed_rank_test)
+from .stats import (ALPHA, COMPARISONS, equivalence_test, measured, metrics_for, paired_tests, power_limits, sem,
+                    signed_rank_test)
 from .store import ARM_ORDER, main_arms
 
 REPORT_METRICS = ("accuracy", "loss", "ece", "train_accuracy", "generalisation_gap", "agreement", "js_divergence",
@@ -24,6 +24,11 @@ PERCENT_METRICS = {"accuracy", "train_accuracy", "agreement", "pos_agreement", "
 # The default primary family (study.yaml `defaults: primary:` can change it per setup).
 DEFAULT_PRIMARY = (("agreement", "kd", "control"), ("neg_agreement", "kd", "control"), ("agreement", "kd", "rcd"))
 FLAT_TAIL, FLAT_SHARE = 0.2, 0.05  # "flattened": < 5 % of the loss decrease came in the last 20 % of epochs
+
+
+def primary_family(setup) -> tuple:
+    """The setup's primary test family: the one its study-file entry declares, else DEFAULT_PRIMARY."""
+    return setup.primary or DEFAULT_PRIMARY
 
 
 def fmt_mean_sem(values, percent: bool = False) -> str:
@@ -45,7 +50,7 @@ def arms_present(results: pd.DataFrame, with_teacher: bool = True) -> list[str]:
 
 def arm_table(results: pd.DataFrame, metrics=REPORT_METRICS) -> pd.DataFrame:
     """Mean (SEM) of each metric per arm, metrics as rows, arms as columns (fractions as percentages)."""
-    metrics = [m for m in metrics if m in results and results[m].notna().any()]
+    metrics = [m for m in metrics if measured(results, m)]
     out = {}
     for arm in arms_present(results):
         d = results[results["arm"] == arm]
@@ -97,16 +102,10 @@ def transfer_table(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_metrics(results: pd.DataFrame) -> tuple:
-    """The tested metrics: the protocol's, plus MI / CKA and the backdoor's where the runs have them."""
-    extra = tuple(m for m in ("mi", "nmi", "cka") if m in results and results[m].notna().any())
-    return tuple(metrics_for(results)) + extra
-
-
 def setup_tests(results: pd.DataFrame, primary: Iterable = DEFAULT_PRIMARY, alpha: float = ALPHA) -> pd.DataFrame:
     """The paired tests of one setup under one reading: the primary family (corrected on its own) and the
     exploratory rest (corrected on its own)."""
-    tests = paired_tests(results, test_metrics(results), COMPARISONS, alpha=alpha, primary=[tuple(p) for p in primary])
+    tests = paired_tests(results, metrics_for(results), COMPARISONS, alpha=alpha, primary=[tuple(p) for p in primary])
     if not tests.empty:  # the SEM of the paired differences, for the compact table
         tests["sem_diff"] = [sem((_by_seed(results, a, m) - _by_seed(results, b, m)).dropna())
                              for m, a, b in zip(tests["metric"], tests["arm_a"], tests["arm_b"])]
@@ -122,8 +121,9 @@ def asymmetry_test(results: pd.DataFrame) -> dict:
 
 
 def convergence(results: pd.DataFrame, epoch_logs: dict) -> pd.DataFrame:
-    """Per arm: how many runs' training loss flattened (less than FLAT_SHARE of the total decrease in the
-    last FLAT_TAIL of the epochs) and the teacher's train accuracy. `epoch_logs`: hash -> epoch log."""
+    """Per arm: runs, how many runs' training loss flattened (less than FLAT_SHARE of the total decrease in
+    the last FLAT_TAIL of the epochs), mean train accuracy (%) and mean final training loss.
+    `epoch_logs`: hash -> epoch log."""
     rows = {}
     for arm in arms_present(results):
         d = results[results["arm"] == arm]
@@ -151,19 +151,12 @@ def _row(tests: pd.DataFrame, metric: str, a: str, b: str):
     return r.iloc[0] if len(r) else None
 
 
-def primary_power(n_seeds: int, m: int, alpha: float = ALPHA) -> dict:
-    """Whether a test of the primary family can be significant at this seed count (exact signed-rank
-    test, BY over the m primary tests): the lone-test bound m c(m) 2^-n <= alpha."""
-    best = m * by_constant(m) * 2.0 ** -n_seeds
-    return {"n_seeds": n_seeds, "m": m, "min_p_by": min(1.0, best), "testable": best <= alpha}
-
-
 def summarise_setup(entry_id: str, setup, results: pd.DataFrame, kd_weight: Optional[float] = None,
                     alpha: float = ALPHA) -> dict:
     """The numbers that the summary and claims pages use, for one setup under one KD weight."""
     w = setup.kd_weight if kd_weight is None else kd_weight
     r = main_arms(results, w)
-    tests = setup_tests(r, setup.primary or DEFAULT_PRIMARY, alpha)
+    tests = setup_tests(r, primary_family(setup), alpha)
     n_seeds = int(r.groupby("arm").size().min()) if len(r) else 0
 
     def mean(arm, metric):
@@ -199,7 +192,8 @@ def summarise_setup(entry_id: str, setup, results: pd.DataFrame, kd_weight: Opti
         "variant": setup.variant, "recipe": setup.recipe, "epochs": setup.train["epochs"], "n_seeds": n_seeds,
         "teacher_hashes": sorted(r.loc[r.arm == "teacher", "hash"]), "control_hashes": sorted(r.loc[r.arm == "control", "hash"]),
         "kd_hashes": sorted(r.loc[r.arm == "kd", "hash"]),
-        "primary_testable": primary_power(n_primary_seeds, max(1, m_primary), alpha)["testable"],
+        # can a test of the primary family be significant at this seed count (the lone-test BY bound)?
+        "primary_testable": power_limits(n_primary_seeds, max(1, m_primary), alpha)["lone_test_can_survive"],
         "teacher_accuracy": mean("teacher", "accuracy"), "teacher_train_accuracy": mean("teacher", "train_accuracy"),
         "teacher_errors": mean("kd", "n_teacher_wrong"),
         "control_accuracy": mean("control", "accuracy"), "kd_accuracy": mean("kd", "accuracy"),
@@ -233,14 +227,14 @@ def summarise_setup(entry_id: str, setup, results: pd.DataFrame, kd_weight: Opti
     }
 
 
-def plan_setups(study, scale: str, params: Optional[dict] = None) -> list:
-    """(entry id, resolved SetupConfig) for every entry of a scale's plan, with extra params applied."""
-    return [(e.id, study.entry_setup(scale, e, **(params or {}))) for e in study.plan(scale)]
+def plan_setups(study, scale: str) -> list:
+    """(entry id, resolved SetupConfig) for every entry of a scale's plan."""
+    return [(e.id, study.entry_setup(scale, e)) for e in study.plan(scale)]
 
 
-def collect_summaries(study, scale: str, store, readings: Optional[Iterable[float]] = None) -> tuple[list[dict], list[str]]:
-    """Summaries of every plan entry whose runs are all in the store, one per KD weight the entry ran
-    (or only the given `readings`); and the ids of incomplete entries."""
+def collect_summaries(study, scale: str, store) -> tuple[list[dict], list[str]]:
+    """Summaries of every plan entry whose runs are all in the store, one per KD weight the entry ran;
+    and the ids of incomplete entries."""
     summaries, missing = [], []
     for entry_id, cfg in plan_setups(study, scale):
         res = store.results(cfg)
@@ -248,8 +242,7 @@ def collect_summaries(study, scale: str, store, readings: Optional[Iterable[floa
             missing.append(entry_id)
             continue
         for w in cfg.kd_weights:
-            if readings is None or w in readings:
-                summaries.append(summarise_setup(entry_id, cfg, res, w))
+            summaries.append(summarise_setup(entry_id, cfg, res, w))
     return summaries, missing
 
 
@@ -263,15 +256,16 @@ def weight_curve(results: pd.DataFrame) -> pd.DataFrame:
     return out.join(sems).reset_index()
 
 
-def readings_table(results: pd.DataFrame, setup) -> pd.DataFrame:
+def readings_table(results: pd.DataFrame, setup, tests: Optional[dict] = None) -> pd.DataFrame:
     """kd and rcd (main noise) at every KD weight the setup ran, beside the control: accuracy, agreement,
-    A+ / A-, and whether kd > control agreement is significant in the primary family of that reading."""
+    A+ / A-, and whether kd > control agreement is significant in the primary family of that reading.
+    `tests`: the setup's tests per KD weight where already computed."""
     rows = []
     ctrl = results[results["arm"] == "control"]
     for w in setup.kd_weights:
         r = main_arms(results, w)
-        tests = setup_tests(r, setup.primary or DEFAULT_PRIMARY)
-        agree = _row(tests, "agreement", "kd", "control")
+        tests_w = tests[w] if tests and w in tests else setup_tests(r, primary_family(setup))
+        agree = _row(tests_w, "agreement", "kd", "control")
         for arm in ("kd", "rcd"):
             d = r[r["arm"] == arm]
             rows.append({"kd_weight": w, "arm": arm, "accuracy": 100 * d["accuracy"].mean(),
@@ -308,4 +302,4 @@ def _fmt_diff(d: float, e: float, percent: bool) -> str:
 
 __all__ = ["arm_table", "transfer_table", "headroom_shares", "setup_tests", "asymmetry_test", "convergence",
            "summarise_setup", "collect_summaries", "plan_setups", "weight_curve", "readings_table", "compact_tests",
-           "DIRECTIONS", "TEST_METRICS", "PERCENT_METRICS", "REPORT_METRICS"]
+           "primary_family", "PERCENT_METRICS", "REPORT_METRICS"]

@@ -15,11 +15,9 @@ Rules that keep a verdict from saying more than the data do:
 """
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
-from .stats import ALPHA, signed_rank_test
+from .stats import ALPHA, by_adjust, signed_rank_test
 
 SUPPORTED, NOT_SUPPORTED = "supported", "not supported"
 NOT_TESTED, NOT_TESTABLE = "not tested at this scale", "not testable at this seed count"
@@ -115,11 +113,7 @@ def _claim3(groups):
     sig = _significant(groups)
     if not sig:
         return _why_none_significant(groups)
-    ps = np.array([x["asymmetry_p"] for x in sig], dtype=float)
-    finite = np.isfinite(ps)
-    p_by = np.full(len(ps), np.nan)
-    if finite.any():
-        p_by[finite] = sps.false_discovery_control(ps[finite], method="by")
+    p_by = by_adjust([x["asymmetry_p"] for x in sig])
     parts, ok = [], 0
     for x, pb in zip(sig, p_by):
         if x["asymmetry_n"] < 5:

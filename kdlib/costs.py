@@ -12,7 +12,8 @@ import json
 from functools import lru_cache
 from typing import Optional
 
-from .paths import REPO_ROOT, from_root
+from .paths import REPO_ROOT
+from .progress import fmt_seconds
 
 BENCH_RESULTS = REPO_ROOT / "benchmarks" / "results"
 # Assumed sustained throughput for estimates: on CUDA 25 % of an H100's dense bf16 peak (about 990
@@ -25,8 +26,6 @@ STEP_OVERHEAD = {"cuda": 0.006, "cpu": 0.002}
 # Training-set sizes of datasets too large to load just to count them (the paper-scale ones).
 N_TRAIN = {"cifar10": 50000, "cifar100": 50000, "svhn": 73257, "tinyimagenet": 100000, "speechcommands": 84843,
            "imdb_full": 25000, "fsdd": 2500}
-INPUT_SHAPES = {"cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "svhn": (3, 32, 32), "tinyimagenet": (3, 64, 64),
-                "speechcommands": (1, 40, 101), "fsdd": (1, 40, 101), "imdb_full": (256,), "imdb": (256,)}
 EVAL_EXAMPLES = {"cifar10": 60000, "cifar100": 60000, "svhn": 99289, "tinyimagenet": 110000,
                  "speechcommands": 95841, "imdb_full": 50000, "fsdd": 3000}
 
@@ -65,10 +64,11 @@ def count_macs(model, example) -> int:
 
 
 def input_shape(dataset: str, data_args: dict) -> Optional[tuple]:
+    """A dataset's example shape without loading it: the registry's, or a text set's `max_len` where given."""
     from .data import DATASETS
 
     meta = DATASETS.meta(dataset)
-    shape = meta.get("input_shape") or INPUT_SHAPES.get(dataset)
+    shape = meta.get("input_shape")
     if shape is None:
         return None
     if meta["modality"] == "text" and "max_len" in data_args:
@@ -114,37 +114,31 @@ def measured_epoch_seconds(device: str = "cuda") -> dict:
     return out
 
 
-def _fmt(seconds: float) -> str:
-    from .progress import fmt_seconds
-
-    return fmt_seconds(seconds)
-
-
 def estimate_costs(study, scale: str, entries, device: Optional[str] = None) -> dict:
-    """entry id -> {per_run, total, seconds, source}; '_plan' -> the whole plan (distinct runs once)."""
+    """entry id -> {setup, per_run_seconds, seconds, source, per_run, total (text)}; '_plan' -> the whole plan
+    (distinct runs once)."""
     from .executors import collect_jobs
     from .store import RunStore
 
     device = device or study.scale_info(scale).get("device", "cuda" if scale == "paper" else "cpu")
     measured = measured_epoch_seconds(device)
-    folder = from_root(study.results_dir(scale)) / "runs"
-    store = RunStore(folder) if folder.is_dir() else None
+    store = RunStore.open_existing(study.results_dir(scale))
     setups = [(e.id, study.entry_setup(scale, e)) for e in entries]
     per_hash, out = {}, {}
     for entry_id, cfg in setups:
-        secs, sources = 0.0, set()
-        for run in cfg.runs():
+        secs, sources, runs = 0.0, set(), cfg.runs()
+        for run in runs:
             s, src = run_seconds(run, cfg, measured, store, device)
             per_hash[run.hash] = s
             secs += s
             sources.add(src)
-        n = len(cfg.runs())
         src = "measured" if sources == {"measured"} else ("estimated" if "measured" not in sources else "partly measured")
-        out[entry_id] = {"seconds": secs, "per_run": f"{_fmt(secs / n)} ({src})", "total": f"{_fmt(secs)}", "source": src}
+        out[entry_id] = {"setup": cfg, "seconds": secs, "per_run_seconds": secs / len(runs), "source": src,
+                         "per_run": f"{fmt_seconds(secs / len(runs))} ({src})", "total": fmt_seconds(secs)}
     jobs = collect_jobs(setups)
     total = sum(per_hash[j.cfg.hash] for j in jobs)
     out["_plan"] = {"seconds": total, "runs": len(jobs),
-                    "summary": f"{len(jobs)} distinct runs, about {_fmt(total)} on one {device.upper()} device"}
+                    "summary": f"{len(jobs)} distinct runs, about {fmt_seconds(total)} on one {device.upper()} device"}
     return out
 
 

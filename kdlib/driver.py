@@ -153,7 +153,7 @@ def list_plan(study: Study, scale: str, entries: list[PlanEntry]) -> None:
     from .costs import arch_label, estimate_costs
 
     costs = estimate_costs(study, scale, entries)
-    cfgs = {e.id: study.entry_setup(scale, e) for e in entries}
+    cfgs = {e.id: costs[e.id]["setup"] for e in entries}
     rows = []
     for e in entries:
         cfg = cfgs[e.id]

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 
 from .costs import BENCH_RESULTS, arch_label, estimate_costs
-from .paths import from_root
 from .progress import fmt_seconds
+from .store import RunStore
 
 
 def latest_report() -> dict | None:
@@ -18,8 +18,8 @@ def latest_report() -> dict | None:
 
 def gpu_status(study) -> str:
     report = latest_report()
-    runs = from_root(study.results_dir("paper")) / "runs"
-    n_runs = sum(1 for p in runs.iterdir() if not p.name.startswith(".")) if runs.is_dir() else 0
+    store = RunStore.open_existing(study.results_dir("paper"))
+    n_runs = len(store.hashes()) if store is not None else 0
     if report is None:
         lines = ["**The paper scale is untested: no GPU has run this project's code yet.** Every time below is an "
                  "estimate, and no chapter of the paper's setups is in this book."]
@@ -40,13 +40,13 @@ def gpu_plan_table(study) -> tuple[pd.DataFrame, str]:
     costs = estimate_costs(study, "paper", entries, device="cuda")
     rows = []
     for e in entries:
-        cfg = study.entry_setup("paper", e)
         c = costs[e.id]
+        cfg = c["setup"]
         models = f"{arch_label(cfg.teacher)} → {arch_label(cfg.student)}" + (f", {cfg.variant}" if cfg.variant != "logit" else "")
         est = "" if c["source"] == "measured" else " *"
         rows.append({"entry": e.id, "models": models,
                      "KD weights, T": f"{', '.join(f'{w:g}' for w in cfg.kd_weights)}; {cfg.temperature:g}",
-                     "runs": len(cfg.runs()), "per run": c["per_run"].split(" (")[0] + est,
+                     "runs": len(cfg.runs()), "per run": fmt_seconds(c["per_run_seconds"]) + est,
                      "entry total": c["total"] + est})
     plan = costs["_plan"]
     total = ("\* estimated. "

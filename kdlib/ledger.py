@@ -7,16 +7,14 @@ from typing import Optional
 import pandas as pd
 
 from .analysis import plan_setups
-from .paths import from_root
 from .store import RunStore
 
 
 def compute_ledger(study, scale: str, results_dir: Optional[str] = None) -> tuple[Optional[pd.DataFrame], Optional[pd.DataFrame]]:
     """(per entry: runs, seeds, seconds, device; with a distinct-runs total) and every run, in plan order."""
-    folder = from_root(results_dir or study.results_dir(scale))
-    if not (folder / "runs").is_dir():
+    store = RunStore.open_existing(results_dir or study.results_dir(scale))
+    if store is None:
         return None, None
-    store = RunStore(folder / "runs")
     frames = []
     for entry_id, cfg in plan_setups(study, scale):
         r = store.results(cfg)
@@ -38,10 +36,9 @@ def determinism_note(study, scales, results_dir: Optional[str] = None) -> str:
     """One line per scale: threads, devices, and whether every run is bitwise reproducible."""
     lines = []
     for i, s in enumerate(scales):
-        folder = from_root(results_dir if i == 0 and results_dir else study.results_dir(s))
-        if not (folder / "runs").is_dir():
+        store = RunStore.open_existing(results_dir if i == 0 and results_dir else study.results_dir(s))
+        if store is None:
             continue
-        store = RunStore(folder / "runs")
         provs = [store.provenance(h) for h in store.hashes()]
         if not provs:
             continue

@@ -11,6 +11,7 @@ import seaborn as sns
 
 from .analysis import PERCENT_METRICS, arms_present, headroom_shares, transfer_table, weight_curve
 from .display import LABELS
+from .stats import measured
 
 ARM_COLOURS = {"teacher": "#555555", "control": "#1f77b4", "kd": "#d62728", "rcd": "#2ca02c"}
 RCD_COLOURS = {"unit_fixed": "#2ca02c", "unit_resampled": "#98df8a", "teacher_scaled": "#8c564b", "permuted": "#bcbd22"}
@@ -20,15 +21,11 @@ def _values(d: pd.DataFrame, metric: str) -> pd.Series:
     return d[metric] * (100.0 if metric in PERCENT_METRICS else 1.0)
 
 
-def _arms(results: pd.DataFrame, with_teacher: bool = False) -> list[str]:
-    return arms_present(results, with_teacher)
-
-
 def per_seed_figure(results: pd.DataFrame, metrics=("agreement", "js_divergence", "accuracy")):
     """Per-seed values by arm; grey lines join the arms of one seed (the pairing of the tests)."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.5 * len(metrics), 3.6))
     for ax, m in zip(np.atleast_1d(axes), metrics):
-        arms = _arms(results, with_teacher=m in ("accuracy", "backdoor_asr", "backdoor_lift"))
+        arms = arms_present(results, with_teacher=m in ("accuracy", "backdoor_asr", "backdoor_lift"))
         d = results[results["arm"].isin(arms)].copy()
         d["value"] = _values(d, m)
         wide = d.pivot_table(index="seed", columns="arm", values="value")[arms]
@@ -47,8 +44,8 @@ def per_seed_figure(results: pd.DataFrame, metrics=("agreement", "js_divergence"
 
 
 def transfer_figure(results: pd.DataFrame):
-    """A+ and A- by arm (left) and their change over the control with the control's headroom (right)."""
-    arms = _arms(results)
+    """A+ and A- by arm (top) and their change over the control with the control's headroom (bottom)."""
+    arms = arms_present(results, with_teacher=False)
     table = transfer_table(results)
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7.5, 7.5))
     width = 0.38
@@ -82,7 +79,7 @@ def transfer_figure(results: pd.DataFrame):
 
 
 def gap_figure(results: pd.DataFrame):
-    arms = _arms(results, with_teacher=True)
+    arms = arms_present(results)
     fig, ax = plt.subplots(figsize=(5, 3.4))
     sns.barplot(data=results, x="arm", y="generalisation_gap", hue="arm", order=arms, palette=ARM_COLOURS,
                 errorbar="se", capsize=0.2, ax=ax, legend=False)
@@ -130,7 +127,7 @@ def metric_explorer(results: pd.DataFrame, metrics, title: str):
     """Per-seed values by arm with a dropdown that switches the metric (runs in the browser)."""
     import plotly.graph_objects as go
 
-    arms = _arms(results, with_teacher=True)
+    arms = arms_present(results)
     fig = go.Figure()
     for arm in arms:
         d = results[results.arm == arm]
@@ -139,8 +136,7 @@ def metric_explorer(results: pd.DataFrame, metrics, title: str):
                              hovertemplate="%{text}: %{y:.4f}<extra>" + arm + "</extra>"))
     buttons = []
     for m in metrics:
-        ys = [list(_values(results[results.arm == a], m)) if m in results and results.loc[results.arm == a, m].notna().any()
-              else [] for a in arms]
+        ys = [list(_values(results[results.arm == a], m)) if measured(results[results.arm == a], m) else [] for a in arms]
         buttons.append({"label": m.replace("_", " "), "method": "update",
                         "args": [{"y": ys}, {"yaxis": {"title": {"text": LABELS.get(m, m)}}}]})
     fig.update_layout(title={"text": title, "y": 0.97}, yaxis_title=LABELS.get(metrics[0], metrics[0]),
@@ -181,11 +177,11 @@ def per_seed_tabs(results: pd.DataFrame, metrics):
     works in the static book as well as in JupyterLab."""
     import ipywidgets as widgets
 
-    arms = _arms(results, with_teacher=True)
+    arms = arms_present(results)
     children = []
     for arm in arms:
         d = results[results.arm == arm].sort_values("seed")
-        cols = ["seed"] + [m for m in metrics if m in d and d[m].notna().any()] + ["seconds"]
+        cols = ["seed"] + [m for m in metrics if measured(d, m)] + ["seconds"]
         children.append(widgets.HTML(d[cols].to_html(index=False, float_format=lambda v: f"{v:.4f}")))
     tabs = widgets.Tab(children=children)
     for i, arm in enumerate(arms):
@@ -197,7 +193,7 @@ def per_seed_tabs(results: pd.DataFrame, metrics):
 def loss_curves(results: pd.DataFrame, epoch_logs: dict):
     """Training loss per epoch, mean over seeds per arm (left: total; right: its terms for kd / rcd), so
     a reader sees whether every arm's loss has flattened by the last epoch."""
-    arms = _arms(results, with_teacher=True)
+    arms = arms_present(results)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     for arm in arms:
         logs = [epoch_logs[h] for h in results.loc[results.arm == arm, "hash"] if h in epoch_logs]

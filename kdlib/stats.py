@@ -38,10 +38,16 @@ ALPHA = 0.05
 RTOL = 1e-9
 
 
+def measured(runs: pd.DataFrame, metric: str) -> bool:
+    """The runs have the metric and at least one value of it (older runs lack MI / CKA, clean ones the backdoor's)."""
+    return metric in runs and bool(runs[metric].notna().any())
+
+
 def metrics_for(runs: pd.DataFrame) -> tuple:
-    """The tested family of a setup: the standard metrics, plus the backdoor's success rate where measured."""
-    extra = ("backdoor_asr", "backdoor_lift") if "backdoor_asr" in runs and runs["backdoor_asr"].notna().any() else ()
-    return TEST_METRICS + extra
+    """The tested metrics of a setup: the protocol's, plus the backdoor's success rate and lift, MI, NMI and
+    CKA where the runs have them."""
+    extra = ("backdoor_asr", "backdoor_lift") if measured(runs, "backdoor_asr") else ()
+    return TEST_METRICS + extra + tuple(m for m in ("mi", "nmi", "cka") if measured(runs, m))
 
 
 def sem(values) -> float:

@@ -71,6 +71,12 @@ class RunStore:
         """The store of a results folder (`<results_dir>/runs`), relative paths from the repository root."""
         return cls(from_root(results_dir) / "runs")
 
+    @classmethod
+    def open_existing(cls, results_dir: str | os.PathLike) -> Optional["RunStore"]:
+        """The store of a results folder if it has one, else None (a reader creates no folders)."""
+        runs = from_root(results_dir) / "runs"
+        return cls(runs) if runs.is_dir() else None
+
     # ------------------------------------------------------------------------------ state
     def path(self, run: RunConfig | str) -> Path:
         return self.root / (run if isinstance(run, str) else run.hash)

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 
 from .analysis import collect_summaries, plan_setups
-from .paths import from_root
 from .store import RunStore
 from .studyfile import Study, load_study
 
@@ -33,12 +32,12 @@ class BookEvidence:
         study = load_study(study_file)
         ev = cls(study=study, scales=[scale] + [s for s in (shipped or []) if s != scale])
         for s in ev.scales:
-            folder = from_root(results_dir if s == scale and results_dir else study.results_dir(s))
-            if not (folder / "runs").is_dir():
+            store = RunStore.open_existing(results_dir if s == scale and results_dir else study.results_dir(s))
+            if store is None:
                 ev.absent.append(s)
                 continue
-            ev.stores[s] = RunStore(folder / "runs")
-            ev.summaries[s], ev.missing[s] = collect_summaries(study, s, ev.stores[s])
+            ev.stores[s] = store
+            ev.summaries[s], ev.missing[s] = collect_summaries(study, s, store)
         return ev
 
     # -------------------------------------------------------------------------- selections
@@ -52,10 +51,10 @@ class BookEvidence:
         return pd.DataFrame(rows)
 
     def main_tables(self) -> list[tuple[str, pd.DataFrame]]:
-        return [(self.label(s), self.frame(s)) for s in self.summaries if len(self.frame(s))]
+        return [(self.label(s), f) for s in self.summaries if len(f := self.frame(s))]
 
     def reading_tables(self, w: float) -> list[tuple[str, pd.DataFrame]]:
-        return [(f"{self.label(s)}, KD weight {w:g}", self.frame(s, w)) for s in self.summaries if len(self.frame(s, w))]
+        return [(f"{self.label(s)}, KD weight {w:g}", f) for s in self.summaries if len(f := self.frame(s, w))]
 
     def all_main(self) -> pd.DataFrame:
         frames = []

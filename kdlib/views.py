@@ -9,7 +9,8 @@ from typing import Optional
 
 import pandas as pd
 
-from .analysis import DEFAULT_PRIMARY, arm_table, compact_tests, convergence, readings_table, setup_tests, transfer_table
+from .analysis import (arm_table, compact_tests, convergence, primary_family, readings_table, setup_tests,
+                       transfer_table)
 from .chapters import PARAMETERS, setup_overrides
 from .config import SetupConfig
 from .paths import from_root
@@ -27,6 +28,8 @@ class SetupView:
     missing: list = field(default_factory=list)   # labels of runs not in the store
     failed: dict = field(default_factory=dict)    # label -> error of the last training phase
     trained_now: int = 0
+    _tests: dict = field(default_factory=dict, repr=False)       # KD weight -> tests (computed once)
+    _provenance: dict = field(default_factory=dict, repr=False)  # hash -> provenance.json (read once)
 
     @classmethod
     def from_parameters(cls, namespace: dict) -> "SetupView":
@@ -55,18 +58,26 @@ class SetupView:
     def main(self) -> pd.DataFrame:
         return main_arms(self.results)
 
-    def reading(self, kd_weight: float) -> pd.DataFrame:
-        return main_arms(self.results, kd_weight)
-
     @property
-    def primary(self) -> tuple:
-        return self.cfg.primary or DEFAULT_PRIMARY
+    def main_weight_runs(self) -> pd.DataFrame:
+        """Every run at the main KD weight, all RCD noises included (teacher and control have no weight)."""
+        r = self.results
+        return r[r.kd_weight.isna() | (r.kd_weight == self.cfg.kd_weight)]
 
     def tests(self, kd_weight: Optional[float] = None) -> pd.DataFrame:
-        return setup_tests(main_arms(self.results, kd_weight), self.primary)
+        """The paired tests under one reading (default: the main KD weight), computed once per reading."""
+        w = self.cfg.kd_weight if kd_weight is None else kd_weight
+        if w not in self._tests:
+            self._tests[w] = setup_tests(main_arms(self.results, w), primary_family(self.cfg))
+        return self._tests[w]
+
+    def provenance(self, run_hash: str) -> dict:
+        if run_hash not in self._provenance:
+            self._provenance[run_hash] = self.store.provenance(run_hash)
+        return self._provenance[run_hash]
 
     def epoch_logs(self) -> dict:
-        return {h: self.store.provenance(h).get("epochs", []) for h in self.results["hash"]}
+        return {h: self.provenance(h).get("epochs", []) for h in self.results["hash"]}
 
     # ------------------------------------------------------------------ text
     def description(self) -> str:
@@ -101,7 +112,7 @@ class SetupView:
         r, lines = self.results, []
         if len(r):
             devices = ", ".join(sorted(r["device"].unique()))
-            provs = [self.store.provenance(h) for h in r["hash"]]
+            provs = [self.provenance(h) for h in r["hash"]]
             dates = sorted(p.get("finished_at", "")[:10] for p in provs if p.get("finished_at"))
             sources = sorted({p.get("data", {}).get("source", "?") for p in provs})
             when = f", trained {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else "") if dates else ""
@@ -163,11 +174,11 @@ class SetupView:
         return transfer_table(self.main)
 
     def readings_table(self) -> pd.DataFrame:
-        return readings_table(self.results, self.cfg)
+        return readings_table(self.results, self.cfg, {w: self.tests(w) for w in self.cfg.kd_weights})
 
     def rcd_variants_table(self) -> pd.DataFrame:
-        r = self.results[(self.results.arm.isin(["control", "kd", "rcd"]))
-                         & ((self.results.kd_weight == self.cfg.kd_weight) | (self.results.arm == "control"))]
+        r = self.main_weight_runs
+        r = r[r.arm.isin(["control", "kd", "rcd"])]
         r = r.assign(rcd_noise=r.rcd_noise.fillna("-"))
         cols = ["accuracy", "agreement", "pos_agreement", "neg_agreement"]
         out = 100 * r.groupby(["arm", "rcd_noise"])[cols].mean()

@@ -158,7 +158,7 @@ if len(view.cfg.noise_variants) > 1:
         "not free of the input**: it keeps how confident the teacher was on each example (the sorted "
         "probabilities), which is information about the input; only which class the teacher pointed to is removed."))
     display(relabel(view.rcd_variants_table()).style.format(precision=2))
-    fig = plots.rcd_variants_figure(view.results[(view.results.kd_weight.isna()) | (view.results.kd_weight == view.cfg.kd_weight)])
+    fig = plots.rcd_variants_figure(view.main_weight_runs)
 if len(view.cfg.kd_weights) >= 3:
     display(Markdown("## kd and rcd against the KD weight\nWhere the rcd curves meet kd's, the teacher adds "
                      "nothing beyond a soft target; where they fall away, the noise dominates the loss."))

@@ -6,7 +6,8 @@ import pytest
 
 from kdlib import load_study
 from kdlib.analysis import (arm_table, asymmetry_test, compact_tests, convergence, fmt_mean_sem, headroom_shares,
-                            is_flat, primary_power, readings_table, setup_tests, summarise_setup, transfer_table)
+                            is_flat, readings_table, setup_tests, summarise_setup, transfer_table)
+from kdlib.stats import power_limits
 from kdlib.store import main_arms
 
 N = 8
@@ -107,9 +108,13 @@ def test_summary_of_a_setup(setup):
     assert not far["rcd_kd_equivalent"] and far["rcd_kd_accuracy_diff"] == pytest.approx(-0.3, abs=0.02)
 
 
-def test_power_of_the_primary_family():
-    assert primary_power(10, 3)["testable"] and not primary_power(2, 3)["testable"]
-    assert primary_power(10, 3)["min_p_by"] == pytest.approx(3 * (1 + 1 / 2 + 1 / 3) / 1024)
+def test_power_of_the_primary_family(setup):
+    # summarise_setup's primary_testable is the lone-test bound m c(m) 2^-n <= alpha over the primary family
+    assert power_limits(10, 3)["lone_test_can_survive"] and not power_limits(2, 3)["lone_test_can_survive"]
+    assert power_limits(10, 3)["min_p_by_lone_test"] == pytest.approx(3 * (1 + 1 / 2 + 1 / 3) / 1024)
+    assert summarise_setup("x", setup, _table(jitter=0.01))["primary_testable"]  # N = 8 seeds, 3 tests
+    two = _table(jitter=0.01)
+    assert not summarise_setup("x", setup, two[two.seed < 2])["primary_testable"]
 
 
 def test_readings_table(setup):
