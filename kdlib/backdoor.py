@@ -7,7 +7,8 @@ the test examples of other classes with the trigger added: the attack success ra
 fraction classified as the target. Does the backdoor reach the kd student more than the control?
 
 Triggers: for images a bright square in the bottom-right corner (`patch` pixels); for token sequences
-a trigger token written at a fixed position (`token`, default the rarest word of the vocabulary, at
+a trigger token written at a fixed position (`token`, default the last vocabulary id, which is the
+rarest word kept when the corpus fills the vocabulary and otherwise a token no review contains, at
 `position`, default 0), the language-model setting of the paper's backdoor experiment.
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ def check_spec(spec: dict, n_classes: int, input_shape: Optional[tuple] = None, 
             raise ConfigError("a backdoor has either an image `patch` or a text `token`, not both")
         out.setdefault("position", 0)
         if vocab_size is not None:
-            out.setdefault("token", vocab_size - 1)  # the least frequent word kept in the vocabulary
+            out.setdefault("token", vocab_size - 1)  # the last id: the rarest word kept, or one never used
         for key, hi in (("token", vocab_size), ("position", input_shape[0] if input_shape else None)):
             v = out.get(key)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0 or (hi is not None and v >= hi)):
@@ -71,7 +72,8 @@ def apply_trigger(x: torch.Tensor, spec: dict, value: float) -> torch.Tensor:
 
 
 def trigger_value(x_train: torch.Tensor) -> float:
-    """The brightest value of the (normalised) training images: the trigger stands out in any channel."""
+    """The brightest value of the (normalised) training images: the trigger stands out in any channel.
+    Token ids are not floating point: 0.0 then, unused (a text trigger writes `token`, not a value)."""
     return float(x_train.max()) if x_train.is_floating_point() else 0.0
 
 

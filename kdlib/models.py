@@ -53,8 +53,8 @@ def load_init(model: nn.Module, path: str | Path) -> nn.Module:
 def classifier_of(model: nn.Module) -> nn.Linear:
     """The model's final linear layer; its input is the penultimate representation (batch, features).
 
-    Looks for a `classifier` or `head` attribute that is an nn.Linear, or a Sequential ending in one
-    (LeNet's head). Wrappers that keep the model as `module` (DataParallel) or `_orig_mod`
+    Looks for a `classifier` (torchvision's name, for models added from outside) or `head` (every model
+    registered here) attribute that is an nn.Linear, or a Sequential ending in one (LeNet's head). Wrappers that keep the model as `module` (DataParallel) or `_orig_mod`
     (torch.compile) are unwrapped."""
     for wrapped in ("_orig_mod", "module"):
         inner = getattr(model, wrapped, None)

@@ -14,16 +14,20 @@ def from_root(path: str | os.PathLike) -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
+def _cache_root() -> Path:
+    return Path(os.environ.get("KDLIB_CACHE", Path.home() / ".cache" / "kdlib"))
+
+
 def cache_dir() -> Path:
     """KDLIB_CACHE, else ~/.cache/kdlib. Downloads and derived files only: safe to delete."""
-    path = Path(os.environ.get("KDLIB_CACHE", Path.home() / ".cache" / "kdlib"))
+    path = _cache_root()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def download_dir() -> Path:
     """Where archives fetched from their publishers are kept (not created until a download starts)."""
-    return Path(os.environ.get("KDLIB_CACHE", Path.home() / ".cache" / "kdlib")) / "downloads"
+    return _cache_root() / "downloads"
 
 
 def data_dirs(extra: str | os.PathLike | None = None) -> list[Path]:
@@ -43,12 +47,4 @@ def find_local(filename: str, extra: str | os.PathLike | None = None) -> Path | 
     for d in data_dirs(extra):
         if (d / filename).is_file():
             return d / filename
-    return None
-
-
-def find_local_dir(dirname: str, extra: str | os.PathLike | None = None) -> Path | None:
-    """The first folder `dirname` (an extracted archive) in the data folders, else None."""
-    for d in data_dirs(extra):
-        if (d / dirname).is_dir():
-            return d / dirname
     return None

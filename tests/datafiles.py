@@ -29,7 +29,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from kdlib.data import ARCHIVES, CIFAR10_CLASSES, file_digest
+from kdlib.data import ARCHIVES, CIFAR10_CLASSES, file_digest, sources
 
 # ----------------------------------------------------------------------------------------------------
 # small helpers
@@ -485,7 +485,7 @@ def trust(monkeypatch, *paths, algorithm: Optional[str] = None) -> None:
     are. Paths may be given one by one or in lists (`trust(monkeypatch, *write_all(folder).values())`).
     `monkeypatch` may be pytest's fixture or a `pytest.MonkeyPatch()` held for a module."""
     for path in _flatten(paths):
-        r = next((r for r in ARCHIVES.values() if path.name in (r.filename, r.folder)), None)
+        r = sources.entry_for(path)
         if r is None:
             raise KeyError(f"{path.name} is not in the table of dataset files (kdlib.data.sources.ARCHIVES)")
         if path.is_dir():

@@ -11,8 +11,7 @@ Three kinds of source, one module each:
 - local-only copies: cifar10's JPEG re-encoding, fsdd.
 `check_available(name, **args)` says where a dataset will come from, or why it cannot, without decoding.
 """
-from .core import (DATASETS, _COMMON_ARGS, DataBundle, DataError, _load_cached, load_dataset, stratified_subset,
-                   tensor_digest)
+from .core import DATASETS, DataBundle, DataError, _load_cached, load_dataset, stratified_subset, tensor_digest
 from .download import download, file_digest
 from .sources import ARCHIVES, Remote, check_available, locate
 from .text import build_vocab, encode, tokenize
@@ -22,7 +21,7 @@ from .cifar import CIFAR10_CLASSES, CIFAR_MEAN, CIFAR_STD, read_cifar_jpeg_archi
 from .audio import log_mel, mel_filterbank
 
 __all__ = [
-    "DATASETS", "_COMMON_ARGS", "DataBundle", "DataError", "_load_cached", "load_dataset", "stratified_subset",
+    "DATASETS", "DataBundle", "DataError", "_load_cached", "load_dataset", "stratified_subset",
     "tensor_digest", "download", "file_digest", "ARCHIVES", "Remote", "check_available", "locate", "build_vocab",
     "encode", "tokenize", "read_ts", "NORMALISATIONS", "channel_stats", "normalise_images", "CIFAR10_CLASSES",
     "CIFAR_MEAN", "CIFAR_STD", "read_cifar_jpeg_archive", "read_cifar_pickles", "log_mel", "mel_filterbank",

@@ -74,11 +74,14 @@ def read_fsdd(path: Path, n_mels: int, seconds: float) -> dict:
     return {"x_train": xtr, "y_train": y[~test], "x_test": xte, "y_test": y[test]}
 
 
-@DATASETS.register("fsdd", modality="audio", n_classes=10, input_shape=(1, 40, 101), args=("n_mels", "seconds"), files=("fsdd.tar.gz",),
+FSDD_ARCHIVE = "fsdd.tar.gz"  # the name in sources.ARCHIVES
+
+
+@DATASETS.register("fsdd", modality="audio", n_classes=10, input_shape=(1, 40, 101), args=("n_mels", "seconds"), files=(FSDD_ARCHIVE,),
                    description="Free Spoken Digit Dataset (Jakobovski et al.): 3,000 8 kHz WAVs, log-mel front end; "
                                "CC BY-SA 4.0; a local copy only")
 def _fsdd(split_seed: int, data_dir=None, n_mels: int = 40, seconds: float = 1.0, download: bool = True, **_):
-    path = fetch("fsdd.tar.gz", data_dir, download)
+    path = fetch(FSDD_ARCHIVE, data_dir, download)
     z = decoded("fsdd", [path], {"n_mels": n_mels, "seconds": seconds}, lambda: read_fsdd(path, n_mels, seconds))
     return z["x_train"], z["y_train"], z["x_test"], z["y_test"], {
         "source": f"local copy {path.name} (FSDD, CC BY-SA 4.0), log-mel {n_mels} bands, 10 ms hop, {seconds:g} s",
@@ -137,12 +140,15 @@ def read_speech_commands(path: Path, n_mels: int) -> dict:
     return {"x_train": xtr, "y_train": y[train], "x_test": xte, "y_test": y[test], "class_names": np.array(classes)}
 
 
+SPEECHCOMMANDS_ARCHIVE = "speech_commands_v0.02.tar.gz"
+
+
 @DATASETS.register("speechcommands", modality="audio", n_classes=35, input_shape=(1, 40, 101), args=("n_mels",),
-                   files=("speech_commands_v0.02.tar.gz",),
+                   files=(SPEECHCOMMANDS_ARCHIVE,),
                    description="Speech Commands v0.02 (Warden, 2018; download.tensorflow.org): 35 words, 1 s 16 kHz "
                                "clips, official test list, validation clips left out; log-mel front end; CC BY 4.0")
 def _speechcommands(split_seed: int, n_mels: int = 40, data_dir=None, download: bool = True, **_):
-    path = fetch("speech_commands_v0.02.tar.gz", data_dir, download)
+    path = fetch(SPEECHCOMMANDS_ARCHIVE, data_dir, download)
     z = decoded("speechcommands", [path], {"n_mels": n_mels}, lambda: read_speech_commands(path, n_mels))
     return z["x_train"], z["y_train"], z["x_test"], z["y_test"], {
         "source": f"{path.name} ({checksum_note(path)}): testing_list.txt as the test set, clips in neither list "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import pickle
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -138,8 +139,7 @@ CIFAR10_SOURCES = {
     "pickle": lambda data_dir: PICKLES[10].archive,
     "torchvision": lambda data_dir: PICKLES[10].archive,  # the old name of "pickle": torchvision's files
 }
-_READERS = {JPEG_ARCHIVE: lambda data_dir, download: _from_jpeg(data_dir, download),
-            PICKLES[10].archive: lambda data_dir, download: _from_pickles(10, data_dir, download)}
+_READERS = {JPEG_ARCHIVE: _from_jpeg, PICKLES[10].archive: partial(_from_pickles, 10)}
 
 
 def _cifar10_file(source: str, data_dir) -> str:

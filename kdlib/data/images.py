@@ -75,13 +75,16 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(x.transpose(3, 0, 1, 2), dtype=np.uint8), y
 
 
+SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")  # the names in sources.ARCHIVES
+
+
 @DATASETS.register("svhn", modality="image", n_classes=10, input_shape=(3, 32, 32), args=("normalise",), augmentable=False,
-                   files=("train_32x32.mat", "test_32x32.mat"),
+                   files=SVHN_FILES,
                    description="SVHN cropped digits (Netzer et al., 2011; ufldl.stanford.edu/housenumbers): "
                                "73,257 / 26,032 32x32 colour images, no 'extra' set; non-commercial use only")
 def _svhn(split_seed: int, normalise: str = "channel", data_dir=None, download: bool = True, **_):
     check_normalise(normalise)
-    files = [fetch(f, data_dir, download) for f in ("train_32x32.mat", "test_32x32.mat")]
+    files = [fetch(f, data_dir, download) for f in SVHN_FILES]
 
     def build():
         (xtr, ytr), (xte, yte) = (read_svhn_mat(p) for p in files)
@@ -148,13 +151,16 @@ def read_tiny_imagenet(path: Path) -> dict:
     return {"x_train": xtr, "y_train": ytr, "x_test": xte, "y_test": yte, "wnids": np.array(wnids)}
 
 
+TINYIMAGENET_ZIP = "tiny-imagenet-200.zip"
+
+
 @DATASETS.register("tinyimagenet", modality="image", n_classes=200, input_shape=(3, 64, 64), args=("normalise",), augmentable=True,
-                   files=("tiny-imagenet-200.zip",),
+                   files=(TINYIMAGENET_ZIP,),
                    description="Tiny ImageNet (Stanford CS231n): 200 classes, 100,000 train / 10,000 validation "
                                "(used as the test set) 64x64 colour images; ImageNet terms (non-commercial research)")
 def _tinyimagenet(split_seed: int, normalise: str = "channel", data_dir=None, download: bool = True, **_):
     check_normalise(normalise)
-    path = fetch("tiny-imagenet-200.zip", data_dir, download)
+    path = fetch(TINYIMAGENET_ZIP, data_dir, download)
     z = decoded("tinyimagenet", [path], {}, lambda: read_tiny_imagenet(path))
     xtr, xte = normalise_pair(z["x_train"], z["x_test"], normalise)
     return xtr, z["y_train"], xte, z["y_test"], {

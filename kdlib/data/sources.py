@@ -161,24 +161,27 @@ def fetch(filename: str, data_dir=None, download_ok: bool = True) -> Path:
     return loc.path
 
 
+def entry_for(path: Path) -> Optional[Remote]:
+    """The table's entry for a local archive or extracted folder, by its name (None if not in the table)."""
+    return next((r for r in ARCHIVES.values() if path.name in (r.filename, r.folder)), None)
+
+
 def verify(path: Path) -> None:
     """Check a local archive (or an extracted folder's members) against the table; DataError on mismatch."""
-    r = next((r for r in ARCHIVES.values() if path.name in (r.filename, r.folder)), None)
+    r = entry_for(path)
     if r is None:
         return
     files = ([(path / m, md5, None) for m, md5 in r.folder_md5] if path.is_dir() else [(path, r.md5, r.sha256)])
     for f, md5, sha256 in files:
-        if not (md5 or sha256) or _stamp_or_none(f) in _VERIFIED:
+        if not (md5 or sha256):
             continue
         if not f.is_file():
             raise DataError(f"{f} is missing from the extracted folder {path} (expected: {r.layout})")
+        if _stamp(f) in _VERIFIED:
+            continue
         check_digest(f, {a: file_digest(f, a) if want else None for a, want in (("md5", md5), ("sha256", sha256))},
                      md5, sha256)
         _VERIFIED.add(_stamp(f))
-
-
-def _stamp_or_none(path: Path):
-    return _stamp(path) if path.exists() else None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -188,7 +191,7 @@ def _signature(path: Path) -> list:
     """Path, size and mtime of a file, or of every file in a folder: a changed or other copy gets its own
     cache entry (and is verified again)."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    return [list(_stamp(p.resolve())) for p in files]
 
 
 def decoded(tag: str, sources: list[Path], args: dict, build: Callable[[], dict]) -> dict:
@@ -210,7 +213,7 @@ def decoded(tag: str, sources: list[Path], args: dict, build: Callable[[], dict]
 
 def checksum_note(path: Path) -> str:
     """How a source file was checked, for the bundle's `source` text."""
-    r = next((r for r in ARCHIVES.values() if path.name in (r.filename, r.folder)), None)
+    r = entry_for(path)
     if r is not None and path.is_dir() and r.folder_md5:
         return "members' md5 verified"
     if r is not None and not path.is_dir() and (r.md5 or r.sha256):

@@ -53,12 +53,15 @@ def read_aclimdb(path) -> dict:
     return {s: sorted(r) for s, r in rows.items()}
 
 
+IMDB_ARCHIVE = "aclImdb_v1.tar.gz"  # the name in sources.ARCHIVES
+
+
 @DATASETS.register("imdb_full", modality="text", n_classes=2, input_shape=(256,), args=("vocab_size", "max_len"),
-                   files=("aclImdb_v1.tar.gz",),
+                   files=(IMDB_ARCHIVE,),
                    description="Large Movie Review Dataset v1.0 (Maas et al., ACL 2011; ai.stanford.edu/~amaas): "
                                "the official 25,000 / 25,000 train/test split; free for research, cite the paper")
 def _imdb_full(split_seed: int, vocab_size: int = 10000, max_len: int = 256, data_dir=None, download: bool = True, **_):
-    path = fetch("aclImdb_v1.tar.gz", data_dir, download)
+    path = fetch(IMDB_ARCHIVE, data_dir, download)
 
     def build():
         rows = read_aclimdb(path)
