@@ -122,6 +122,13 @@ def _lenet(input_shape, n_classes, width=1.0):
 
 
 # ------------------------------------------------------------------------------------------- ResNet
+def _shortcut(cin: int, cout: int, stride: int) -> nn.Sequential:
+    """Identity, or a 1x1 projection with batch norm where the block changes the shape."""
+    if stride != 1 or cin != cout:
+        return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+    return nn.Sequential()
+
+
 class BasicBlock(nn.Module):
     expansion = 1
 
@@ -131,9 +138,7 @@ class BasicBlock(nn.Module):
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.shortcut = _shortcut(cin, cout, stride)
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -154,9 +159,7 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, cout, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(cout)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.shortcut = _shortcut(cin, cout, stride)
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
