@@ -208,17 +208,20 @@ def training_phase(args, study: Study, scale: str, setups: list, results: Path) 
 
 
 def write_training_log(results: Path, args, report, started: str) -> None:
-    """What the last training phase did, where and how long: shipped stores carry it with their runs."""
+    """Append what this training phase did, where and how long, to the store's training log."""
     import platform
 
     from .provenance import code_version
+    from .trainlog import append_phase
 
-    log = {"started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(report.seconds, 1),
-           "executor": args.executor, "workers": args.workers, "device": args.device,
-           "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}",
-           "code_version": code_version(), "runs_trained": len(report.trained), "runs_loaded": report.loaded,
-           "runs_failed": len(report.failed)}
-    (results / "training_log.json").write_text(json.dumps(log, indent=1))
+    append_phase(results, {
+        "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(report.seconds, 1),
+        "executor": args.executor, "workers": args.workers, "device": args.device,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}",
+        "code_version": code_version(), "runs_trained": len(report.trained), "runs_loaded": report.loaded,
+        "runs_failed": len(report.failed),
+        "entries": {e: {k: round(v, 1) if isinstance(v, float) else v for k, v in d.items()}
+                    for e, d in report.per_entry.items()}})
 
 
 def repair(store, jobs) -> None:

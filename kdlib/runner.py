@@ -44,6 +44,8 @@ class TeacherArtifacts:
     hash: str
     test_logits: np.ndarray                      # float32 (as stored, float16-rounded)
     fingerprint: Optional[str] = None            # of the training set the teacher's logits are for
+    test_fingerprint: Optional[str] = None       # of the test set its test logits are for
+    accuracy: Optional[float] = None             # its stored test accuracy (checks the logits' row order)
     features: Optional[np.ndarray] = None        # penultimate features of the CKA subsample
     train_logits: Optional[np.ndarray] = None    # KD targets (float32)
     model_state: Optional[dict] = None           # for feature variants and augmented inputs
@@ -52,18 +54,46 @@ class TeacherArtifacts:
     def from_store(cls, store, teacher_hash: str, need_logits: bool = True, need_model: bool = False) -> "TeacherArtifacts":
         if not store.has(teacher_hash):
             raise ValueError(f"teacher {teacher_hash} is not in the store {store.root}")
-        return cls.from_outputs(teacher_hash, store.outputs(teacher_hash),
-                                store.provenance(teacher_hash).get("data", {}).get("fingerprint"),
+        return cls.from_outputs(teacher_hash, store.outputs(teacher_hash), store.provenance(teacher_hash).get("data", {}),
+                                store.metrics(teacher_hash).get("accuracy"),
                                 store.train_logits(teacher_hash) if need_logits else None,
                                 store.model_state(teacher_hash) if need_model else None)
 
     @classmethod
-    def from_outputs(cls, teacher_hash: str, outputs: dict, fingerprint: Optional[str],
+    def from_outputs(cls, teacher_hash: str, outputs: dict, data: dict, accuracy: Optional[float],
                      train_logits: Optional[np.ndarray] = None, model_state: Optional[dict] = None) -> "TeacherArtifacts":
-        """From a teacher's stored outputs (float16 arrays, as in outputs.npz)."""
-        return cls(hash=teacher_hash, test_logits=outputs["test_logits"].astype(np.float32), fingerprint=fingerprint,
+        """From a teacher's stored outputs (float16 arrays, as in outputs.npz), the `data` part of its
+        provenance (fingerprints) and its stored test accuracy."""
+        return cls(hash=teacher_hash, test_logits=outputs["test_logits"].astype(np.float32),
+                   fingerprint=data.get("fingerprint"), test_fingerprint=data.get("test_fingerprint"), accuracy=accuracy,
                    features=outputs["features"].astype(np.float32) if "features" in outputs else None,
                    train_logits=train_logits, model_state=model_state)
+
+    def check_against(self, label: str, data: DataBundle) -> None:
+        """Refuse a teacher whose outputs are for other data: its training logits for another training
+        set (order included), its test logits for another test set or in another row order. Teachers
+        stored without both fingerprints (before they were recorded) are refused too: retrain them."""
+        for what, stored, ours in (("training", self.fingerprint, data.fingerprint),
+                                   ("test", self.test_fingerprint, data.test_fingerprint)):
+            if stored is None:
+                raise DataMismatchError(
+                    f"{label}: its teacher {self.hash} has no stored {what}-set fingerprint, so its logits cannot "
+                    f"be checked against this run's data; delete that teacher's folder to retrain it")
+            if stored != ours:
+                raise DataMismatchError(
+                    f"{label}: the teacher's logits were computed on {what} data with fingerprint {stored}, but "
+                    f"this run's {what} data has fingerprint {ours} (another copy, subset or order of the dataset); "
+                    "retrain the teacher on this data")
+        y = data.y_test.numpy()
+        if self.test_logits.shape != (len(y), data.n_classes):
+            raise DataMismatchError(f"{label}: the teacher's test logits have shape {self.test_logits.shape}, "
+                                    f"expected {(len(y), data.n_classes)}")
+        # the stored accuracy was computed from the same float16 logits: any reordering of rows changes it
+        acc = float((self.test_logits.argmax(1) == y).mean())
+        if self.accuracy is None or abs(acc - self.accuracy) > 1e-9:
+            raise DataMismatchError(f"{label}: the teacher's test logits give accuracy {acc:.6f} on this test set, "
+                                    f"but its stored accuracy is {self.accuracy}: its outputs.npz does not belong to it "
+                                    "(rows permuted or replaced); delete that teacher's folder to retrain it")
 
 
 @dataclass
@@ -78,8 +108,8 @@ class RunRecord:
     model_state: Optional[dict] = None         # teachers only
 
     def teacher_artifacts(self) -> TeacherArtifacts:
-        return TeacherArtifacts.from_outputs(self.config.hash, self.outputs, self.provenance["data"]["fingerprint"],
-                                             self.train_logits, self.model_state)
+        return TeacherArtifacts.from_outputs(self.config.hash, self.outputs, self.provenance["data"],
+                                             self.metrics.get("accuracy"), self.train_logits, self.model_state)
 
 
 def teacher_needs(cfg: RunConfig) -> tuple[bool, bool]:
@@ -119,11 +149,7 @@ def execute_run(cfg: RunConfig, device: str | torch.device = "auto", teacher: Op
     if cfg.is_student:
         if teacher is None or teacher.hash != cfg.teacher_hash:
             raise ValueError(f"{cfg.label}: needs the artifacts of its teacher {cfg.teacher_hash}")
-        if teacher.fingerprint is not None and teacher.fingerprint != data.fingerprint:
-            raise DataMismatchError(
-                f"{cfg.label}: the teacher's logits were computed on training data with fingerprint "
-                f"{teacher.fingerprint}, but this run's training data has fingerprint {data.fingerprint} "
-                f"(another copy or order of {cfg.dataset!r}); retrain the teacher on this data")
+        teacher.check_against(cfg.label, data)
     arm = build_arm(cfg, len(data.y_train), data.n_classes)
     teacher_model = teacher_logits = None
     if arm.needs_teacher_model:
@@ -177,7 +203,8 @@ def execute_run(cfg: RunConfig, device: str | torch.device = "auto", teacher: Op
         m.update(backdoor_metrics(outputs["backdoor_logits"].astype(np.float32), test16, y_test, spec["target"]))
 
     prov = provenance(dev, res.seconds)
-    prov.update({"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "epochs": res.epoch_log, "data": {**data.summary(), "fingerprint": data.fingerprint},
+    prov.update({"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "epochs": res.epoch_log, "data": {**data.summary(), "fingerprint": data.fingerprint,
+                                                                       "test_fingerprint": data.test_fingerprint},
                  "cpu_threads": CPU_THREADS if dev.type == "cpu" else None,
                  "gpu_utilisation": _mean([e["gpu_util"] for e in res.epoch_log if "gpu_util" in e]),
                  "bitwise_reproducible": dev.type == "cpu" and not nondeterministic,

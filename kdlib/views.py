@@ -16,6 +16,7 @@ from .config import SetupConfig
 from .paths import from_root
 from .stats import ALPHA, power_limits
 from .store import RunStore, main_arms
+from .trainlog import entry_phases
 from .studyfile import load_study
 
 
@@ -120,10 +121,11 @@ class SetupView:
                          f"{devices}{when}; code version(s) {', '.join(f'`{v}`' for v in r['code_version'].unique())}; "
                          f"data: {'; '.join(sources)}."
                          + (f" This chapter trained {self.trained_now} of them itself." if self.trained_now else ""))
-        log = self.store.root.parent / "training_log.json"
-        if log.is_file() and not self.trained_now:
-            t = json.loads(log.read_text())
-            lines.append(f"The last training phase of this store: {t['runs_trained']} runs on {t['machine']} "
+        phases = entry_phases(self.store.root.parent, self.entry_id) if not self.trained_now else []
+        for t in phases:
+            mine = t.get("entries", {}).get(self.entry_id)
+            runs = f"{mine['trained']} of this entry's runs" if mine else f"{t['runs_trained']} runs"
+            lines.append(f"Trained in a phase of {t['runs_trained']} runs ({runs}) on {t['machine']} "
                          f"({t['executor']} executor, {t['workers']} workers), {t['started'][:16].replace('T', ' ')} to "
                          f"{t['finished'][:16].replace('T', ' ')}, {t['wall_seconds'] / 60:.1f} min wall time, code "
                          f"`{t['code_version']}`.")

@@ -12,7 +12,7 @@ from kdlib.config import ModelSpec
 from kdlib.data import load_dataset
 from kdlib.evaluate import cka_rows, evaluate, predict
 from kdlib.executors import LocalExecutor, collect_jobs
-from kdlib.runner import execute_run
+from kdlib.runner import execute_run, load_run_data
 from kdlib.store import RunStore
 from kdlib.train import NonFiniteLossError, _crop, lr_at, random_crop_flip, resolve_device, train
 
@@ -197,6 +197,42 @@ def test_student_refuses_teacher_logits_from_other_data(study):
     teacher = execute_run(setup.teacher_run(0), "cpu").teacher_artifacts()
     with pytest.raises(DataMismatchError, match=r"fingerprint .* but this run's training data has fingerprint"):
         execute_run(setup.run_config("kd", 0), "cpu", replace(teacher, fingerprint="0" * 64))
+
+
+@pytest.fixture(scope="module")
+def digits_teacher(study):
+    setup = study.setup("digits-mlp-self", "smoke", n_seeds=1)
+    return setup, execute_run(setup.teacher_run(0), "cpu").teacher_artifacts()
+
+
+def test_teacher_artifacts_carry_both_fingerprints_and_accuracy(digits_teacher):
+    setup, teacher = digits_teacher
+    data = load_run_data(setup.teacher_run(0))
+    assert teacher.fingerprint == data.fingerprint and teacher.test_fingerprint == data.test_fingerprint
+    assert teacher.accuracy == pytest.approx(float((teacher.test_logits.argmax(1) == data.y_test.numpy()).mean()))
+    teacher.check_against("ok", data)  # its own data passes
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"test_fingerprint": "0" * 64}, r"test data with fingerprint 0+, but this run's test data"),
+    ({"fingerprint": None}, r"no stored training-set fingerprint"),
+    ({"test_fingerprint": None}, r"no stored test-set fingerprint"),
+])
+def test_student_refuses_teacher_with_other_or_missing_fingerprint(digits_teacher, change, message):
+    from kdlib.runner import DataMismatchError
+
+    setup, teacher = digits_teacher
+    with pytest.raises(DataMismatchError, match=message):
+        replace(teacher, **change).check_against("kd", load_run_data(setup.teacher_run(0)))
+
+
+def test_student_refuses_row_permuted_teacher_test_logits(digits_teacher):
+    from kdlib.runner import DataMismatchError
+
+    setup, teacher = digits_teacher
+    perm = np.random.default_rng(0).permutation(len(teacher.test_logits))
+    with pytest.raises(DataMismatchError, match="rows permuted or replaced"):
+        execute_run(setup.run_config("kd", 0), "cpu", replace(teacher, test_logits=teacher.test_logits[perm]))
 
 
 def test_crop_and_flip():
