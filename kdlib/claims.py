@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .models import CONVOLUTIONAL, family  # registry metadata: a model's family
 from .stats import ALPHA, by_adjust, signed_rank_test
 
 SUPPORTED, NOT_SUPPORTED = "supported", "not supported"
 NOT_TESTED, NOT_TESTABLE = "not tested at this scale", "not testable at this seed count"
 SMALL_TRANSFER_POINTS = 5.0  # "a few points of agreement over the control"
 STRONG_BACKDOOR = 0.5  # the teacher's own lift: below it there is no backdoor worth asking about
-CNN_MODELS = {"resnet18", "resnet50", "resnet", "vgg19", "vgg11", "lenet", "cifar_cnn"}
 
 CLAIMS = {
     1: "KD produces statistically significant functional transfer (kd more teacher-like than control) "
@@ -150,40 +150,56 @@ def _claim4(groups):
             f"rcd reaches kd in {len(reached)} of {len(testable)} independent setups: " + "; ".join(parts) + ".")
 
 
+PAPER_MODELS = {"ResNet": ("resnet18", {}), "VGG": ("vgg19", {})}  # claim 5 names ResNet-18 and VGG-19
+
+
 def _claim5(groups):
-    by_model = {}
+    """On CIFAR-10 self-distillation of each family: the paper's own ResNet-18 / VGG-19 where they ran,
+    else the family's smaller members (said so in the evidence)."""
+    by_family = {}
     for rep, sweeps in groups:
         for x in [rep] + sweeps:
             if x["dataset"] == "cifar10" and x["kind"] == "self" and x["variant"] == "logit":
-                by_model.setdefault(x["student_model"], []).append(x)
-    if not ({"resnet18", "vgg19"} <= set(by_model)):
-        return NOT_TESTED, "needs CIFAR-10 ResNet-18 and VGG-19 self-distillation (paper scale, GPU)"
-    xs = {m: by_model[m][0] for m in ("resnet18", "vgg19")}
+                by_family.setdefault(family(x["student_model"]), []).append(x)
+    if not set(PAPER_MODELS) <= set(by_family):
+        return NOT_TESTED, "needs CIFAR-10 self-distillation with a ResNet and a VGG (the paper's ResNet-18 and VGG-19)"
+    xs, smaller = {}, []
+    for fam, (model, args) in PAPER_MODELS.items():
+        own = [x for x in by_family[fam] if x["student_model"] == model and x.get("student_args", {}) == args]
+        xs[fam] = (own or by_family[fam])[0]
+        if not own:
+            smaller.append(fam)
     if not all(x["primary_testable"] for x in xs.values()):
         return NOT_TESTABLE, "too few seeds for the primary tests"
     ok = all(x["significant_transfer"] for x in xs.values())
+    note = (f" Judged on smaller members of the {' and '.join(smaller)} famil{'ies' if len(smaller) > 1 else 'y'} "
+            "(narrower / shallower than the paper's ResNet-18 / VGG-19), trained on the CPU." if smaller else "")
     return SUPPORTED if ok else NOT_SUPPORTED, "; ".join(
-        f"{m}: agreement gain {x['agreement_gain_points']:+.2f} points, p (BY) {x['agreement_p_by']:.2g}" for m, x in xs.items())
+        f"{x['id']} ({x['student_model']} {x.get('student_args') or ''}): agreement gain "
+        f"{x['agreement_gain_points']:+.2f} points, p (BY) {x['agreement_p_by']:.2g}" for x in xs.values()) + "." + note
 
 
 def _claim6(groups):
-    """Teachers' generalisation gaps, ViT against each CNN on the same data and training length, paired by seed."""
+    """Teachers' generalisation gaps, ViT against each CNN on the same data, with the same number of
+    epochs and the same optimiser, paired by seed."""
     teachers = [r for r, _ in groups]
     out, untestable = [], []
-    for v in [t for t in teachers if t["teacher_model"] == "vit"]:
-        for c in [t for t in teachers if t["teacher_model"] in CNN_MODELS and t["dataset"] == v["dataset"]
-                  and t["epochs"] == v["epochs"]]:
+    for v in [t for t in teachers if family(t["teacher_model"]) == "ViT"]:
+        for c in [t for t in teachers if family(t["teacher_model"]) in CONVOLUTIONAL and t["dataset"] == v["dataset"]
+                  and t["epochs"] == v["epochs"] and t.get("optimizer") == v.get("optimizer")]:
             seeds = sorted(set(v["teacher_gaps"]) & set(c["teacher_gaps"]))
             res = signed_rank_test([v["teacher_gaps"][s] for s in seeds], [c["teacher_gaps"][s] for s in seeds], "greater")
             (out if res["min_p"] <= ALPHA else untestable).append((v, c, res, seeds))
     if not out and not untestable:
-        return NOT_TESTED, "needs a ViT and a CNN teacher on the same dataset with the same number of epochs (paper scale)"
+        return NOT_TESTED, ("needs a ViT and a CNN teacher on the same dataset with the same number of epochs and "
+                            "the same optimiser")
     if not out:
         return NOT_TESTABLE, "too few seeds to test the gap difference"
     ok = all(res["p"] <= ALPHA for _, _, res, _ in out)
     return SUPPORTED if ok else NOT_SUPPORTED, "; ".join(
         f"{v['dataset']}: ViT gap {v['teacher_gap']:.1f} vs {c['teacher_model']} {c['teacher_gap']:.1f} points "
-        f"({len(seeds)} seeds, {v['epochs']} epochs each; one-sided p {res['p']:.2g})" for v, c, res, seeds in out)
+        f"({len(seeds)} seeds, {v['epochs']} epochs of {v.get('optimizer')} each; one-sided p {res['p']:.2g})"
+        for v, c, res, seeds in out)
 
 
 def _claim7(groups):

@@ -23,13 +23,6 @@ ASSUMED_TFLOPS = {"cuda": 250.0, "cpu": 0.1}
 # Seconds every optimisation step costs whatever the model's size (kernel launches, the optimiser, the
 # Python loop): what keeps small models from using a GPU unless several runs share it.
 STEP_OVERHEAD = {"cuda": 0.006, "cpu": 0.002}
-# Training-set sizes of datasets too large to load just to count them (the paper-scale ones).
-N_TRAIN = {"cifar10": 50000, "cifar100": 50000, "svhn": 73257, "tinyimagenet": 100000, "speechcommands": 84843,
-           "imdb_full": 25000, "fsdd": 2500}
-EVAL_EXAMPLES = {"cifar10": 60000, "cifar100": 60000, "svhn": 99289, "tinyimagenet": 110000,
-                 "speechcommands": 95841, "imdb_full": 50000, "fsdd": 3000}
-
-
 def arch_label(spec) -> str:
     """An architecture's name as a reader counts them: the CIFAR ResNet family by depth."""
     return f"resnet{spec.args.get('depth', 20)}" if spec.name == "resnet" else spec.name
@@ -149,15 +142,18 @@ def run_seconds(run, cfg, measured: dict, store, device: str) -> tuple[float, st
     spec = run.model
     key = (spec.name, json.dumps(spec.args, sort_keys=True), run.dataset)
     epochs = run.train["epochs"]
-    n_train = N_TRAIN.get(run.dataset)
+    from .data import DATASETS
+
+    meta = DATASETS.meta(run.dataset)  # full split sizes: datasets too large to load just to count them
     if key in measured:
         return measured[key] * epochs * (1.3 if run.arm in ("kd", "rcd") and run.train["augment"] else 1.0), "measured"
     macs = macs_of(spec.name, json.dumps(spec.args, sort_keys=True), run.dataset,
                    json.dumps(run.data_args, sort_keys=True, default=str))
-    if macs is None or n_train is None:
+    if macs is None or "n_train" not in meta:
         return float("nan"), "estimated"
-    n_train = run.data_args.get("n_train", n_train)
-    flops = 2 * macs * (3 * n_train * epochs + EVAL_EXAMPLES.get(run.dataset, n_train))
+    n_train = run.data_args.get("n_train", meta["n_train"])
+    n_eval = n_train + run.data_args.get("n_test", meta["n_test"])  # logits on the training and the test set
+    flops = 2 * macs * (3 * n_train * epochs + n_eval)
     steps = epochs * -(-n_train // run.train["batch_size"])
     if run.arm in ("kd", "rcd") and run.train["augment"] and run.teacher_model is not None:
         t_macs = macs_of(run.teacher_model.name, json.dumps(run.teacher_model.args, sort_keys=True), run.dataset,

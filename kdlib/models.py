@@ -8,6 +8,9 @@ input is the model's penultimate representation, a (batch, features) tensor.
 The construction of the models the default study trains (mlp, lenet, text_cnn, seq_cnn) and of the
 resnet / resnet18 family is pinned by tests/test_models.py: same module names, parameter order and
 initial weights for a given seed. Change them only by adding a new registered name.
+
+Each registration names the architecture's `family` (ResNet, VGG, ViT, CNN, MLP, Transformer): the
+claims read it (claim 5 on the ResNet and VGG families, claim 6 ViT against convolutional networks).
 """
 from __future__ import annotations
 
@@ -22,6 +25,11 @@ from .config import ConfigError, ModelSpec
 from .registry import Registry
 
 MODELS = Registry("model")
+CONVOLUTIONAL = ("CNN", "ResNet", "VGG")  # families that count as CNNs for claim 6
+
+
+def family(name: str) -> str:
+    return MODELS.meta(name)["family"]
 
 
 def build_model(spec: ModelSpec | str, input_shape, n_classes: int, seed: int, **knobs) -> nn.Module:
@@ -88,7 +96,7 @@ class MLP(nn.Module):
         return self.head(self.features(x))
 
 
-@MODELS.register("mlp", modalities=("image", "tabular", "speech features"), description="ReLU MLP")
+@MODELS.register("mlp", family="MLP", modalities=("image", "tabular", "speech features"), description="ReLU MLP")
 def _mlp(input_shape, n_classes, hidden=(256, 256), dropout=0.0):
     return MLP(input_shape, n_classes, tuple(hidden), dropout)
 
@@ -116,7 +124,7 @@ class LeNet(nn.Module):
         return self.head(self.features(x))
 
 
-@MODELS.register("lenet", modalities=("image",), description="LeNet-5 style CNN with a width knob")
+@MODELS.register("lenet", family="CNN", modalities=("image",), description="LeNet-5 style CNN with a width knob")
 def _lenet(input_shape, n_classes, width=1.0):
     return LeNet(input_shape, n_classes, width)
 
@@ -197,12 +205,12 @@ class ResNet(nn.Module):
         return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-@MODELS.register("resnet18", modalities=("image",), description="ResNet-18 for 32x32 inputs (11M parameters)")
+@MODELS.register("resnet18", family="ResNet", modalities=("image",), description="ResNet-18 for 32x32 inputs (11M parameters)")
 def _resnet18(input_shape, n_classes, width=64):
     return ResNet(input_shape, n_classes, (2, 2, 2, 2), tuple(width * m for m in (1, 2, 4, 8)))
 
 
-@MODELS.register("resnet", modalities=("image",),
+@MODELS.register("resnet", family="ResNet", modalities=("image",),
                  description="CIFAR ResNet family (He et al.): depth 6n+2 (8, 14, 20, 32, 56), width knob")
 def _resnet_family(input_shape, n_classes, depth=20, width=16):
     if (depth - 2) % 6 or depth < 8:
@@ -211,7 +219,7 @@ def _resnet_family(input_shape, n_classes, depth=20, width=16):
     return ResNet(input_shape, n_classes, (n, n, n), (width, 2 * width, 4 * width))
 
 
-@MODELS.register("resnet50", modalities=("image",),
+@MODELS.register("resnet50", family="ResNet", modalities=("image",),
                  description="CIFAR ResNet-50, reconstructed from the authors' sibling code: 3x3 stem conv "
                              "(stride 1, no max-pool), bottleneck blocks [3, 4, 6, 3] with expansion 4, stage "
                              "widths 64/128/256/512 (x `width`/64), global average pool, linear classifier; "
@@ -245,7 +253,7 @@ class CifarCNN(nn.Module):
         return self.head(torch.flatten(F.adaptive_max_pool2d(self.layers(x), 1), 1))
 
 
-@MODELS.register("cifar_cnn", modalities=("image",),
+@MODELS.register("cifar_cnn", family="CNN", modalities=("image",),
                  description="airbench-style small CNN for 32x32 images (CPU-sized; widths knob); this project's own")
 def _cifar_cnn(input_shape, n_classes, widths=(32, 64, 128), stem=24):
     if len(input_shape) != 3 or min(input_shape[1:]) < 2 ** len(widths):
@@ -292,7 +300,7 @@ class VGG(nn.Module):
         return self.head(self.fc(torch.flatten(self.features(x.contiguous(memory_format=torch.channels_last)), 1)))
 
 
-@MODELS.register("vgg19", modalities=("image",),
+@MODELS.register("vgg19", family="VGG", modalities=("image",),
                  description="VGG-19 with batch norm, reconstructed from the authors' sibling code: biased 3x3 "
                              "convs + BN + ReLU, max-pools, flatten, FC 512 + BN1d + ReLU, linear classifier; "
                              "20.3M parameters for 10 classes at width 1")
@@ -300,7 +308,7 @@ def _vgg19(input_shape, n_classes, width=1.0):
     return VGG(input_shape, n_classes, 19, width)
 
 
-@MODELS.register("vgg11", modalities=("image",),
+@MODELS.register("vgg11", family="VGG", modalities=("image",),
                  description="VGG-11 with batch norm in the same layout as vgg19 (a smaller VGG); "
                              "9.5M parameters for 10 classes at width 1")
 def _vgg11(input_shape, n_classes, width=1.0):
@@ -408,7 +416,7 @@ class ViT(nn.Module):
         return self.head(self.norm(x[:, 0]))
 
 
-@MODELS.register("vit", modalities=("image",),
+@MODELS.register("vit", family="ViT", modalities=("image",),
                  description="ViT for small datasets (shifted patch tokenization + locality self-attention, "
                              "lucidrains' vit_for_small_dataset), reconstructed from the authors' sibling code: "
                              "patch 4, dim 512, depth 6, 6 heads of 64, MLP 256; 6.48M parameters for 10 "
@@ -436,7 +444,7 @@ class AudioCNN(nn.Module):
         return self.head(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
 
 
-@MODELS.register("audio_cnn", modalities=("audio",), description="2-D CNN on log-mel spectrograms")
+@MODELS.register("audio_cnn", family="CNN", modalities=("audio",), description="2-D CNN on log-mel spectrograms")
 def _audio_cnn(input_shape, n_classes, width=16, stages=3):
     return AudioCNN(input_shape, n_classes, width, stages)
 
@@ -457,7 +465,7 @@ class SeqCNN(nn.Module):
         return self.head(self.features(x).mean(-1))
 
 
-@MODELS.register("seq_cnn", modalities=("speech features", "audio"), description="1-D CNN over feature frames")
+@MODELS.register("seq_cnn", family="CNN", modalities=("speech features", "audio"), description="1-D CNN over feature frames")
 def _seq_cnn(input_shape, n_classes, width=32, layers=2, kernel=3):
     return SeqCNN(input_shape, n_classes, width, layers, kernel)
 
@@ -479,7 +487,7 @@ class TextCNN(nn.Module):
         return self.head(self.dropout(h))
 
 
-@MODELS.register("text_cnn", modalities=("text",), description="embedding + 1-D CNN + max pooling")
+@MODELS.register("text_cnn", family="CNN", modalities=("text",), description="embedding + 1-D CNN + max pooling")
 def _text_cnn(input_shape, n_classes, vocab_size=10000, embed_dim=64, filters=64, kernels=(3, 5), dropout=0.0):
     return TextCNN(vocab_size, n_classes, embed_dim, filters, tuple(kernels), dropout)
 
@@ -502,7 +510,7 @@ class TextTransformer(nn.Module):
         return self.head((h * keep).sum(1) / keep.sum(1).clamp_min(1.0))
 
 
-@MODELS.register("text_transformer", modalities=("text",), description="small Transformer encoder for text")
+@MODELS.register("text_transformer", family="Transformer", modalities=("text",), description="small Transformer encoder for text")
 def _text_transformer(input_shape, n_classes, vocab_size=10000, dim=64, depth=2, heads=4):
     return TextTransformer(vocab_size, input_shape[0], n_classes, dim, depth, heads)
 
@@ -577,7 +585,7 @@ class GPT2Classifier(nn.Module):
         return self.head(h[torch.arange(len(x), device=x.device), self.last_token(x)])
 
 
-@MODELS.register("gpt2_classifier", modalities=("text",),
+@MODELS.register("gpt2_classifier", family="Transformer", modalities=("text",),
                  description="small GPT-2-style causal Transformer classifier (pools the last non-padding "
                              "token, as HuggingFace's GPT2ForSequenceClassification), reconstructed from the "
                              "authors' sibling code: n_embd 128, 4 layers, 4 heads; 2.11M parameters for "

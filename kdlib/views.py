@@ -111,6 +111,10 @@ class SetupView:
 
     def status(self) -> str:
         r, lines = self.results, []
+        if len(r) and self.cfg.scale == "paper" and not any(str(d).startswith("cuda") for d in r["device"]):
+            lines.append("**Computed on the CPU.** This paper-scale entry ran unchanged (the paper plan's own "
+                         "config and recipe) on the project's 2-core CPU machine, not on a GPU: its numbers are the "
+                         "paper scale's, only slower to get.")
         if len(r):
             devices = ", ".join(sorted(r["device"].unique()))
             provs = [self.provenance(h) for h in r["hash"]]

@@ -92,8 +92,20 @@ def test_claim5_needs_cifar_resnet_and_vgg():
     assert verdict([summary("a", sig=True)], 5) == NOT_TESTED
     cifar = [summary("r", sig=True, dataset="cifar10", model="resnet18"), summary("v", sig=True, dataset="cifar10", model="vgg19")]
     assert verdict(cifar, 5) == SUPPORTED
+    assert "smaller members" not in evidence(cifar, 5)
     cifar[1]["significant_transfer"] = False
     assert verdict(cifar, 5) == NOT_SUPPORTED
+
+
+def test_claim5_falls_back_on_smaller_family_members_and_says_so():
+    small = [summary("r8", sig=True, dataset="cifar10", model="resnet18", student_args={"width": 8}),
+             summary("v11", sig=True, dataset="cifar10", model="vgg11", student_args={"width": 0.25})]
+    assert verdict(small, 5) == SUPPORTED
+    assert "smaller members of the ResNet and VGG families" in evidence(small, 5)
+    assert verdict(small[:1] + [summary("c", sig=True, dataset="cifar10", model="cifar_cnn")], 5) == NOT_TESTED
+    # the paper's own ResNet-18 is preferred over a smaller member when both ran
+    own = summary("r18", dataset="cifar10", model="resnet18", student_args={})
+    assert verdict([own] + small, 5) == NOT_SUPPORTED and "smaller members of the VGG family" in evidence([own] + small, 5)
 
 
 def test_claim6_is_a_paired_test_with_matched_training():
@@ -104,6 +116,10 @@ def test_claim6_is_a_paired_test_with_matched_training():
     assert verdict([smaller, cnn], 6) == NOT_SUPPORTED
     longer = summary("v", dataset="cifar10", model="vit", gaps=vit["teacher_gaps"], epochs=100)
     assert verdict([longer, cnn], 6) == NOT_TESTED  # different training lengths are not compared
+    adam = summary("v", dataset="cifar10", model="vit", gaps=vit["teacher_gaps"], optimizer="adamw")
+    assert verdict([adam, summary("r", dataset="cifar10", model="resnet18", gaps=cnn["teacher_gaps"], optimizer="sgd")],
+                   6) == NOT_TESTED  # nor different optimisers
+    assert verdict([vit, summary("g", dataset="cifar10", model="vgg11", gaps=cnn["teacher_gaps"])], 6) == SUPPORTED
     assert verdict([cnn], 6) == NOT_TESTED
 
 

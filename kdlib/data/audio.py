@@ -77,7 +77,7 @@ def read_fsdd(path: Path, n_mels: int, seconds: float) -> dict:
 FSDD_ARCHIVE = "fsdd.tar.gz"  # the name in sources.ARCHIVES
 
 
-@DATASETS.register("fsdd", modality="audio", n_classes=10, input_shape=(1, 40, 101), args=("n_mels", "seconds"), files=(FSDD_ARCHIVE,),
+@DATASETS.register("fsdd", n_train=2700, n_test=300, modality="audio", n_classes=10, input_shape=(1, 40, 101), args=("n_mels", "seconds"), files=(FSDD_ARCHIVE,),
                    description="Free Spoken Digit Dataset (Jakobovski et al.): 3,000 8 kHz WAVs, log-mel front end; "
                                "CC BY-SA 4.0; a local copy only")
 def _fsdd(split_seed: int, data_dir=None, n_mels: int = 40, seconds: float = 1.0, download: bool = True, **_):
@@ -143,7 +143,7 @@ def read_speech_commands(path: Path, n_mels: int) -> dict:
 SPEECHCOMMANDS_ARCHIVE = "speech_commands_v0.02.tar.gz"
 
 
-@DATASETS.register("speechcommands", modality="audio", n_classes=35, input_shape=(1, 40, 101), args=("n_mels",),
+@DATASETS.register("speechcommands", n_train=84843, n_test=11005, modality="audio", n_classes=35, input_shape=(1, 40, 101), args=("n_mels",),
                    files=(SPEECHCOMMANDS_ARCHIVE,),
                    description="Speech Commands v0.02 (Warden, 2018; download.tensorflow.org): 35 words, 1 s 16 kHz "
                                "clips, official test list, validation clips left out; log-mel front end; CC BY 4.0")

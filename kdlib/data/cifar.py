@@ -156,7 +156,7 @@ def _finish(n_classes, xtr, ytr, xte, yte, classes, src, normalise) -> tuple:
     return xtr, ytr, xte, yte, {"source": src, "class_names": list(classes)}
 
 
-@DATASETS.register("cifar10", modality="image", n_classes=10, input_shape=(3, 32, 32), args=("source", "normalise"), augmentable=True,
+@DATASETS.register("cifar10", n_train=50000, n_test=10000, modality="image", n_classes=10, input_shape=(3, 32, 32), args=("source", "normalise"), augmentable=True,
                    files=lambda a: (_cifar10_file(a.get("source", "auto"), a.get("data_dir")),),
                    description="CIFAR-10 (Krizhevsky, 2009; www.cs.toronto.edu/~kriz/cifar.html): 50,000 / 10,000 "
                                "32x32 colour images, from the python pickles or a local JPEG copy; no formal "
@@ -168,7 +168,7 @@ def _cifar10(split_seed: int, source: str = "auto", normalise: str = "channel", 
     return _finish(10, *parts, normalise)
 
 
-@DATASETS.register("cifar100", modality="image", n_classes=100, input_shape=(3, 32, 32), args=("normalise",), augmentable=True,
+@DATASETS.register("cifar100", n_train=50000, n_test=10000, modality="image", n_classes=100, input_shape=(3, 32, 32), args=("normalise",), augmentable=True,
                    files=(PICKLES[100].archive,),
                    description="CIFAR-100 (Krizhevsky, 2009): 50,000 / 10,000 32x32 colour images, 100 fine "
                                "classes, from the python pickles; no formal licence, cite the report")

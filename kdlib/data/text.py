@@ -56,7 +56,7 @@ def read_aclimdb(path) -> dict:
 IMDB_ARCHIVE = "aclImdb_v1.tar.gz"  # the name in sources.ARCHIVES
 
 
-@DATASETS.register("imdb_full", modality="text", n_classes=2, input_shape=(256,), args=("vocab_size", "max_len"),
+@DATASETS.register("imdb_full", n_train=25000, n_test=25000, modality="text", n_classes=2, input_shape=(256,), args=("vocab_size", "max_len"),
                    files=(IMDB_ARCHIVE,),
                    description="Large Movie Review Dataset v1.0 (Maas et al., ACL 2011; ai.stanford.edu/~amaas): "
                                "the official 25,000 / 25,000 train/test split; free for research, cite the paper")
