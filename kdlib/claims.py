@@ -265,3 +265,36 @@ def verdict_matrix(columns: dict[str, list[dict]]) -> tuple[pd.DataFrame, dict]:
     out.insert(0, "statement", [CLAIMS[k] for k in out.index])
     return out, evidence
 
+
+
+# What the paper's abstract says, as the claims that test it (PROTOCOL.md): small transfer, a negative
+# asymmetric payoff, KD as a data-dependent regulariser, and the safety consequence.
+ABSTRACT = (("KD transfers little of the teacher's function: significant in some setups, and small where it is", (1, 2)),
+            ("the payoff is negatively asymmetric: the teacher's errors transfer more than its right answers", (3,)),
+            ("KD acts as a data-dependent regulariser: random control distillation reaches its accuracy", (4,)),
+            ("a teacher's backdoor reaches its students", (7,)))
+
+
+def closest_to_paper(matrix: pd.DataFrame, scale: str) -> str:
+    """A paragraph comparing one scale's verdicts (every reading of alpha) with the paper's abstract,
+    written from the verdict matrix: nothing in it is typed by hand but the abstract's statements."""
+    cols = [c for c in matrix.columns if c.split(",")[0] == scale]
+    if not cols:
+        return ""
+
+    def agreement(claims) -> str:
+        parts = []
+        for c in cols:
+            vs = [matrix.loc[k, c] for k in claims]
+            if all(v == SUPPORTED for v in vs):
+                word = "agrees"
+            elif NOT_SUPPORTED in vs:
+                word = "disagrees (" + ", ".join(f"claim {k} {v}" for k, v in zip(claims, vs) if v == NOT_SUPPORTED) + ")"
+            else:
+                word = "cannot say (" + ", ".join(f"claim {k} {v}" for k, v in zip(claims, vs) if v != SUPPORTED) + ")"
+            parts.append(f"{c.split(',', 1)[1].strip()}: {word}")
+        return "; ".join(parts)
+
+    lines = [f"- *{text}* (claim{'s' if len(ks) > 1 else ''} {', '.join(map(str, ks))}): {agreement(ks)}."
+             for text, ks in ABSTRACT]
+    return "\n".join(lines)

@@ -36,8 +36,6 @@ STATIC_PAGES = ("intro.md", "reading.md", "methods.md", "cluster.md")
 RESULT_CHAPTERS = (("summary", "Summary across setups"), ("claims", "The paper's claims, checked"),
                    ("appendix", "Reproducibility appendix"))
 RUNNING_CHAPTERS = (("gpu_plan", "The paper scale on a GPU: run plan"),)
-PART_TITLES = {"smoke": "Smoke scale (seconds; numbers mean nothing)", "cpu": "The offline CPU study",
-               "mid": "CIFAR-10 on the CPU (mid scale, shipped runs)", "paper": "The paper's setups (GPU)"}
 
 
 def _log(msg: str) -> None:
@@ -335,7 +333,7 @@ def book_parts(study: Study, book_scale: str, chapters: list[Chapter], out: Path
             parts.setdefault(ch.scale, []).append(ch.relpath)
         elif meta:
             _log(f"note: {ch.relpath} in {gen} was executed for another configuration; left out of the book")
-    return [(PART_TITLES.get(s, s), files) for s, files in parts.items()]
+    return [(study.scale_title(s), files) for s, files in parts.items()]
 
 
 def parse_args(argv=None):

@@ -26,7 +26,7 @@ SETUP_FIELDS = {"title", "modality", "kind", "dataset", "data_args", "teacher", 
                 "variant_args", "kd_weight", "kd_weight_variants", "temperature", "rcd_noise", "rcd_variants",
                 "n_seeds", "base_seed", "provenance", "description", "scales", "backdoor", "recipes", "primary",
                 "equivalence_margin", "resources"}
-SCALE_FIELDS = {"n_seeds", "description", "plan", "results", "include_shipped", "shipped", "device"}
+SCALE_FIELDS = {"n_seeds", "title", "label", "description", "plan", "results", "include_shipped", "shipped", "device"}
 # What a caller (a plan entry, a papermill parameter) may change; `alpha` is accepted as the KD weight.
 OVERRIDES = {"kd_weight", "alpha", "kd_weight_variants", "temperature", "n_seeds", "rcd_noise", "rcd_variants",
              "base_seed", "data_args", "variant", "variant_args", "student_args", "backdoor", "recipe"} | set(TRAIN_KEYS)
@@ -110,6 +110,14 @@ class Study:
 
     def scale_info(self, scale: str) -> dict:
         return dict(self.scales[self.check_scale(scale)] or {})
+
+    def scale_title(self, scale: str) -> str:
+        """The book part's title of a scale's chapters (study.yaml `title:`)."""
+        return self.scale_info(scale).get("title", scale)
+
+    def scale_label(self, scale: str) -> str:
+        """How tables and claim columns name a scale's body of evidence (study.yaml `label:`)."""
+        return self.scale_info(scale).get("label", scale)
 
     def results_dir(self, scale: str) -> str:
         """The run store folder of a scale, relative to the repository root unless absolute."""

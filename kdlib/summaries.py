@@ -1,5 +1,5 @@
 """The evidence a whole book rests on: per-setup summaries of the book's own scale and of the shipped
-scales it shows (e.g. the CIFAR-10 mid scale), under each reading of the KD weight. The summary and
+scales it shows (e.g. the mid scale's runs on the paper's datasets), under each reading of the KD weight. The summary and
 claims chapters read it; nothing here trains."""
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from .store import RunStore
 from .studyfile import Study, load_study
 
 MAIN_READING, OTHER_READING = 0.9, 0.1
-SCALE_LABELS = {"smoke": "smoke scale (numbers mean nothing)", "cpu": "offline CPU study",
-                "mid": "CIFAR-10 on the CPU (mid scale)", "paper": "paper scale (GPU)"}
 
 
 @dataclass
@@ -42,7 +40,7 @@ class BookEvidence:
 
     # -------------------------------------------------------------------------- selections
     def label(self, scale: str) -> str:
-        return SCALE_LABELS.get(scale, scale)
+        return self.study.scale_label(scale)
 
     def frame(self, scale: str, kd_weight: Optional[float] = None) -> pd.DataFrame:
         """Summaries of one scale under one reading (None: each entry's main KD weight)."""

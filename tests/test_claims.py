@@ -146,3 +146,17 @@ def test_backdoor_setups_do_not_count_for_the_clean_claims(missing):
                 **{f"{arm}_backdoor_{m}": 0.0 for arm in ("teacher", "control", "kd", "rcd") for m in ("asr", "lift")}}
     assert verdict([summary("a"), poisoned], 4) == NOT_SUPPORTED
     assert verdict([summary("a"), poisoned], 1) == NOT_TESTED  # one clean setup only
+
+
+def test_closest_to_paper_compares_each_reading_with_the_abstract():
+    from kdlib.claims import closest_to_paper
+
+    sig, plain = summary("a", sig=True), summary("b")
+    columns = {"mid, w=0.9": [sig, plain], "mid, w=0.1": [summary("a"), summary("b")], "cpu, w=0.9": [sig, plain]}
+    matrix, _ = verdict_matrix(columns)
+    text = closest_to_paper(matrix, "mid")
+    first = text.splitlines()[0]
+    assert "claims 1, 2" in first and "w=0.9: agrees" in first and "w=0.1: disagrees (claim 1 not supported)" in first
+    assert "cpu" not in text  # only the asked scale's columns
+    assert "claim 7 not tested at this scale" in text.splitlines()[-1]
+    assert closest_to_paper(matrix, "paper") == ""
