@@ -26,7 +26,8 @@ SETUP_FIELDS = {"title", "modality", "kind", "dataset", "data_args", "teacher", 
                 "variant_args", "kd_weight", "kd_weight_variants", "temperature", "rcd_noise", "rcd_variants",
                 "n_seeds", "base_seed", "provenance", "description", "scales", "backdoor", "recipes", "primary",
                 "equivalence_margin", "resources"}
-SCALE_FIELDS = {"n_seeds", "title", "label", "description", "plan", "results", "include_shipped", "shipped", "device"}
+SCALE_FIELDS = {"n_seeds", "title", "label", "description", "plan", "pending", "results", "include_shipped", "shipped",
+                "device"}
 # What a caller (a plan entry, a papermill parameter) may change; `alpha` is accepted as the KD weight.
 OVERRIDES = {"kd_weight", "alpha", "kd_weight_variants", "temperature", "n_seeds", "rcd_noise", "rcd_variants",
              "base_seed", "data_args", "variant", "variant_args", "student_args", "backdoor", "recipe"} | set(TRAIN_KEYS)
@@ -212,6 +213,17 @@ class Study:
             raise ConfigError(f"{self._where()}: scale {scale!r} plan has duplicate ids: "
                               f"{sorted({i for i in ids if ids.count(i) > 1})}")
         return entries
+
+    def pending(self, scale: str) -> list[str]:
+        """Plan entries of a shipped scale whose runs are not shipped yet (study.yaml `pending:`): the
+        book names them as still to train instead of treating them as complete or broken."""
+        ids = [e.id for e in self.plan(scale)]
+        out = list(self.scale_info(scale).get("pending") or [])
+        unknown = [p for p in out if p not in ids]
+        if unknown:
+            raise ConfigError(f"{self._where()}: scale {scale!r} lists pending entries {unknown} that are not in its "
+                              f"plan; plan entries: {', '.join(ids)}")
+        return out
 
     def entry_setup(self, scale: str, entry: PlanEntry, **extra: Any) -> SetupConfig:
         return self.setup(entry.setup, scale, **{**entry.params, **extra})

@@ -87,9 +87,12 @@ class BookEvidence:
                 lines.append(f"- **{self.label(s)}**: no runs here (never run on this machine and not shipped).")
                 continue
             n = len(self.frame(s))
-            miss = self.missing.get(s, [])
+            pending = set(self.study.pending(s))
+            miss = [m for m in self.missing.get(s, []) if m not in pending]
+            waiting = [m for m in self.missing.get(s, []) if m in pending]
             lines.append(f"- **{self.label(s)}**: {n} entries with complete results"
-                         + (f"; incomplete and left out: {', '.join(miss)}" if miss else "") + ".")
+                         + (f"; incomplete and left out: {', '.join(miss)}" if miss else "")
+                         + (f"; not trained yet (pending in study.yaml): {', '.join(waiting)}" if waiting else "") + ".")
         return "\n".join(lines)
 
     @staticmethod

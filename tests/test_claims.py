@@ -160,3 +160,16 @@ def test_closest_to_paper_compares_each_reading_with_the_abstract():
     assert "cpu" not in text  # only the asked scale's columns
     assert "claim 7 not tested at this scale" in text.splitlines()[-1]
     assert closest_to_paper(matrix, "paper") == ""
+
+
+def test_the_independence_table_names_what_counts_and_what_shares():
+    from kdlib.claims import independence_table
+
+    base = summary("self", teacher=["t"], control=["c"], kd=["k1"])
+    std = summary("standard", teacher=["t"], control=["c2"], kd=["k2"])  # shares the teacher
+    other = summary("other", teacher=["t3"], control=["c3"])
+    bd = summary("bd", teacher=["t4"], control=["c4"], has_backdoor=True)
+    row = independence_table({"mid, w=0.9": [base, std, other, bd]}).iloc[0]
+    assert row["independent setups"] == 2 and row["counted (each with its own teachers and controls)"] == "self, other"
+    assert row["sharing a teacher or control with one of them"] == "standard (with self)"
+    assert row["backdoor entries (claim 7)"] == "bd"
