@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import yaml
 
+from . import yamlread
 from .paths import REPO_ROOT
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -91,7 +92,7 @@ def execute(chapter: str, output: Path, parameters: dict, log_output: bool = Fal
 
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yamlread.load(text)
     except yaml.YAMLError:
         return text
 
