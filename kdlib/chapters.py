@@ -116,6 +116,9 @@ def main(argv: Optional[list] = None) -> int:
             scale = params.get("scale", "cpu")
             name = params.get("setup", "digits-mlp-self")
             resolve_plan(study, scale, [PlanEntry(params.get("entry_id") or name, name, setup_overrides(params))])
+            from .train import resolve_device
+
+            resolve_device(params.get("device", "auto"))
     except Exception as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
