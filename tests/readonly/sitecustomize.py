@@ -17,7 +17,8 @@ def _under(path, prefix: str) -> bool:
     return p == prefix or p.startswith(prefix + os.sep)
 
 
-def install(prefix: str) -> None:
+def install(prefix: str, setattr=setattr) -> None:
+    """Refuse writes under `prefix`; `setattr` may be pytest's monkeypatch.setattr, to undo it after a test."""
     prefix = os.path.abspath(prefix)
 
     def refuse(path):
@@ -44,12 +45,13 @@ def install(prefix: str) -> None:
             return fn(path, *a, **k)
         return wrapped
 
-    builtins.open = io.open = open_
-    os.open = os_open
-    os.mkdir = guard(os.mkdir, exists_error=True)
+    setattr(builtins, "open", open_)
+    setattr(io, "open", open_)
+    setattr(os, "open", os_open)
+    setattr(os, "mkdir", guard(os.mkdir, exists_error=True))
     for name in ("unlink", "remove", "rmdir", "replace", "rename"):
         setattr(os, name, guard(getattr(os, name)))
-    shutil.rmtree = guard(shutil.rmtree)
+    setattr(shutil, "rmtree", guard(shutil.rmtree))
 
 
 if os.environ.get("KDLIB_TEST_READONLY"):
