@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import yaml
 
+from . import yamlread
 from .paths import REPO_ROOT
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -91,7 +92,7 @@ def execute(chapter: str, output: Path, parameters: dict, log_output: bool = Fal
 
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yamlread.load(text)
     except yaml.YAMLError:
         return text
 
@@ -115,6 +116,9 @@ def main(argv: Optional[list] = None) -> int:
             scale = params.get("scale", "cpu")
             name = params.get("setup", "digits-mlp-self")
             resolve_plan(study, scale, [PlanEntry(params.get("entry_id") or name, name, setup_overrides(params))])
+            from .train import resolve_device
+
+            resolve_device(params.get("device", "auto"))
     except Exception as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

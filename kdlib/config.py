@@ -83,6 +83,9 @@ def check_train(train: dict) -> dict:
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if isinstance(t[key], bool) or not isinstance(t[key], int) or t[key] < 1:
             raise ConfigError(f"train.{key} must be an integer >= 1, got {t[key]!r}")
+    for key in ("lr", "momentum", "weight_decay", "label_smoothing"):
+        if isinstance(t[key], str):  # e.g. "3e-3" from YAML 1.1: the float, as if written 0.003 (same hash)
+            t[key] = _number(f"train.{key}", t[key])
     if not _number("train.lr", t["lr"]) > 0:
         raise ConfigError(f"train.lr must be a number > 0, got {t['lr']!r}")
     if not 0.0 <= _number("train.momentum", t["momentum"]) < 1.0:
@@ -212,10 +215,13 @@ class SetupConfig:
                            tuple(check_kd_weight(w, "kd_weight_variants") for w in self.kd_weight_variants))
         object.__setattr__(self, "temperature", check_temperature(self.temperature))
         object.__setattr__(self, "n_seeds", check_n_seeds(self.n_seeds))
+        if isinstance(self.base_seed, bool) or not isinstance(self.base_seed, int) or self.base_seed < 0:
+            raise ConfigError(f"base_seed must be an integer >= 0, got {self.base_seed!r}")
         object.__setattr__(self, "train", check_train(dict(self.train)))
         object.__setattr__(self, "rcd_variants", tuple(self.rcd_variants))
         object.__setattr__(self, "primary", tuple(tuple(p) for p in self.primary))
         margin = _number("equivalence_margin", self.equivalence_margin)
+        object.__setattr__(self, "equivalence_margin", margin)
         if not 0.0 < margin < 1.0:
             raise ConfigError(f"equivalence_margin (an accuracy difference as a fraction) must lie in (0, 1), got {margin!r}")
 

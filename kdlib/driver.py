@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -52,6 +53,7 @@ class Chapter:
     title: str
     results_dir: Path
     train_missing: bool
+    runs: str = ""  # runs_digest of the store when the chapter is listed
 
     @property
     def relpath(self) -> str:
@@ -86,6 +88,24 @@ def tidy_for_book(nb, title: str, meta: dict) -> None:
     nb.metadata["kdlib"] = meta
 
 
+def _tmp_notebook(output: Path) -> Path:
+    return output.with_name(f".{output.stem}.{os.getpid()}.tmp.ipynb")
+
+
+def remove_stale_notebooks(gen: Path) -> int:
+    """Remove temporary notebooks left by killed drivers (`.<entry>.<pid>.tmp.ipynb` whose process is
+    gone), as the store does for runs; a live driver's are kept."""
+    from .store import _pid_alive
+
+    n = 0
+    for p in gen.rglob(".*.tmp.ipynb") if gen.is_dir() else []:
+        pid = p.name.split(".")[-3]
+        if not (pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid))):
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
 def execute_chapter(chapter: str, output: Path, params: dict, title: str, meta: dict, verbose: bool = False) -> float:
     """Execute into a temporary file and rename it over `output` only when it ran to the end."""
     import nbformat
@@ -94,7 +114,7 @@ def execute_chapter(chapter: str, output: Path, params: dict, title: str, meta: 
 
     started = time.perf_counter()
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.stem}.{os.getpid()}.tmp.ipynb")
+    tmp = _tmp_notebook(output)
     try:
         execute(chapter, tmp, params, log_output=verbose)
         nb = nbformat.read(tmp, as_version=4)
@@ -136,7 +156,9 @@ def assemble(out: Path) -> None:
 
 
 def build_book(out: Path) -> float:
+    """Build the HTML from scratch: pages of chapters no longer in the TOC must not stay in _build/html."""
     started = time.perf_counter()
+    shutil.rmtree(out / "_build" / "html", ignore_errors=True)
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(out), "--builder", "html",
            "--warningiserror", "--keep-going", "--all"]  # --all: a new plan changes every page's navigation
     res = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
@@ -189,15 +211,15 @@ def training_phase(args, study: Study, scale: str, setups: list, results: Path) 
     missing = [j for j in jobs if not store.has(j.cfg)]
     _log(f"training phase ({args.executor} executor, device {args.device}): {len(jobs)} distinct runs, "
          f"{len(jobs) - len(missing)} already in {store.root}, {len(missing)} to train")
-    if not missing:
-        write_failures(results, Report())
+    if not missing:  # a complete store is only read: it may be read-only (a published results folder)
+        _best_effort(lambda: write_failures(results, Report()), f"could not update {results / 'failed_runs.json'}")
         return True
     from .provenance import code_version
 
     code_version()  # read (and cached) now: the code that trains, not what the tree holds when the phase ends
     executor = make_executor(args.executor, args.device, args.workers, args.address, args.shared_fs)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    report = executor.run(jobs, store)
+    report = executor.run(jobs, store)  # StoreUnwritable (disk full, read-only) stops it at the first write
     for line in report.summary_lines():
         _log(line)
     write_failures(results, report)
@@ -222,14 +244,48 @@ def write_training_log(results: Path, args, report, started: str) -> None:
                     for e, d in report.per_entry.items()}})
 
 
+def _best_effort(write, what: str) -> None:
+    """Bookkeeping beside the runs: a read-only results folder still builds the book."""
+    try:
+        write()
+    except OSError as e:
+        _log(f"note: {what} ({e.strerror or e}); the results folder is read-only?")
+
+
 def repair(store, jobs) -> None:
-    """Retrain damaged runs: a folder whose files do not read is moved away before training."""
-    damaged = [j for j in jobs if store.has(j.cfg) and store.verify(j.cfg)]
+    """Retrain damaged runs: a folder whose files do not all verify (checksums, every file read, config
+    hash) is moved away before training."""
+    problems = {j.cfg.hash: store.verify(j.cfg) for j in jobs if store.has(j.cfg)}
+    damaged = [j for j in jobs if problems.get(j.cfg.hash)]
     for j in damaged:
-        _log(f"repair: {store.verify(j.cfg)}")
+        _log(f"repair: {problems[j.cfg.hash]}")
         store.discard(j.cfg)
     if damaged:
         _log(f"repair: {len(damaged)} damaged run(s) will be retrained")
+
+
+def check_store_files(results: Path, seal: bool) -> int:
+    """--verify: every run of the store checked in full; --seal: manifests written for legacy runs
+    whose files all read and whose config hashes to their folder. Returns the exit code."""
+    from .store import RunStore
+
+    store = RunStore.open_existing(results)
+    if store is None:
+        raise ConfigError(f"no run store in {results} (no runs/ folder); nothing to {'seal' if seal else 'verify'}")
+    hashes = store.hashes()
+    legacy = [h for h in hashes if store.manifest(h) is None]
+    if seal:
+        problems = {h: p for h in legacy if (p := store.seal(h))}
+        _log(f"seal: {len(legacy) - len(problems)} run(s) without a manifest sealed, "
+             f"{len(hashes) - len(legacy)} had one already, {len(problems)} damaged (not sealed) in {store.root}")
+    else:
+        problems = {h: p for h in hashes if (p := store.verify(h))}
+        _log(f"verify: {len(hashes)} run(s) in {store.root}: {len(hashes) - len(problems)} whole, "
+             f"{len(problems)} damaged; {len(legacy)} with no manifest (legacy: files read and config hash checked; "
+             "`--seal` writes their manifests)")
+    for h, p in problems.items():
+        _log(f"  DAMAGED {h}: {p}")
+    return 1 if problems else 0
 
 
 def shipped_chapters(study: Study, book_scale: str) -> tuple[list, list[str]]:
@@ -270,8 +326,20 @@ def shipped_chapters(study: Study, book_scale: str) -> tuple[list, list[str]]:
                 entry = PlanEntry(e.id, e.setup, {**e.params, "n_seeds": seeds}, e.title)
                 title = f"{title} ({seeds} of {cfg.n_seeds} seeds)"
                 cfg = study.entry_setup(s, entry)
-            chapters.append(Chapter(s, entry, setup_key(cfg), title, results, train_missing=False))
+            chapters.append(Chapter(s, entry, setup_key(cfg), title, results, train_missing=False,
+                                    runs=runs_digest(cfg, store)))
     return chapters, notes
+
+
+def runs_digest(cfg, store) -> str:
+    """Which of a setup's runs the store holds, and (with a manifest) which metrics: a kept chapter whose
+    digest changed (a run deleted, repaired or retrained) is executed again."""
+    parts = []
+    for r in cfg.runs():
+        if store.has(r):
+            files = (store.manifest(r) or {}).get("files", {})
+            parts.append(f"{r.hash}:{files.get('metrics.json', {}).get('sha256', '')}")
+    return hashlib.sha256(",".join(sorted(parts)).encode()).hexdigest()[:16]
 
 
 def complete_seeds(cfg, store) -> int:
@@ -296,7 +364,7 @@ def notebook_phase(args, study: Study, book_scale: str, chapters: list[Chapter],
                   "book_scale": book_scale, "entry_id": ch.entry.id, "setup": ch.entry.setup,
                   "device": args.device, "train_missing": ch.train_missing, **ch.entry.params}
         meta = {"chapter": "setup", "scale": ch.scale, "entry": ch.entry.id, "results_dir": str(ch.results_dir),
-                "study_file": study_file, "setup_key": ch.setup_key, "book_scale": book_scale}
+                "study_file": study_file, "setup_key": ch.setup_key, "book_scale": book_scale, "runs": ch.runs}
         return execute_chapter("setup", gen / f"{ch.relpath}.ipynb", params, ch.title, meta, args.verbose)
 
     def run(fn, key, *a):
@@ -309,18 +377,31 @@ def notebook_phase(args, study: Study, book_scale: str, chapters: list[Chapter],
             _log(f"\nchapter {key} FAILED: {str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}"
                  + (f"\n{traceback.format_exc(limit=2)}" if args.verbose else ""))
 
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        list(pool.map(lambda ch: run(run_setup_chapter, ch.relpath, ch), chapters))
+    removed = remove_stale_notebooks(gen)
+    if removed:
+        _log(f"removed {removed} temporary notebook(s) left in {gen} by interrupted builds")
+    _run_all(lambda ch: run(run_setup_chapter, ch.relpath, ch), chapters, jobs)
     common = {"scale": book_scale, "results_dir": str(from_root(args.results or study.results_dir(book_scale))),
               "study_file": study_file, "book_scale": book_scale, "shipped": shipped}
     finals = [(n, t, common) for n, t in RESULT_CHAPTERS] + [
         (n, t, {k: v for k, v in common.items() if k != "shipped"}) for n, t in RUNNING_CHAPTERS]
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        list(pool.map(lambda c: run(lambda: execute_chapter(c[0], gen / f"{c[0]}.ipynb", c[2], c[1],
-                                                            {"chapter": c[0], "book_scale": book_scale}, args.verbose), c[0]),
-                      finals))
+    _run_all(lambda c: run(lambda: execute_chapter(c[0], gen / f"{c[0]}.ipynb", c[2], c[1],
+                                                   {"chapter": c[0], "book_scale": book_scale}, args.verbose), c[0]),
+             finals, jobs)
     bar.close()
     return timings, failed
+
+
+def _run_all(fn, items, jobs: int) -> None:
+    """fn over items, `jobs` at a time. On Ctrl-C or SIGTERM no further item starts; the running ones
+    end (their notebook is renamed into place or removed) before the interrupt goes on."""
+    pool = ThreadPoolExecutor(max(1, jobs))
+    try:
+        list(pool.map(fn, items))
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def book_parts(study: Study, book_scale: str, chapters: list[Chapter], out: Path) -> list[tuple[str, list[str]]]:
@@ -332,7 +413,8 @@ def book_parts(study: Study, book_scale: str, chapters: list[Chapter], out: Path
     for ch in chapters:
         meta = chapter_metadata(gen / f"{ch.relpath}.ipynb")
         ok = (meta.get("scale") == ch.scale and meta.get("results_dir") == str(ch.results_dir)
-              and meta.get("study_file") == study_file and meta.get("setup_key") == ch.setup_key)
+              and meta.get("study_file") == study_file and meta.get("setup_key") == ch.setup_key
+              and meta.get("runs") == ch.runs)
         if ok:
             parts.setdefault(ch.scale, []).append(ch.relpath)
         elif meta:
@@ -358,7 +440,13 @@ def parse_args(argv=None):
     ap.add_argument("--only", action="append", default=None, help="run only these plan entries (repeatable)")
     ap.add_argument("--list", action="store_true", help="list the scale's plan with its cost and exit")
     ap.add_argument("--train-only", action="store_true", help="stop after the training phase")
-    ap.add_argument("--repair", action="store_true", help="retrain runs whose stored files are damaged")
+    ap.add_argument("--repair", action="store_true",
+                    help="check every file of the plan's runs (checksums, reads, config hash); retrain damaged runs")
+    ap.add_argument("--verify", action="store_true",
+                    help="check every run of the results folder in full, name the damaged ones, and exit")
+    ap.add_argument("--seal", action="store_true",
+                    help="write manifests for runs stored without one (after checking every file reads and "
+                         "config.json hashes to its folder), and exit")
     ap.add_argument("--no-build", action="store_true", help="execute the chapters but do not build the book")
     ap.add_argument("--verbose", action="store_true", help="stream each chapter's output")
     return ap.parse_args(argv)
@@ -379,6 +467,8 @@ def check_options(args, study: Study) -> list[PlanEntry]:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     if args.executor == "local" and (args.address or args.shared_fs):
         raise ConfigError("--address and --shared-fs apply to --executor ray only")
+    if args.verify and args.seal:
+        raise ConfigError("--verify and --seal are separate steps; give one")
     plan = study.plan(args.scale)
     if args.only:
         unknown = sorted(set(args.only) - {e.id for e in plan})
@@ -388,6 +478,30 @@ def check_options(args, study: Study) -> list[PlanEntry]:
     if args.workers is None:
         args.workers = 1 if resolve_device(args.device).type == "cuda" else min(os.cpu_count() or 1, 8)
     return plan
+
+
+def stale_kept(ch: Chapter, gen: Path, study: Study) -> bool:
+    """A chapter executed earlier for this configuration whose runs in the store have changed since."""
+    meta = chapter_metadata(gen / f"{ch.relpath}.ipynb")
+    return (meta.get("scale") == ch.scale and meta.get("results_dir") == str(ch.results_dir)
+            and meta.get("study_file") == str(study.path.resolve()) and meta.get("setup_key") == ch.setup_key
+            and meta.get("runs") != ch.runs)
+
+
+def check_out(out: Path) -> None:
+    """The book root can be written (checked before training, not after it)."""
+    probe = out / f".kdlib-probe-{os.getpid()}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"--out {out}: the book cannot be written there ({e.strerror or e}); pick another folder") from None
+
+
+def _terminate(signum, frame):
+    """SIGTERM (timeout, Slurm, kill) stops the driver as Ctrl-C does: no half-written notebook stays."""
+    raise KeyboardInterrupt
 
 
 def run(argv=None) -> int:
@@ -401,7 +515,11 @@ def run(argv=None) -> int:
         list_plan(study, args.scale, plan)
         return 0
     results = from_root(args.results or study.results_dir(args.scale)).resolve()
+    if args.verify or args.seal:
+        return check_store_files(results, args.seal)
     out = Path(args.out or REPO_ROOT).resolve()
+    if not args.train_only:
+        check_out(out)
     _log(f"study {study.path.name}, scale {args.scale}: {len(plan)} plan entries, results in {results}")
     setups = resolve_plan(study, args.scale, plan)
     ok = training_phase(args, study, args.scale, setups, results)
@@ -410,19 +528,33 @@ def run(argv=None) -> int:
     if not args.no_build:
         vendor.ensure()
     assemble(out)
-    full = {e.id: e for e in study.plan(args.scale)}
-    chapters = [Chapter(args.scale, e, setup_key(cfg), e.title or (cfg.title if e.id == e.setup else f"{cfg.title} ({e.id})"),
-                        results, train_missing=True) for (eid, cfg), e in zip(setups, plan) if eid == e.id]
+    from .store import RunStore
+
+    store = RunStore(results / "runs")
+    built = {e.id for e in plan}
+    # the whole plan: chapters of earlier --only runs stay, and are executed again if their runs changed
+    # (a kept chapter must not show runs the store no longer holds). The training phase has trained
+    # everything it could: a chapter never trains (it lists the failed runs instead).
+    all_chapters = []
+    for e in study.plan(args.scale):
+        cfg = study.entry_setup(args.scale, e)
+        title = e.title or (cfg.title if e.id == e.setup else f"{cfg.title} ({e.id})")
+        all_chapters.append(Chapter(args.scale, e, setup_key(cfg), title, results, train_missing=False,
+                                    runs=runs_digest(cfg, store)))
+    gen = out / "book" / "generated"
+    chapters = [ch for ch in all_chapters if ch.entry.id in built or stale_kept(ch, gen, study)]
+    for ch in chapters:
+        if ch.entry.id not in built:
+            _log(f"note: {ch.relpath} was kept from an earlier build but its runs in the store changed; executing it again")
     extra, notes = shipped_chapters(study, args.scale)
     for n in notes:
         _log(f"note: {n}")
-    all_chapters = [Chapter(args.scale, e, setup_key(study.entry_setup(args.scale, e)), "", results, True)
-                    for e in full.values()] + extra  # the whole plan: chapters of earlier --only runs stay
+    all_chapters += extra
     timings, failed = notebook_phase(args, study, args.scale, chapters + extra, out,
                                      study.shipped_scales(args.scale), args.jobs)
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "driver_log.json").write_text(json.dumps({"chapters_seconds": {k: round(v, 1) for k, v in timings.items()},
-                                                         "failed_chapters": failed, "notes": notes}, indent=1))
+    _best_effort(lambda: (results / "driver_log.json").write_text(json.dumps(
+        {"chapters_seconds": {k: round(v, 1) for k, v in timings.items()}, "failed_chapters": failed, "notes": notes},
+        indent=1)), f"could not write {results / 'driver_log.json'}")
     parts = book_parts(study, args.scale, all_chapters, out)
     write_toc(out, parts)
     if not args.no_build:
@@ -438,16 +570,31 @@ def run(argv=None) -> int:
 def main(argv=None) -> int:
     """The command line: errors in the input are one line, Ctrl-C is one line."""
     from .preflight import PreflightError
+    from .store import StoreError, StoreUnwritable
 
+    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
         return run(argv)
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are in the store, unfinished ones left nothing behind; "
               "run the same command again to continue", file=sys.stderr)
         return 130
-    except (ConfigError, PreflightError, ValueError) as e:
+    except StoreUnwritable as e:
+        print(f"error: {e}; the training phase stopped at this first failed write (finished runs are stored)",
+              file=sys.stderr)
+        return 1
+    except (ConfigError, PreflightError, StoreError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

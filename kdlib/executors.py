@@ -7,7 +7,9 @@ executor into the run store. Executors:
     ray               on a Ray cluster (`kdlib.executors_ray`): a local one, or an existing cluster
 
 A student waits for its seed's teacher; a run that fails is recorded with its error and the others go
-on (the students of a failed teacher fail with it); the report names every failed run.
+on (the students of a failed teacher fail with it); the report names every failed run. A write that
+fails for the whole store (`StoreUnwritable`: disk full, read-only) stops the phase at once instead.
+Each run trains under its lock in the store, so two drivers on one store train it once.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from typing import Callable, Iterable, Optional
 
 from .config import RunConfig, SetupConfig
 from .progress import ProgressBar, fmt_seconds
+from .store import StoreUnwritable
 
 EXECUTORS = ("local", "ray")
 
@@ -71,6 +74,11 @@ class Report:
         self.trained.append(job.cfg.label)
         self.note(job, "trained", seconds)
 
+    def found(self, job: Job) -> None:
+        """Stored by another process (a second driver on the store) while this one waited for its lock."""
+        self.loaded += 1
+        self.note(job, "loaded")
+
     def fail(self, job: Job, error: str) -> None:
         self.failed[job.cfg.label] = error
         self.failed_hashes.add(job.cfg.hash)
@@ -98,6 +106,17 @@ def write_failures(results_dir: Path, report: Report) -> None:
         path.write_text(json.dumps(report.failed, indent=1))
     elif path.exists():
         path.unlink()
+
+
+def train_once(cfg: RunConfig, store, device: str = "auto", progress=None) -> bool:
+    """Train and store one run under its lock; False when another process stored it meanwhile."""
+    from .runner import run_and_store
+
+    with store.lock(cfg):
+        if store.has(cfg):
+            return False
+        run_and_store(cfg, store, device, progress=progress)
+        return True
 
 
 def to_train(jobs: list[Job], store, report: Report) -> list[Job]:
@@ -134,8 +153,6 @@ class LocalExecutor:
     def run(self, jobs: list[Job], store, stop_at: Optional[float] = None) -> Report:
         """Train the jobs missing from the store. With `stop_at` (a time.perf_counter() value) no run
         starts after that time; the ones left are listed as skipped."""
-        from .runner import run_and_store
-
         report, started = Report(total=len(jobs)), time.perf_counter()
         todo = to_train(jobs, store, report)
         bar = ProgressBar(len(todo), stream=self.stream)
@@ -152,12 +169,17 @@ class LocalExecutor:
                     bar.update(running=1)
                     t0 = time.perf_counter()
                     try:
-                        run_and_store(j.cfg, store, self.device, progress=self.run_progress)
+                        trained = train_once(j.cfg, store, self.device, progress=self.run_progress)
+                    except StoreUnwritable:
+                        raise  # the next run could not be written either
                     except Exception:  # recorded, and the rest go on (KeyboardInterrupt is not caught)
                         report.fail(j, traceback.format_exc(limit=3))
                         bar.update(failed=1)
                         continue
-                    report.done(j, time.perf_counter() - t0)
+                    if trained:
+                        report.done(j, time.perf_counter() - t0)
+                    else:
+                        report.found(j)
                     bar.update(done=1, running=0)
             else:
                 self._pool(todo, store, report, bar, stop_at)
@@ -191,9 +213,15 @@ class LocalExecutor:
                 for fut in finished:
                     j, t0 = running.pop(fut)
                     err = fut.exception()
+                    if isinstance(err, StoreUnwritable):
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        raise err
                     err = err if err is None else getattr(err, "formatted", repr(err))
                     if err is None:
-                        report.done(j, store.provenance(j.cfg)["seconds"])
+                        if fut.result():
+                            report.done(j, store.provenance(j.cfg)["seconds"])
+                        else:
+                            report.found(j)
                         bar.update(done=1)
                         ready.extendleft(reversed(children.get(j.cfg.hash, [])))
                     else:
@@ -229,12 +257,13 @@ def _die_with_parent() -> None:
         pass
 
 
-def _pool_task(cfg: RunConfig, store_root: str, device: str) -> None:
-    from .runner import run_and_store
+def _pool_task(cfg: RunConfig, store_root: str, device: str) -> bool:
     from .store import RunStore
 
     try:
-        run_and_store(cfg, RunStore(store_root), device)
+        return train_once(cfg, RunStore(store_root), device)
+    except StoreUnwritable:
+        raise  # the driver stops the phase on it
     except Exception:
         raise TaskError(traceback.format_exc(limit=3)) from None
 

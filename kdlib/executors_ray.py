@@ -17,6 +17,7 @@ from typing import Optional
 
 from .executors import Job, Report, _order, to_train
 from .progress import ProgressBar
+from .store import StoreUnwritable
 
 MAX_RETRIES = 3  # a task whose worker process dies is run again (system failures only, not exceptions)
 
@@ -108,6 +109,8 @@ class RayExecutor:
                     try:
                         record = ray.get(ref)
                     except Exception as e:  # the run raised, or its teacher did
+                        if isinstance(getattr(e, "cause", None), StoreUnwritable):
+                            raise e.cause from None  # a worker could not write (--shared-fs): nor can the rest
                         report.fail(job, "its teacher failed" if report.teacher_failed(job) else _describe(e))
                         bar.update(failed=1)
                         continue

@@ -98,15 +98,16 @@ def resolve_plan(study: Study, scale: str, entries: Iterable[PlanEntry], extra: 
 
 
 def check_store(store, jobs) -> None:
-    """The store is writable, and teachers reused from it still hold what their new students need."""
+    """The store is writable if anything is to train, and teachers reused from it still hold what their new students need."""
     from .runner import teacher_needs
 
     problems = []
-    try:
-        store.check_writable()
-    except Exception as e:
-        problems.append(str(e))
     todo = {j.cfg.hash for j in jobs if not store.has(j.cfg)}
+    if todo:  # a complete store is only read (it may be a read-only, published one)
+        try:
+            store.check_writable()
+        except Exception as e:
+            problems.append(str(e))
     for j in jobs:
         cfg = j.cfg
         if cfg.hash not in todo or not cfg.is_student or cfg.teacher_hash in todo:

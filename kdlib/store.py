@@ -10,15 +10,28 @@
                   train_logits.npy  teachers only: float32 logits on the training set (KD targets)
                   model.pt          teachers only: final weights (feature variants, augmentation)
 
-The last two are what students need from a teacher; a shipped store (`slim`) leaves them out.
+                  manifest.json     size and SHA-256 of every other file, written last (runs stored
+                                    before manifests existed have none: "legacy", still read)
+
+The last two data files are what students need from a teacher; a shipped store (`slim`) leaves them out
+(and out of the manifest). Reading a file checks it against the manifest: its size (cheap), and the
+checksum of the small JSON files, so a truncated or hand-edited file is named instead of used;
+`verify` checks every checksum, that every file reads, and that config.json hashes to the folder's
+name; `seal` writes the manifest of a legacy run after those checks.
 
 A run is written into `<root>/.tmp-<hash>-<host>-<pid>-<random>/` and renamed into place, so a folder
 named by a hash is complete unless something other than the store wrote it; an incomplete folder (say a
 partial copy) counts as missing and is replaced by the next finished run. Temporary folders of processes
-that no longer run are removed when the store is opened.
+that no longer run are removed when the store is opened. A process trains a run while holding its lock
+(`lock`, an flock on `.locks/<hash>`), so two drivers on one store do not train the same run twice. A write
+that fails for the whole store (disk full, read-only) raises `StoreUnwritable`, which stops a training
+phase at once; reading needs no write access.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import json
 import os
 import shutil
@@ -35,11 +48,40 @@ from .paths import from_root
 
 REQUIRED = ("config.json", "metrics.json", "provenance.json", "outputs.npz")
 TEACHER_EXTRAS = ("train_logits.npy", "model.pt")
+MANIFEST = "manifest.json"
 ARM_ORDER = ("teacher", "control", "kd", "rcd")
+# Write errors about the store, not the run: retrying the next run cannot succeed.
+STORE_WIDE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM}
 
 
 class StoreError(RuntimeError):
     """A run folder is damaged or the store cannot be written; the message names the file."""
+
+
+class StoreUnwritable(StoreError):
+    """A write failed for a reason that holds for every run (disk full, read-only, no permission)."""
+
+
+def config_hash(config: dict) -> str:
+    """The hash of a stored config.json, computed as RunConfig.hash does (without `setup`)."""
+    d = {k: v for k, v in config.items() if k != "setup"}
+    return hashlib.sha256(canonical_json(d).encode()).hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_manifest(folder: Path, names: Iterable[str]) -> None:
+    """manifest.json for the named files of a folder, written to a temporary file and renamed."""
+    files = {n: {"size": (folder / n).stat().st_size, "sha256": _sha256(folder / n)} for n in sorted(names)}
+    tmp = folder / f".{MANIFEST}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps({"version": 1, "files": files}, indent=1, sort_keys=True))
+    os.replace(tmp, folder / MANIFEST)
 
 
 def _stamp() -> str:
@@ -60,10 +102,12 @@ def _pid_alive(pid: int) -> bool:
 class RunStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StoreError(f"cannot create the run store {self.root} ({e}); pick another folder with --results") from None
+        if not self.root.is_dir():  # an existing store is only read: it may be read-only
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"cannot create the run store {self.root} ({e}); pick another folder with --results") from None
+        self._manifests: dict[str, Optional[dict]] = {}
         self.removed_stale = self._remove_stale()
 
     @classmethod
@@ -98,6 +142,29 @@ class RunStore:
         except OSError as e:
             raise StoreError(f"the run store {self.root} is not writable ({e}); pick another folder with --results") from None
 
+    @contextlib.contextmanager
+    def lock(self, run: RunConfig | str):
+        """Hold the run's lock (blocking): whoever trains a run holds it, so another process waits and
+        then finds the run stored instead of training it again. flock: released when a process dies."""
+        import fcntl
+
+        folder = self.root / ".locks"
+        try:
+            folder.mkdir(exist_ok=True)
+            fd = os.open(folder / (run if isinstance(run, str) else run.hash), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise self._unwritable(e) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # the lock file stays: removing it would let a third process lock a new file
+
+    def _unwritable(self, e: OSError) -> StoreError:
+        cls = StoreUnwritable if e.errno in STORE_WIDE_ERRNOS else StoreError
+        return cls(f"cannot write into the run store {self.root}: {e.strerror or e} (errno {e.errno}, "
+                   f"{errno.errorcode.get(e.errno, '?')}); free space or pick another folder with --results")
+
     def _remove_stale(self) -> int:
         """Remove temporary folders left by killed writers (this machine's, whose process is gone)."""
         n = 0
@@ -120,7 +187,7 @@ class RunStore:
         try:
             tmp.mkdir()
         except OSError as e:
-            raise StoreError(f"cannot write into the run store {self.root}: {e}") from None
+            raise self._unwritable(e) from None
         try:
             (tmp / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, sort_keys=True, default=str))
             (tmp / "metrics.json").write_text(json.dumps(record.metrics, indent=1, sort_keys=True))
@@ -132,6 +199,7 @@ class RunStore:
                 import torch
 
                 torch.save(record.model_state, tmp / "model.pt")
+            _write_manifest(tmp, [p.name for p in tmp.iterdir()])
             if self.has(cfg):
                 shutil.rmtree(tmp)
                 return final
@@ -147,18 +215,46 @@ class RunStore:
                 shutil.rmtree(tmp, ignore_errors=True)
             if trash is not None:
                 shutil.rmtree(trash, ignore_errors=True)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise self._unwritable(e) from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        finally:
+            self._manifests.pop(cfg.hash, None)
         return final
 
     # ------------------------------------------------------------------------------ read
     def _file(self, run, name: str) -> Path:
+        """A file of a stored run, checked against the run's manifest: its size, and for the small JSON
+        files their checksum (so a hand-edited metrics.json is not used as is)."""
         p = self.path(run) / name
         if not self.has(run):
             label = run if isinstance(run, str) else run.label
             raise StoreError(f"run {label} is not in the store {self.root}")
+        entry = (self.manifest(run) or {}).get("files", {}).get(name)
+        if entry is not None:
+            try:
+                size = p.stat().st_size
+            except OSError as e:
+                raise self._damaged(p, e) from None
+            if size != entry["size"]:
+                raise self._damaged(p, ValueError(f"{size} bytes, its manifest says {entry['size']}"))
+            if name.endswith(".json") and _sha256(p) != entry["sha256"]:
+                raise self._damaged(p, ValueError("its checksum differs from its manifest (edited after it was stored)"))
         return p
+
+    def manifest(self, run) -> Optional[dict]:
+        """The run's manifest.json (read once per store object), or None for a legacy run without one."""
+        h = run if isinstance(run, str) else run.hash
+        if h not in self._manifests:
+            p = self.path(h) / MANIFEST
+            try:
+                self._manifests[h] = json.loads(p.read_text()) if p.is_file() else None
+            except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+                raise self._damaged(p, e) from None
+        return self._manifests[h]
 
     def _damaged(self, path: Path, err: Exception) -> StoreError:
         return StoreError(f"{path} is damaged ({type(err).__name__}: {err}). Delete the folder {path.parent} "
@@ -200,7 +296,9 @@ class RunStore:
 
     def train_logits(self, run) -> np.ndarray:
         p = self.path(run) / "train_logits.npy"
-        if not p.is_file():
+        if p.is_file():
+            p = self._file(run, "train_logits.npy")
+        else:
             raise StoreError(f"{p} is missing: this teacher was stored without its training logits (a shipped, "
                              "slim store), so students cannot be distilled from it; retrain it with --repair")
         try:
@@ -212,7 +310,9 @@ class RunStore:
         import torch
 
         p = self.path(run) / "model.pt"
-        if not p.is_file():
+        if p.is_file():
+            p = self._file(run, "model.pt")
+        else:
             raise StoreError(f"{p} is missing: this teacher's weights were not stored (a shipped, slim store)")
         try:
             return torch.load(p, map_location="cpu", weights_only=True)
@@ -220,16 +320,51 @@ class RunStore:
             raise self._damaged(p, e) from None
 
     def verify(self, run) -> Optional[str]:
-        """None if every file of the run reads; otherwise the error message naming the damaged file."""
+        """None if the run is whole; otherwise a message naming the run's damaged file. Checks every
+        file's checksum against the manifest (and that no file it lists is missing), that every file
+        reads (the teachers' training logits and weights too), and that config.json hashes to the folder."""
+        folder = self.path(run)
         try:
-            self.metrics(run), self.config(run), self.provenance(run), self.outputs(run)
+            files = (self.manifest(run) or {}).get("files", {})
+            for name, entry in files.items():
+                p = folder / name
+                if not p.is_file():
+                    raise self._damaged(p, FileNotFoundError("listed in its manifest but missing"))
+                if p.stat().st_size != entry["size"] or _sha256(p) != entry["sha256"]:
+                    raise self._damaged(p, ValueError("its size or checksum differs from its manifest"))
+            self.metrics(run), self.provenance(run), self.outputs(run)
+            if (folder / "train_logits.npy").is_file():
+                self.train_logits(run)
+            if (folder / "model.pt").is_file():
+                self.model_state(run)
+            h = config_hash(self.config(run))
+            if h != folder.name:
+                raise self._damaged(folder / "config.json", ValueError(f"it hashes to {h}, not to its folder's name"))
         except StoreError as e:
             return str(e)
+        return None
+
+    def seal(self, run) -> Optional[str]:
+        """Write the manifest of a legacy run (stored without one) once `verify` finds every file whole and
+        config.json hashing to the folder's name. None if sealed or already sealed, else the problem."""
+        if self.manifest(run) is not None:
+            return None
+        problem = self.verify(run)
+        if problem:
+            return problem
+        folder = self.path(run)
+        try:
+            _write_manifest(folder, [p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")])
+        except OSError as e:
+            raise self._unwritable(e) from None
+        finally:
+            self._manifests.pop(folder.name, None)
         return None
 
     def discard(self, run) -> None:
         """Move a (damaged) run out of the way so it is retrained."""
         p = self.path(run)
+        self._manifests.pop(p.name, None)
         if p.exists():
             trash = self.root / f".trash-{p.name}@{_stamp()}"
             os.replace(p, trash)
@@ -245,11 +380,14 @@ class RunStore:
         """Drop what only students need from teachers (training logits, weights): a store to ship."""
         n = 0
         for h in self.hashes():
-            for name in TEACHER_EXTRAS:
-                f = self.path(h) / name
-                if f.is_file():
-                    f.unlink()
-                    n += 1
+            dropped = [name for name in TEACHER_EXTRAS if (self.path(h) / name).is_file()]
+            for name in dropped:
+                (self.path(h) / name).unlink()
+                n += 1
+            manifest = self.manifest(h)
+            if dropped and manifest is not None:  # the manifest lists what stays
+                _write_manifest(self.path(h), [f for f in manifest["files"] if f not in dropped])
+                self._manifests.pop(h, None)
         return n
 
     # ------------------------------------------------------------------------------ tables

@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import yaml
 
+from . import yamlread
 from .config import TRAIN_KEYS, ConfigError, ModelSpec, SetupConfig, check_choice
 from .paths import REPO_ROOT
 
@@ -32,6 +33,8 @@ SCALE_FIELDS = {"n_seeds", "title", "label", "description", "plan", "pending", "
 OVERRIDES = {"kd_weight", "alpha", "kd_weight_variants", "temperature", "n_seeds", "rcd_noise", "rcd_variants",
              "base_seed", "data_args", "variant", "variant_args", "student_args", "backdoor", "recipe"} | set(TRAIN_KEYS)
 PLAN_KEYS = {"id", "setup", "params", "title"}
+TOP_KEYS = {"defaults", "recipes", "scales", "setups"}
+DEVICE_PATTERN = "auto, cpu, cuda or cuda:N"
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -73,6 +76,9 @@ class Study:
         where = self._where()
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: expected a mapping with defaults, scales and setups at the top")
+        unknown = set(raw) - TOP_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown top-level key(s) {sorted(map(str, unknown))}; allowed: {sorted(TOP_KEYS)}")
         self.raw = raw
         self.defaults = raw.get("defaults") or {}
         self.recipes = raw.get("recipes") or {}
@@ -86,6 +92,9 @@ class Study:
             unknown = set(spec or {}) - SCALE_FIELDS
             if unknown:
                 raise ConfigError(f"{where}: scale {name!r} has unknown key(s) {sorted(unknown)}; allowed: {sorted(SCALE_FIELDS)}")
+            device = (spec or {}).get("device")
+            if device is not None and not is_device_name(device):
+                raise ConfigError(f"{where}: scale {name!r} has device {device!r}; allowed: {DEVICE_PATTERN}")
         for name, spec in self.setup_specs.items():
             if not isinstance(spec, dict):
                 raise ConfigError(f"{where}: setup {name!r} must be a mapping of fields, got {spec!r}")
@@ -229,6 +238,14 @@ class Study:
         return self.setup(entry.setup, scale, **{**entry.params, **extra})
 
 
+def is_device_name(device: Any) -> bool:
+    """auto, cpu, cuda or cuda:N (whether CUDA is present is checked where a scale runs)."""
+    if not isinstance(device, str):
+        return False
+    kind, _, index = device.partition(":")
+    return device in ("auto", "cpu", "cuda") or (kind == "cuda" and index.isdigit())
+
+
 def _model_spec(raw: Any, setup: str, role: str) -> ModelSpec:
     if not isinstance(raw, dict) or "model" not in raw:
         raise ConfigError(f"setup {setup!r}: `{role}:` must be a mapping with `model:` (and optional `args:`), got {raw!r}")
@@ -240,7 +257,7 @@ def _from_yaml(what: str, value: Any, kind: str) -> Any:
     if not isinstance(value, str):
         return value
     try:
-        return yaml.safe_load(value)
+        return yamlread.load(value)
     except yaml.YAMLError as e:
         raise ConfigError(f"{what} must be a {kind}; could not parse {value!r}: {e}") from None
 
@@ -264,14 +281,25 @@ def as_mapping(what: str, value: Any) -> dict:
 
 
 def _check_names(cfg: SetupConfig) -> None:
-    """Dataset, models and variant exist; the backdoor fits the data. Imported here, not in config,
-    so that the config module depends on nothing."""
+    """Dataset, models and variant exist; the backdoor fits the data; the primary family names tests
+    that exist. Imported here, not in config, so that the config module depends on nothing."""
     from . import arms, backdoor, data, models
+    from .stats import COMPARISONS, DIRECTIONS
 
     data.DATASETS.check(cfg.dataset)
     models.MODELS.check(cfg.teacher.name)
     models.MODELS.check(cfg.student.name)
     arms.VARIANTS.check(cfg.variant)  # RCD noises: SetupConfig checks them itself
+    for triple in cfg.primary:  # a misspelled test would silently leave the family and change its correction
+        if len(triple) != 3:
+            raise ConfigError(f"setup {cfg.name!r}: primary test {list(triple)!r} must be [metric, arm_a, arm_b]")
+        metric, a, b = triple
+        if metric not in DIRECTIONS:
+            raise ConfigError(f"setup {cfg.name!r}: primary test {list(triple)!r} names unknown metric {metric!r}; "
+                              f"allowed: {', '.join(DIRECTIONS)}")
+        if (a, b) not in COMPARISONS:
+            raise ConfigError(f"setup {cfg.name!r}: primary test {list(triple)!r} compares {a} with {b}; "
+                              f"allowed comparisons: {', '.join(f'{x} {y}' for x, y in COMPARISONS)}")
     if cfg.backdoor:
         meta = data.DATASETS.meta(cfg.dataset)
         backdoor.check_spec(dict(cfg.backdoor), meta["n_classes"], modality=meta["modality"])
@@ -283,7 +311,7 @@ def load_study(path: str | os.PathLike | None = None) -> Study:
         raise ConfigError(f"study file {path} not found")
     try:
         with path.open() as f:  # from the stream, so parse errors name the file and line
-            raw = yaml.safe_load(f)
+            raw = yamlread.load(f)
     except yaml.YAMLError as e:
         raise ConfigError(f"study file {path} is not valid YAML: {e}") from None
     return Study(raw or {}, path)

@@ -42,14 +42,18 @@ class SetupView:
         study = load_study(p["study_file"])
         cfg = study.setup(p["setup"], p["scale"], **setup_overrides(params))
         store = RunStore.open(p["results_dir"] or study.results_dir(p["scale"]))
+        failures_file = from_root(p["results_dir"] or study.results_dir(p["scale"])) / "failed_runs.json"
+        failed = json.loads(failures_file.read_text()) if failures_file.is_file() else {}
         trained = 0
         if p["train_missing"] and store.missing(cfg):
             from .executors import LocalExecutor, collect_jobs
+            from .train import resolve_device
 
-            report = LocalExecutor(p["device"] or "auto").run(collect_jobs([(p["entry_id"] or cfg.name, cfg)]), store)
+            resolve_device(p["device"] or "auto")  # a bad device stops the chapter here, not in every run
+            # a run the training phase reported as failed is listed as failed, not retried here
+            jobs = [j for j in collect_jobs([(p["entry_id"] or cfg.name, cfg)]) if j.cfg.label not in failed]
+            report = LocalExecutor(p["device"] or "auto").run(jobs, store)
             trained = len(report.trained)
-        failures_file = from_root(p["results_dir"] or study.results_dir(p["scale"])) / "failed_runs.json"
-        failed = json.loads(failures_file.read_text()) if failures_file.is_file() else {}
         missing = [r.label for r in store.missing(cfg)]
         return cls(cfg=cfg, entry_id=p["entry_id"] or cfg.name, store=store, results=store.results(cfg),
                    missing=missing, failed={k: v for k, v in failed.items() if k in missing}, trained_now=trained)

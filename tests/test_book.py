@@ -4,8 +4,13 @@ replaces a good one, and headless Chromium opens built pages as a reader would."
 import functools
 import http.server
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import nbformat
@@ -15,6 +20,7 @@ import yaml
 from kdlib import load_study
 from kdlib.driver import chapter_metadata, execute_chapter
 from kdlib.driver import main as driver_main
+from kdlib.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -45,6 +51,7 @@ def test_driver_generates_toc_and_executed_chapters(book):
     assert injected and all("remove-cell" in c.metadata["tags"] for c in injected)
     assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
     assert (book / "results" / "training_log.json").is_file()
+    assert "train_missing = False" in injected[0].source  # the training phase trained; a chapter never does
 
 
 def test_rerun_trains_nothing(book, capsys):
@@ -81,6 +88,78 @@ def test_a_failed_chapter_does_not_replace_the_good_one(book):
         execute_chapter("setup", path, {"setup": "no-such-setup", "scale": "smoke"}, "x", {"scale": "smoke"})
     assert path.read_bytes() == before and chapter_metadata(path)["entry"] == "imdb-textcnn-self"
     assert not list(path.parent.glob(".*.tmp.ipynb"))
+
+
+def _env(**extra) -> dict:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), **extra}
+
+
+def test_sigterm_during_chapters_then_a_rebuild_shows_only_what_the_store_holds(book):
+    """SIGTERM (timeout, Slurm) in the chapters leaves no temporary notebook; one left by kill -9 is
+    removed at the next start; a kept chapter whose run was deleted is executed again; pages of chapters
+    no longer in the TOC leave _build/html."""
+    gen = book / "book" / "generated" / "smoke"
+    argv = ["--scale", "smoke", "--out", str(book), "--results", str(book / "results"), "--only", "vowels-seqcnn-self"]
+    proc = subprocess.Popen([sys.executable, "-m", "kdlib.driver", *argv, "--no-build"], cwd=ROOT, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not list(gen.glob(".*.tmp.ipynb")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert list(gen.glob(".*.tmp.ipynb")), "no chapter started"
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 130 and "interrupted" in out and "Traceback" not in out
+    assert not list(gen.glob(".*.tmp.ipynb"))
+    (gen / ".imdb-textcnn-self.999999999.tmp.ipynb").write_text("{}")  # what kill -9 leaves
+    cfg = load_study().setup("imdb-textcnn-self", "smoke")
+    RunStore(book / "results" / "runs").discard(cfg.run_config("kd", 1))
+    stray = book / "_build" / "html" / "book" / "generated" / "smoke" / "dropped-entry.html"
+    stray.write_text("a chapter no longer in the plan")
+    assert driver_main(argv) == 0
+    assert not list(gen.glob(".*.tmp.ipynb")) and not stray.exists()
+    nb = nbformat.read(gen / "imdb-textcnn-self.ipynb", as_version=4)
+    assert f"1 of {len(cfg.runs())} runs are missing" in _stream_text(nb)
+    toc = yaml.safe_load((book / "_toc.yml").read_text())
+    assert "book/generated/smoke/imdb-textcnn-self" in [c["file"] for c in toc["parts"][1]["chapters"]]
+
+
+def test_a_read_only_complete_store_builds_the_book(book, tmp_path, monkeypatch):
+    """Only the training phase writes into the results folder. Writes under it raise EROFS here and in the
+    chapters' kernels (tests/readonly/sitecustomize.py: as root, chmod would not stop them)."""
+    import importlib.util
+
+    readonly = ROOT / "tests" / "readonly"
+    spec = importlib.util.spec_from_file_location("kdlib_test_readonly", readonly / "sitecustomize.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    other = tmp_path / "other"
+    shutil.copytree(book / "book", other / "book")
+    monkeypatch.setenv("KDLIB_TEST_READONLY", str(book / "results"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(readonly), str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    module.install(str(book / "results"), setattr=monkeypatch.setattr)
+    with pytest.raises(OSError, match="Read-only"):
+        (book / "results" / "probe").write_text("")
+    assert driver_main(["--scale", "smoke", "--out", str(other), "--results", str(book / "results"),
+                        "--only", "vowels-seqcnn-self"]) == 0
+    assert (other / "_build" / "html" / "book" / "generated" / "smoke" / "vowels-seqcnn-self.html").is_file()
+
+
+def test_a_chapter_never_retrains_a_run_that_failed_in_the_training_phase(book, tmp_path, monkeypatch):
+    from kdlib.executors import LocalExecutor, Report
+    from kdlib.views import SetupView
+
+    results = tmp_path / "results"
+    shutil.copytree(book / "results", results)
+    cfg = load_study().setup("vowels-seqcnn-self", "smoke")
+    failed = cfg.run_config("rcd", 1)
+    RunStore(results / "runs").discard(failed)
+    (results / "failed_runs.json").write_text(json.dumps({failed.label: "RuntimeError: diverged"}))
+    asked = []
+    monkeypatch.setattr(LocalExecutor, "run", lambda self, jobs, store: asked.extend(jobs) or Report())
+    view = SetupView.from_parameters({"setup": "vowels-seqcnn-self", "scale": "smoke", "results_dir": str(results),
+                                      "train_missing": True, "device": "cpu"})
+    assert failed.label not in [j.cfg.label for j in asked]
+    assert view.missing == [failed.label] and "diverged" in view.failed[failed.label]
 
 
 def test_ctrl_c_stops_with_one_line(monkeypatch, capsys):

@@ -40,6 +40,8 @@ def test_rerun_command_checks_names_and_values_before_papermill(tmp_path, capsys
     assert main(["setup", str(out), "-p", "scale", "smoke", "-p", "variant", "fitnets", "-p", "variant_args",
                  "{student_layer: nope, teacher_layer: features.3}", "-p", "setup", "mnist5k-lenet-standard"]) == 2
     assert "no module named 'nope'" in capsys.readouterr().err
+    assert main(["setup", str(out), "-p", "scale", "smoke", "-p", "device", "tpu"]) == 2
+    assert "unknown device 'tpu'; allowed: auto, cpu, cuda" in capsys.readouterr().err
     assert not out.exists()
 
 

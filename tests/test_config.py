@@ -205,3 +205,44 @@ def test_list_and_mapping_parameters_parse_yaml_strings(study):
 def test_study_shape_errors():
     with pytest.raises(ConfigError, match="expected a mapping"):
         Study(["not", "a", "mapping"])
+
+
+def _edited(tmp_path, old, new):
+    text = load_study().path.read_text()
+    assert old in text, old
+    return _study_file(tmp_path, text.replace(old, new, 1))
+
+
+# Study-file edits that used to pass silently or fail late; each is now refused when the file is read or
+# the setup resolved, naming the bad value and what is allowed.
+BAD_STUDY_EDITS = [
+    ("primary: [[agreement, kd, control],", "primary: [[agreemnt, kd, control],", r"unknown metric 'agreemnt'; allowed: accuracy, loss"),
+    ("primary: [[agreement, kd, control],", "primary: [[agreement, control, kd],", r"compares control with kd; allowed comparisons: kd control"),
+    ("primary: [[agreement, kd, control],", "primary: [agreement, kd, control, [agreement, kd, control],", r"must be \[metric, arm_a, arm_b\]"),
+    ("  temperature: 4.0 ", "  temperature: 2.0\n  temperature: 4.0 ", r"duplicate key 'temperature' \(first given on line \d+\)"),
+    ("  base_seed: 0\n", "  base_seed: abc\n", r"base_seed must be an integer >= 0, got 'abc'"),
+    ("    device: cuda\n", "    device: tpu\n", r"scale 'paper' has device 'tpu'; allowed: auto, cpu, cuda or cuda:N"),
+    ("\nsetups:\n", "\nsetup:\n", r"unknown top-level key\(s\) \['setup'\]; allowed: \['defaults', 'recipes', 'scales', 'setups'\]"),
+]
+
+
+@pytest.mark.parametrize("old,new,message", BAD_STUDY_EDITS, ids=[m[:24] for _, _, m in BAD_STUDY_EDITS])
+def test_bad_study_file_edits_are_refused_naming_the_value(tmp_path, old, new, message):
+    from kdlib.studyfile import load_study as load
+
+    with pytest.raises(ConfigError, match=message):
+        load(_edited(tmp_path, old, new)).setup("vowels-seqcnn-self", "smoke")
+
+
+def test_numbers_yaml_1_1_reads_as_strings_are_numbers_with_the_same_hash(tmp_path, study):
+    from kdlib.studyfile import load_study as load
+
+    old = "smoke: {train: {epochs: 3, batch_size: 32, optimizer: adamw, lr: 0.003, weight_decay: 0.01}}"
+    edited = load(_edited(tmp_path, old, old.replace("0.003", "3e-3").replace("0.01}", "1e-2}")))
+    cfg, ref = edited.setup("vowels-seqcnn-self", "smoke"), study.setup("vowels-seqcnn-self", "smoke")
+    assert cfg.train["lr"] == 0.003 and isinstance(cfg.train["weight_decay"], float)
+    assert [r.hash for r in cfg.runs()] == [r.hash for r in ref.runs()]
+    # a string from a caller (papermill -p) is converted too, and a non-number names its key
+    assert study.setup("vowels-seqcnn-self", "smoke", lr="3e-3").run_config("kd", 0).hash == ref.run_config("kd", 0).hash
+    with pytest.raises(ConfigError, match=r"train.weight_decay must be a number, got 'lots'"):
+        study.setup("vowels-seqcnn-self", "smoke", weight_decay="lots")

@@ -39,9 +39,11 @@ def test_run_folder_contents_and_provenance(setup, trained):
     assert len(df) == 8 and set(df.arm) == {"teacher", "control", "kd", "rcd"}
     t = setup.teacher_run(0)
     assert {p.name for p in store.path(t).iterdir()} == {"config.json", "metrics.json", "provenance.json",
-                                                         "outputs.npz", "train_logits.npy", "model.pt"}
+                                                         "outputs.npz", "train_logits.npy", "model.pt", "manifest.json"}
     k = setup.run_config("kd", 1)
-    assert {p.name for p in store.path(k).iterdir()} == {"config.json", "metrics.json", "provenance.json", "outputs.npz"}
+    assert {p.name for p in store.path(k).iterdir()} == {"config.json", "metrics.json", "provenance.json", "outputs.npz",
+                                                         "manifest.json"}
+    assert set(store.manifest(k)["files"]) == {"config.json", "metrics.json", "provenance.json", "outputs.npz"}
     prov = store.provenance(k)
     assert prov["device"].startswith("cpu") and prov["seconds"] > 0 and prov["packages"]["torch"]
     assert prov["cpu_threads"] >= 1 and prov["bitwise_reproducible"] is True
