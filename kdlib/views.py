@@ -148,7 +148,20 @@ class SetupView:
                 + ("it can be significant." if lp["lone_test_can_survive"] else "**no test can be significant at this seed count**.")
                 + f" **Exploratory family** ({m_expl} tests): a lone test ends at {le['min_p_by_lone_test']:.2g}"
                 + (", so only consistent effects can survive." if not le["lone_test_can_survive"] else ".")
-                + f" Significance at alpha = {ALPHA}.")
+                + f" Significance at alpha = {ALPHA}."
+                + self._unreachable_note(tests))
+
+    @staticmethod
+    def _unreachable_note(tests: pd.DataFrame) -> str:
+        """The primary tests whose non-zero differences cannot pass the family's correction (claims that rest
+        on them are "not testable" here)."""
+        t = tests[(tests["family"] == "primary") & ~tests["reachable"].astype(bool)] if len(tests) else tests
+        if not len(t):
+            return ""
+        return (" **Primary tests that cannot be significant here** (too few non-zero differences for the "
+                "correction): " + "; ".join(f"{c} {m} ({nz} of {n} differences non-zero, smallest p {mp:.2g})"
+                                            for c, m, nz, n, mp in zip(t["comparison"], t["metric"], t["n_nonzero"],
+                                                                       t["n"], t["min_p"])) + ".")
 
     # ------------------------------------------------------------------ tables
     def arm_table(self) -> pd.DataFrame:
@@ -166,12 +179,12 @@ class SetupView:
 
     def full_tests(self) -> pd.DataFrame:
         cols = ["family", "comparison", "metric", "n", "n_nonzero", "n_excluded", "mean_a", "sem_a", "mean_b", "sem_b",
-                "mean_diff", "W", "p", "p_by", "rbc", "significant", "min_p"]
+                "mean_diff", "W", "p", "p_by", "rbc", "significant", "min_p", "reachable"]
         t = self.tests()
         return t[[c for c in cols if c in t]]
 
     def transfer_table(self) -> pd.DataFrame:
-        return transfer_table(self.main)
+        return transfer_table(self.main, self.cfg.min_disagreements)
 
     def readings_table(self) -> pd.DataFrame:
         return readings_table(self.results, self.cfg, {w: self.tests(w) for w in self.cfg.kd_weights})

@@ -136,11 +136,14 @@ plots.per_seed_tabs(main, ["accuracy", "agreement", "js_divergence", "pos_agreem
 # student repeats the teacher's wrong label). Changes are against the control. A- starts lower than A+,
 # so a rise relative to the control favours A- by construction; the asymmetry is judged on the **share
 # of the control's remaining headroom** that kd closes, (A_kd - A_control) / (1 - A_control), per seed.
+# A seed's share is left undefined where the control disagrees with its teacher on fewer examples of that
+# subset than the study file's `min_disagreements` (a share from one or two examples moves in steps of 50 %
+# or more); the mean shares are over the seeds where both are defined, the pairs the asymmetry test uses.
 
 # %% tags=["remove-input"]
 display(relabel(view.transfer_table()).style.format(precision=2))
 fig = plots.transfer_figure(main)
-fig = plots.headroom_figure(main)
+fig = plots.headroom_figure(main, view.cfg.min_disagreements)
 
 # %% [markdown]
 # ## Generalisation gap
