@@ -15,6 +15,7 @@ LABELS = {
     "pos_agreement": "A+: agreement where teacher right (%)", "neg_agreement": "A-: agreement where teacher wrong (%)",
     "mi": "mutual information of predicted labels (nats)", "nmi": "normalised mutual information",
     "cka": "linear CKA of penultimate features",
+    "cka_debiased": "debiased linear CKA (unbiased HSIC)", "mi_plugin_bias": "MI of unrelated models, (K-1)^2/2N (nats)",
     "backdoor_asr": "backdoor attack success (%)", "backdoor_clean_rate": "clean inputs -> target (%)",
     "backdoor_lift": "attack success - base rate of target (points)", "seeds": "seeds",
     # transfer table

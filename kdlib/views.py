@@ -9,11 +9,12 @@ from typing import Optional
 
 import pandas as pd
 
-from .analysis import (arm_table, compact_tests, convergence, primary_family, readings_table, setup_tests,
-                       transfer_table)
+from .analysis import (arm_table, compact_tests, convergence, fmt_mean_sem, primary_family, readings_table,
+                       setup_tests, transfer_table)
 from .chapters import PARAMETERS, setup_overrides
 from .config import SetupConfig
 from .paths import from_root
+from .metrics import debiased_cka, mi_plugin_bias
 from .stats import ALPHA, power_limits
 from .store import RunStore, main_arms
 from .studyfile import load_study
@@ -188,6 +189,31 @@ class SetupView:
 
     def readings_table(self) -> pd.DataFrame:
         return readings_table(self.results, self.cfg, {w: self.tests(w) for w in self.cfg.kd_weights})
+
+    def similarity_table(self) -> pd.DataFrame:
+        """Per student arm (main KD weight and noise): the stored linear CKA beside the debiased one, computed
+        here from the stored float16 features of each run and its teacher, and the plug-in MI beside its
+        expected value for two unrelated models, (K_S - 1)(K_T - 1) / 2N nats (`metrics.mi_plugin_bias`)."""
+        r, rows, teacher_feats = self.main, {}, {}
+        teacher_hashes = sorted(r.loc[r.arm == "teacher", "hash"])
+        if not teacher_hashes:
+            return pd.DataFrame()
+        logits = self.store.test_logits(teacher_hashes[0])
+        bias = mi_plugin_bias(logits.shape[1], logits.shape[1], len(logits))
+        for arm in ("control", "kd", "rcd"):
+            d = r[r.arm == arm]
+            if d.empty:
+                continue
+            debiased = []
+            for h, th in zip(d["hash"], d["teacher_hash"]):
+                if th not in teacher_feats:
+                    teacher_feats[th] = self.store.features(th)
+                fs, ft = self.store.features(h), teacher_feats[th]
+                debiased.append(debiased_cka(fs, ft) if fs is not None and ft is not None else float("nan"))
+            rows[arm] = {"cka": fmt_mean_sem(d["cka"]) if "cka" in d else "n/a",
+                         "cka_debiased": fmt_mean_sem(debiased), "mi": fmt_mean_sem(d["mi"]) if "mi" in d else "n/a",
+                         "mi_plugin_bias": f"{bias:.3g}"}
+        return pd.DataFrame(rows)
 
     def rcd_variants_table(self) -> pd.DataFrame:
         r = self.main_weight_runs
