@@ -186,7 +186,7 @@ class SetupConfig:
     recipe: Optional[str] = None
     variant: str = "logit"
     variant_args: dict = field(default_factory=dict)
-    kd_weight: float = 0.9
+    kd_weight: Optional[float] = None  # the main reading of alpha: the study file's `defaults: kd_weight`
     kd_weight_variants: tuple = ()
     temperature: float = 4.0
     rcd_noise: str = "unit_fixed"
@@ -212,6 +212,9 @@ class SetupConfig:
                               "unit_fixed, unit_resampled or teacher_scaled")
         if self.kind == "self" and self.teacher != self.student:
             raise ConfigError(f"setup {self.name!r} is self-distillation but its student differs from its teacher")
+        if self.kd_weight is None:
+            raise ConfigError(f"setup {self.name!r} has no kd_weight: the study file names the main reading of alpha "
+                              "(`defaults: kd_weight`, or the setup's own)")
         object.__setattr__(self, "kd_weight", check_kd_weight(self.kd_weight))
         object.__setattr__(self, "kd_weight_variants",
                            tuple(check_kd_weight(w, "kd_weight_variants") for w in self.kd_weight_variants))
