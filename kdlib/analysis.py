@@ -202,6 +202,7 @@ def summarise_setup(entry_id: str, setup, results: pd.DataFrame, kd_weight: Opti
     gains = (_by_seed(r, "kd", "agreement") - _by_seed(r, "control", "agreement")).dropna()
     kd = tt["kd"] if "kd" in tt else pd.Series(dtype=float)
     teacher = r[r["arm"] == "teacher"].sort_values("seed")
+
     def p(row):
         return float(row["p_by"]) if row is not None else float("nan")
 
