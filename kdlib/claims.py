@@ -366,7 +366,7 @@ def flips_sentence(matrix: pd.DataFrame) -> str:
 
 def anchor(col: str, claim: int) -> str:
     """The HTML id of the evidence block of one verdict (column x claim)."""
-    slug = "".join(ch if ch.isalnum() else "-" for ch in col.lower()).strip("-")
+    slug = "-".join("".join(ch if ch.isalnum() else " " for ch in col.lower()).split())
     return f"claim-{claim}-{slug}"
 
 

@@ -261,6 +261,7 @@ def test_verdict_cells_link_to_their_evidence_blocks():
     assert f'id="{anchor("cpu, w=0.9", 1)}"' in details("cpu, w=0.9: supported", texts[("cpu, w=0.9", 1)],
                                                            anchor=anchor("cpu, w=0.9", 1))
     assert len({anchor(c, k) for c in ("cpu, w=0.9", "cpu, w=0.1") for k in range(1, 8)}) == 14
+    assert anchor("cpu, w=0.9", 7) == "claim-7-cpu-w-0-9"
 
 
 def test_readings_come_from_the_study_file():
