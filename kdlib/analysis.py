@@ -12,7 +12,7 @@ from typing import Iterable, Optional
 import numpy as np
 import pandas as pd
 
-from .stats import (ALPHA, COMPARISONS, equivalence_test, measured, metrics_for, paired_tests, power_limits, sem,
+from .stats import (ALPHA, COMPARISONS, equivalence_test, measured, metrics_for, paired_tests, sem,
                     signed_rank_test)
 from .store import ARM_ORDER, main_arms
 
@@ -23,12 +23,18 @@ PERCENT_METRICS = {"accuracy", "train_accuracy", "agreement", "pos_agreement", "
                    "backdoor_clean_rate", "backdoor_lift"}
 # The default primary family (study.yaml `defaults: primary:` can change it per setup).
 DEFAULT_PRIMARY = (("agreement", "kd", "control"), ("neg_agreement", "kd", "control"), ("agreement", "kd", "rcd"))
+# In a backdoor setup the trigger's lift decides claim 7, so it is a primary test there (PROTOCOL.md, 2026-11-30).
+BACKDOOR_PRIMARY = ("backdoor_lift", "kd", "control")
 FLAT_TAIL, FLAT_SHARE = 0.2, 0.05  # "flattened": < 5 % of the loss decrease came in the last 20 % of epochs
 
 
 def primary_family(setup) -> tuple:
-    """The setup's primary test family: the one its study-file entry declares, else DEFAULT_PRIMARY."""
-    return setup.primary or DEFAULT_PRIMARY
+    """The setup's primary test family: the one its study-file entry declares, else DEFAULT_PRIMARY; a
+    backdoor setup's family also holds the trigger-lift test (kd > control)."""
+    family = tuple(tuple(t) for t in (setup.primary or DEFAULT_PRIMARY))
+    if getattr(setup, "backdoor", None) and BACKDOOR_PRIMARY not in family:
+        family += (BACKDOOR_PRIMARY,)
+    return family
 
 
 def fmt_mean_sem(values, percent: bool = False) -> str:
@@ -63,22 +69,35 @@ def _by_seed(results: pd.DataFrame, arm: str, metric: str) -> pd.Series:
     return results[results["arm"] == arm].set_index("seed")[metric]
 
 
-def headroom_shares(results: pd.DataFrame, arm: str = "kd") -> pd.DataFrame:
+def headroom_shares(results: pd.DataFrame, arm: str = "kd", min_disagreements: int = 1) -> pd.DataFrame:
     """Per seed: the share of the control's remaining headroom that `arm` closes,
     (A_arm - A_control) / (1 - A_control), on the teacher's right (A+) and wrong (A-) answers.
-    NaN where the control leaves no headroom or A- is undefined (a teacher seed with no test errors)."""
+    NaN where the control disagrees with the teacher on fewer than `min_disagreements` examples of that
+    subset (a share from one or two examples moves in steps of 50-100 %), or A- is undefined (a teacher
+    seed with no test errors). The control's disagreements are counted from the stored counts."""
+    if isinstance(min_disagreements, bool) or not isinstance(min_disagreements, int) or min_disagreements < 1:
+        raise ValueError(f"min_disagreements must be an integer >= 1, got {min_disagreements!r}")
     out = {}
-    for key, col in (("pos_agreement", "pos_share"), ("neg_agreement", "neg_share")):
+    for key, col, n_set, n_agree in (("pos_agreement", "pos_share", "n_teacher_correct", "n_pos_agree"),
+                                     ("neg_agreement", "neg_share", "n_teacher_wrong", "n_neg_agree")):
         a, c = _by_seed(results, arm, key), _by_seed(results, "control", key)
         seeds = a.index.intersection(c.index)
         head = 1.0 - c.loc[seeds]
-        out[col] = (a.loc[seeds] - c.loc[seeds]) / head.where(head > 0)
+        disagree = (_by_seed(results, "control", n_set) - _by_seed(results, "control", n_agree)).loc[seeds]
+        out[col] = (a.loc[seeds] - c.loc[seeds]) / head.where((head > 0) & (disagree >= min_disagreements - 0.5))
     return pd.DataFrame(out)
 
 
-def transfer_table(results: pd.DataFrame) -> pd.DataFrame:
+def paired_shares(results: pd.DataFrame, arm: str = "kd", min_disagreements: int = 1) -> pd.DataFrame:
+    """`headroom_shares` on the seeds where both shares are defined: the pairs the asymmetry test uses, so
+    the means shown and the test use the same seeds and the same estimator (mean of per-seed shares)."""
+    return headroom_shares(results, arm, min_disagreements).dropna()
+
+
+def transfer_table(results: pd.DataFrame, min_disagreements: int = 1) -> pd.DataFrame:
     """Positive (A+) and negative (A-) agreement per student arm, their change over the control (points
-    and relative), the control's headroom, the mean share of it closed, and the counts behind them."""
+    and relative), the control's headroom, the mean share of it closed (over the seeds where both shares
+    are defined, `paired_shares`: share_seeds of them), and the counts behind them."""
     ctrl = results[results["arm"] == "control"]
     rows = {}
     for arm in ("control", "kd", "rcd"):
@@ -86,7 +105,7 @@ def transfer_table(results: pd.DataFrame) -> pd.DataFrame:
         if d.empty:
             continue
         row = {}
-        shares = headroom_shares(results, arm) if arm != "control" else None
+        shares = paired_shares(results, arm, min_disagreements) if arm != "control" else None
         for key, label in (("pos_agreement", "pos"), ("neg_agreement", "neg")):
             mean, c = d[key].mean(), ctrl[key].mean()
             row[f"{label}_agreement"] = 100 * mean
@@ -94,6 +113,7 @@ def transfer_table(results: pd.DataFrame) -> pd.DataFrame:
             row[f"{label}_gain_relative"] = 100 * (mean - c) / c if c > 0 else float("nan")
             row[f"{label}_headroom"] = 100 * (1 - c)
             row[f"{label}_share_closed"] = float(shares[f"{label}_share"].mean()) if shares is not None else float("nan")
+        row["share_seeds"] = len(shares) if shares is not None else float("nan")
         row["teacher_right"] = d["n_teacher_correct"].mean()
         row["teacher_wrong"] = d["n_teacher_wrong"].mean()
         row["copied_right"] = d["n_pos_agree"].mean()
@@ -112,12 +132,15 @@ def setup_tests(results: pd.DataFrame, primary: Iterable = DEFAULT_PRIMARY, alph
     return tests
 
 
-def asymmetry_test(results: pd.DataFrame) -> dict:
+def asymmetry_test(results: pd.DataFrame, min_disagreements: int = 1) -> dict:
     """Claim 3: is the share of headroom kd closes on the teacher's errors (A-) larger than on its right
-    answers (A+)? Paired by seed, one-sided, exact; seeds with an undefined share are excluded."""
-    s = headroom_shares(results, "kd")
+    answers (A+)? Paired by seed, one-sided, exact; seeds with an undefined share (see `headroom_shares`)
+    are excluded, and the means are over the seeds the test kept."""
+    s = headroom_shares(results, "kd", min_disagreements)
+    both = s.dropna()
     return {**signed_rank_test(s["neg_share"].to_numpy(float), s["pos_share"].to_numpy(float), "greater"),
-            "pos_share": float(s["pos_share"].mean()), "neg_share": float(s["neg_share"].mean())}
+            "pos_share": float(both["pos_share"].mean()) if len(both) else float("nan"),
+            "neg_share": float(both["neg_share"].mean()) if len(both) else float("nan")}
 
 
 def convergence(results: pd.DataFrame, epoch_logs: dict) -> pd.DataFrame:
@@ -171,18 +194,23 @@ def summarise_setup(entry_id: str, setup, results: pd.DataFrame, kd_weight: Opti
     equiv = equivalence_test(rcd_acc.loc[seeds].to_numpy(float), kd_acc.loc[seeds].to_numpy(float),
                              setup.equivalence_margin)
     rcd_better = signed_rank_test(rcd_acc.loc[seeds].to_numpy(float), kd_acc.loc[seeds].to_numpy(float), "greater")
-    asym = asymmetry_test(r)
-    tt = transfer_table(r)
+    asym = asymmetry_test(r, setup.min_disagreements)
+    tt = transfer_table(r, setup.min_disagreements)
+    ctrl = r[r["arm"] == "control"]
+    # the control's disagreements with its teacher, per seed (test examples): the headroom of claim 1
+    ctrl_disagree = ctrl["n_teacher_correct"] + ctrl["n_teacher_wrong"] - ctrl["n_pos_agree"] - ctrl["n_neg_agree"]
+    gains = (_by_seed(r, "kd", "agreement") - _by_seed(r, "control", "agreement")).dropna()
     kd = tt["kd"] if "kd" in tt else pd.Series(dtype=float)
     teacher = r[r["arm"] == "teacher"].sort_values("seed")
-    m_primary = int((tests["family"] == "primary").sum()) if len(tests) else 0
-    n_primary_seeds = int(tests.loc[tests["family"] == "primary", "n"].min()) if m_primary else n_seeds
 
     def p(row):
         return float(row["p_by"]) if row is not None else float("nan")
 
     def sig(row):
         return bool(row["significant"]) if row is not None else False
+
+    def reach(row):
+        return bool(row["reachable"]) if row is not None else False
 
     return {
         "id": entry_id, "setup": setup.name, "title": setup.title, "modality": setup.modality, "scale": setup.scale,
@@ -191,10 +219,15 @@ def summarise_setup(entry_id: str, setup, results: pd.DataFrame, kd_weight: Opti
         "main_kd_weight": setup.kd_weight, "temperature": setup.temperature, "rcd_noise": setup.rcd_noise,
         "variant": setup.variant, "recipe": setup.recipe, "epochs": setup.train["epochs"],
         "optimizer": setup.train["optimizer"], "teacher_args": dict(setup.teacher.args), "n_seeds": n_seeds,
+        "min_disagreements": setup.min_disagreements,
         "teacher_hashes": sorted(r.loc[r.arm == "teacher", "hash"]), "control_hashes": sorted(r.loc[r.arm == "control", "hash"]),
         "kd_hashes": sorted(r.loc[r.arm == "kd", "hash"]),
-        # can a test of the primary family be significant at this seed count (the lone-test BY bound)?
-        "primary_testable": power_limits(n_primary_seeds, max(1, m_primary), alpha)["lone_test_can_survive"],
+        # could the kd > control agreement test pass its family's correction with the non-zero differences it kept?
+        "transfer_testable": reach(agree),
+        "transfer_n_nonzero": int(agree["n_nonzero"]) if agree is not None else 0,
+        "transfer_min_p": float(agree["min_p"]) if agree is not None else float("nan"),
+        "control_disagreements": float(ctrl_disagree.mean()) if len(ctrl_disagree) else float("nan"),
+        "agreement_gains": {int(k): float(v) for k, v in gains.items()},
         "teacher_accuracy": mean("teacher", "accuracy"), "teacher_train_accuracy": mean("teacher", "train_accuracy"),
         "teacher_errors": mean("kd", "n_teacher_wrong"),
         "control_accuracy": mean("control", "accuracy"), "kd_accuracy": mean("kd", "accuracy"),
@@ -216,6 +249,8 @@ def summarise_setup(entry_id: str, setup, results: pd.DataFrame, kd_weight: Opti
         "pos_headroom": kd.get("pos_headroom", float("nan")) / 100, "neg_headroom": kd.get("neg_headroom", float("nan")) / 100,
         "pos_share_closed": asym["pos_share"], "neg_share_closed": asym["neg_share"],
         "asymmetry_p": asym["p"], "asymmetry_n": asym["n_nonzero"], "asymmetry_excluded": asym["n_excluded"],
+        "asymmetry_min_p": asym["min_p"] if asym["n_nonzero"] else float("nan"),
+        "asymmetry_seeds": asym["n"],  # seeds with both shares defined: the means shown are over these
         "teacher_gap": mean("teacher", "generalisation_gap"),
         "teacher_gaps": dict(zip(teacher["seed"].astype(int), teacher["generalisation_gap"].astype(float))),
         "has_backdoor": bd_asr is not None,
@@ -223,6 +258,7 @@ def summarise_setup(entry_id: str, setup, results: pd.DataFrame, kd_weight: Opti
            for arm in ARM_ORDER for m in ("asr", "lift")},
         "backdoor_kd_vs_control_p_by": p(bd_asr), "backdoor_lift_kd_vs_control_p_by": p(bd_lift),
         "backdoor_transfers": sig(bd_asr), "backdoor_lift_transfers": sig(bd_lift),
+        "backdoor_lift_testable": reach(bd_lift), "backdoor_lift_primary": bd_lift is not None and bd_lift["family"] == "primary",
         "kd_mi": mean("kd", "mi"), "control_mi": mean("control", "mi"),
         "kd_cka": mean("kd", "cka"), "control_cka": mean("control", "cka"),
     }
@@ -303,4 +339,4 @@ def _fmt_diff(d: float, e: float, percent: bool) -> str:
 
 __all__ = ["arm_table", "transfer_table", "headroom_shares", "setup_tests", "asymmetry_test", "convergence",
            "summarise_setup", "collect_summaries", "plan_setups", "weight_curve", "readings_table", "compact_tests",
-           "primary_family", "PERCENT_METRICS", "REPORT_METRICS"]
+           "primary_family", "paired_shares", "PERCENT_METRICS", "REPORT_METRICS"]

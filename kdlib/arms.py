@@ -7,7 +7,8 @@
 `w` is the weight of the KD term (`kd_weight`; the paper's "alpha" under one of its two readings, see
 book/methods.md). Feature variants add `beta * feature_loss` between an intermediate student and teacher
 feature map picked by module name with forward hooks (no model surgery); in rcd the teacher's feature
-map is replaced by noise too. Every arm's `loss()` returns the total and its named terms (ce, kd,
+map is replaced by noise too, following `rcd_noise` (fixed per example, or resampled every step) at the
+teacher's feature scale estimated on FEATURE_SCALE_EXAMPLES training examples. Every arm's `loss()` returns the total and its named terms (ce, kd,
 feature), which the trainer logs per epoch. `needs_teacher_model` / `needs_teacher_logits` say, in one
 place, what a run must be given from its teacher.
 """
@@ -24,6 +25,13 @@ from .config import ConfigError, RunConfig, derive_seed
 from .registry import Registry
 
 VARIANTS = Registry("distillation variant")
+# RCD in a feature variant: the teacher's feature map becomes Gaussian noise with the teacher's feature
+# standard deviation, estimated on the first this-many training examples (train.py passes them to `bind`).
+FEATURE_SCALE_EXAMPLES = 256
+# How each RCD noise carries over to a feature map: drawn once per training example and kept for the run,
+# or drawn afresh at every step. A unit scale means nothing for a feature map, so every kind uses the
+# teacher's feature scale; `permuted` needs the teacher's own features of each example, which rcd never runs.
+FEATURE_NOISE = {"unit_fixed": "fixed", "teacher_scaled": "fixed", "unit_resampled": "resampled"}
 
 
 @dataclass
@@ -140,12 +148,22 @@ class FeatureMatch:
             raise ConfigError(f"feature-loss weight beta must be a number >= 0, got {beta!r}")
         self.student_layer, self.teacher_layer, self.beta = student_layer, teacher_layer, float(beta)
         self.hooks: list[FeatureHook] = []
-        self.noise: Optional[torch.Generator] = None  # rcd: the teacher's feature map is noise too
+        self.noise: Optional[torch.Generator] = None  # rcd, resampled: the teacher's feature map is fresh noise
+        self.fixed_noise: Optional[torch.Tensor] = None  # rcd, fixed: one noise map per training example
 
     def attach(self, student: nn.Module, teacher: nn.Module, example: torch.Tensor, init_seed: int,
-               noise_seed: Optional[int] = None) -> list:
-        """Hook both models, read the feature shapes on `example`, build any learned parts (seeded by the
-        run, so a run does not depend on what ran before it in the process)."""
+               noise_seed: Optional[int] = None, noise: str = "unit_fixed", n_examples: Optional[int] = None) -> list:
+        """Hook both models, read the feature shapes on `example` (training examples: the teacher's feature
+        scale is their standard deviation), build any learned parts (seeded by the run, so a run does not
+        depend on what ran before it in the process). With `noise_seed` (rcd) the teacher's feature map is
+        replaced by noise of kind `noise` (FEATURE_NOISE); fixed noise is drawn for `n_examples` training
+        examples, indexed like the training set (n_examples x the feature shape floats, on the CPU)."""
+        if noise_seed is not None:
+            if noise not in FEATURE_NOISE:
+                raise ConfigError(f"RCD noise {noise!r} has no feature-map form; allowed with a feature variant: "
+                                  f"{', '.join(FEATURE_NOISE)}")
+            if FEATURE_NOISE[noise] == "fixed" and not (isinstance(n_examples, int) and n_examples >= 1):
+                raise ConfigError(f"fixed feature noise needs the number of training examples, got {n_examples!r}")
         self.hooks = [FeatureHook(student, self.student_layer), FeatureHook(teacher, self.teacher_layer)]
         with torch.no_grad():
             student.eval(), teacher.eval()
@@ -155,7 +173,12 @@ class FeatureMatch:
         self.teacher_feature_shape = tuple(ft.shape[1:])
         self.teacher_feature_std = float(ft.float().std())
         if noise_seed is not None:
-            self.noise = torch.Generator().manual_seed(derive_seed(noise_seed, "features"))
+            gen = torch.Generator().manual_seed(derive_seed(noise_seed, "features"))
+            if FEATURE_NOISE[noise] == "fixed":
+                self.fixed_noise = torch.randn((n_examples,) + self.teacher_feature_shape, generator=gen) \
+                    * self.teacher_feature_std
+            else:
+                self.noise = gen
             self.hooks.pop().remove()  # the teacher is not run during training: its features are noise
         self.check_shapes(fs, ft)
         # kd and rcd of a seed start from the same learned parts, drawn from the run's init stream
@@ -172,14 +195,17 @@ class FeatureMatch:
     def student_feature(self) -> torch.Tensor:
         return self.hooks[0].output
 
-    def teacher_feature(self, n: int) -> torch.Tensor:
+    def teacher_feature(self, idx: torch.Tensor) -> torch.Tensor:
+        """The teacher's feature map of the batch with training-set positions `idx` (kd), or its noise (rcd)."""
+        fs = self.student_feature()
+        if self.fixed_noise is not None:
+            return self.fixed_noise[idx.cpu()].to(fs.device, fs.dtype)
         if self.noise is None:
             return self.hooks[1].output.detach()
-        fs = self.student_feature()
-        return (torch.randn((n,) + self.teacher_feature_shape, generator=self.noise)
+        return (torch.randn((len(idx),) + self.teacher_feature_shape, generator=self.noise)
                 * self.teacher_feature_std).to(fs.device, fs.dtype)
 
-    def loss(self, n: int) -> torch.Tensor:
+    def loss(self, idx: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def detach(self) -> None:
@@ -202,9 +228,9 @@ class FitNets(FeatureMatch):
         self.regressor.to(fs.device)
         return list(self.regressor.parameters())
 
-    def loss(self, n):
+    def loss(self, idx):
         fs = self.regressor(self.student_feature())
-        return self.beta * F.mse_loss(fs, self.teacher_feature(n).to(fs.dtype))
+        return self.beta * F.mse_loss(fs, self.teacher_feature(idx).to(fs.dtype))
 
 
 def attention_map(f: torch.Tensor) -> torch.Tensor:
@@ -217,8 +243,8 @@ class AttentionTransfer(FeatureMatch):
         if fs.shape[2:] != ft.shape[2:]:
             raise ConfigError(f"attention transfer: feature maps {tuple(fs.shape[2:])} and {tuple(ft.shape[2:])} differ")
 
-    def loss(self, n):
-        return self.beta * (attention_map(self.student_feature()) - attention_map(self.teacher_feature(n))).pow(2).mean()
+    def loss(self, idx):
+        return self.beta * (attention_map(self.student_feature()) - attention_map(self.teacher_feature(idx))).pow(2).mean()
 
 
 def _no_feature(**args):
@@ -264,9 +290,11 @@ class DistillationArm:
     """kd and rcd: the KD loss towards `targets` (the teacher's logits, or noise), plus a feature term."""
 
     def __init__(self, kd_weight: float, temperature: float, targets, feature: Optional[FeatureMatch] = None,
-                 label_smoothing: float = 0.0, init_seed: int = 0, noise_seed: Optional[int] = None):
+                 label_smoothing: float = 0.0, init_seed: int = 0, noise_seed: Optional[int] = None,
+                 noise: str = "unit_fixed", n_train: Optional[int] = None):
         self.w, self.temperature, self.targets, self.feature = kd_weight, temperature, targets, feature
         self.label_smoothing, self.init_seed, self.noise_seed = label_smoothing, init_seed, noise_seed
+        self.noise, self.n_train = noise, n_train
         self.needs_teacher_model = targets.needs_model or feature is not None
         self.needs_teacher_logits = targets.needs_logits
 
@@ -280,14 +308,15 @@ class DistillationArm:
             return []
         if teacher_model is not None:
             teacher_model.to(device)
-        return self.feature.attach(student, teacher_model, example, self.init_seed, self.noise_seed)
+        return self.feature.attach(student, teacher_model, example, self.init_seed, self.noise_seed,
+                                   noise=self.noise, n_examples=self.n_train)
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict]:
         total, ce, kl = _kd_terms(logits.float(), self.targets(batch), batch.y, self.w, self.temperature,
                                   self.label_smoothing)
         terms = {"ce": ce, "kd": kl}
         if self.feature is not None:
-            terms["feature"] = self.feature.loss(len(batch.idx))
+            terms["feature"] = self.feature.loss(batch.idx)
             total = total + terms["feature"]
         return total, terms
 
@@ -308,4 +337,5 @@ def build_arm(cfg: RunConfig, n_train: int, n_classes: int):
     else:
         targets = RCDNoise(cfg.rcd_noise, n_train, n_classes, cfg.noise_seed)
     return DistillationArm(cfg.kd_weight, cfg.temperature, targets, feature, ls, init_seed=cfg.init_seed,
-                           noise_seed=cfg.noise_seed if cfg.arm == "rcd" else None)
+                           noise_seed=cfg.noise_seed if cfg.arm == "rcd" else None,
+                           noise=cfg.rcd_noise or "unit_fixed", n_train=n_train)

@@ -7,21 +7,33 @@ Rules that keep a verdict from saying more than the data do:
 - setups that share their teachers and controls (temperature / KD-weight sweeps, student sizes,
   feature variants of one setup) are one piece of evidence: the first in plan order counts, the others
   are listed beside it as sweeps;
-- a claim whose tests cannot reach significance at the seed count is "not testable at this seed count";
+- a claim whose deciding test cannot pass its correction with the pairs the signed-rank test keeps (the
+  non-zero differences; `stats.reachable`) is "not testable at this seed count" there, never evidence;
+- a setup whose headroom is below a claim's threshold counts neither way, named per setup: for claim 1 a
+  control that disagrees with its teacher on fewer than `min_disagreements` test examples per seed, for
+  claim 2 a control within 5 points of 100 % agreement;
+- claim 2 needs the gain shown below 5 points (a one-sided test, its upper confidence bound), not a
+  point estimate below it;
 - claim 3 is judged on the share of the remaining headroom kd closes on the teacher's errors (A-) against
-  its right answers (A+), per seed and paired, and needs the rise of A- itself to be significant;
+  its right answers (A+), per seed and paired, and needs the rise of A- itself to be significant; only the
+  setups whose asymmetry test is reachable form its correction family;
 - claim 4 ("RCD reaches KD") needs equivalence within a stated margin (two one-sided tests), or rcd
-  significantly more accurate than kd: "not significantly worse" is not enough.
+  significantly more accurate than kd (BY over the setups): "not significantly worse" is not enough;
+- claim 7 is decided by the trigger's lift, a primary test of each backdoor setup.
 """
 from __future__ import annotations
+
+import html
 
 import pandas as pd
 
 from .models import CONVOLUTIONAL, family  # registry metadata: a model's family
-from .stats import ALPHA, by_adjust, signed_rank_test
+from .stats import ALPHA, by_adjust, reachable, signed_rank_test
 
 SUPPORTED, NOT_SUPPORTED = "supported", "not supported"
 NOT_TESTED, NOT_TESTABLE = "not tested at this scale", "not testable at this seed count"
+NOT_RUN_READING = "not run under this reading"  # the setups ran at this scale, but not under this KD weight
+NO_BACKDOOR = "no backdoor setup ran at this scale"
 SMALL_TRANSFER_POINTS = 5.0  # "a few points of agreement over the control"
 STRONG_BACKDOOR = 0.5  # the teacher's own lift: below it there is no backdoor worth asking about
 
@@ -85,63 +97,120 @@ def _sweeps_note(groups, pick=lambda s: True, fmt=lambda s: s["id"]) -> str:
     return f" Sweeps sharing those teachers and controls, not counted again: {'; '.join(items)}." if items else ""
 
 
+def num(x: float, spec: str = ".2f") -> str:
+    """`format(x, spec)` without a negative zero: -0.004 to one decimal is "0.0", not "-0.0"."""
+    out = format(x, spec)
+    return out[1:] if out.startswith("-") and not any(ch in "123456789" for ch in out.split("e")[0]) else out
+
+
+def _at_ceiling(r) -> bool:
+    """The control disagrees with its teacher on fewer test examples per seed than the study file's
+    `min_disagreements`: kd has almost nothing left to copy, so the setup says nothing about transfer."""
+    return bool(r.get("control_disagreements", float("inf")) < r.get("min_disagreements", 1))
+
+
+def _untestable_transfer(r) -> str:
+    return (f"{r['id']} ({r.get('transfer_n_nonzero', '?')} of {r['n_seeds']} differences non-zero, smallest p "
+            f"{num(r.get('transfer_min_p', float('nan')), '.2g')})")
+
+
 def _claim1(groups):
     reps = [r for r, _ in groups]
-    testable = [r for r in reps if r["primary_testable"]]
     if len(reps) < 2:
         return NOT_TESTED, f"needs at least two independent setups; {len(reps)} ran"
-    if len(testable) < 2:
-        return NOT_TESTABLE, (f"{len(reps)} independent setups, {len(testable)} with enough seeds for the primary "
-                              f"tests to reach significance after correction (seeds: {sorted({r['n_seeds'] for r in reps})})")
-    sig = [r["id"] for r in testable if r["significant_transfer"]]
-    ok = 0 < len(sig) < len(testable)
+    untestable = [r for r in reps if not r["transfer_testable"]]
+    ceiling = [r for r in reps if r["transfer_testable"] and _at_ceiling(r)]
+    judged = [r for r in reps if r["transfer_testable"] and not _at_ceiling(r)]
+    notes = ""
+    if untestable:
+        notes += (" Not testable (the kd > control agreement test cannot pass its family's correction with the "
+                  "non-zero differences it kept): " + "; ".join(_untestable_transfer(r) for r in untestable) + ".")
+    if ceiling:
+        notes += (" At the ceiling, counted neither way (the control disagrees with its teacher on fewer than "
+                  f"{ceiling[0]['min_disagreements']} test examples per seed): "
+                  + "; ".join(f"{r['id']} ({num(r['control_disagreements'], '.1f')} per seed, "
+                              f"{'significant' if r['significant_transfer'] else 'not significant'})" for r in ceiling) + ".")
+    if len(judged) < 2:
+        return NOT_TESTABLE, (f"{len(reps)} independent setups, {len(judged)} testable and away from the ceiling; "
+                              "claim 1 needs two." + notes)
+    sig = [r["id"] for r in judged if r["significant_transfer"]]
+    ok = 0 < len(sig) < len(judged)
     return (SUPPORTED if ok else NOT_SUPPORTED,
-            f"significant kd > control agreement (primary family, BY-corrected) in {len(sig)} of {len(testable)} "
-            f"independent setups" + (f": {', '.join(sig)}" if sig else "") + "."
+            f"significant kd > control agreement (primary family, BY-corrected) in {len(sig)} of {len(judged)} "
+            f"testable independent setups" + (f": {', '.join(sig)}" if sig else "") + "." + notes
             + _sweeps_note(groups, lambda s: True, lambda s: f"{s['id']} {'significant' if s['significant_transfer'] else 'not significant'}"))
 
 
 def _significant(groups):
-    return [r for r, _ in groups if r["primary_testable"] and r["significant_transfer"]]
+    return [r for r, _ in groups if r["transfer_testable"] and r["significant_transfer"]]
 
 
 def _why_none_significant(groups) -> tuple[str, str]:
     """The verdict of claims 2 and 3, which ask about the significant setups, when there are none."""
     if not groups:
         return NOT_TESTED, "no setups ran"
-    if not any(r["primary_testable"] for r, _ in groups):
-        return NOT_TESTABLE, "no setup has enough seeds for its primary tests"
+    if not any(r["transfer_testable"] for r, _ in groups):
+        return NOT_TESTABLE, "no setup's kd > control agreement test can pass its correction with the differences it kept"
     return NOT_TESTED, "no independent setup shows significant transfer"
 
 
 def _claim2(groups):
+    """"Small" is shown, not assumed: the gain must be significantly below the threshold (a one-sided signed-rank
+    test of gain < threshold, i.e. its upper confidence bound lies below it). Every significant setup must show
+    it (an intersection-union test: valid at alpha without correcting across setups). A setup whose control
+    leaves less headroom than the threshold passes by construction, so it counts neither way."""
     sig = _significant(groups)
     if not sig:
         return _why_none_significant(groups)
-    gains = ", ".join(f"{x['id']} {x['agreement_gain_points']:+.2f}" for x in sig)
-    ok = all(x["agreement_gain_points"] < SMALL_TRANSFER_POINTS for x in sig)
-    return SUPPORTED if ok else NOT_SUPPORTED, f"agreement gain of kd over control, points: {gains} (threshold {SMALL_TRANSFER_POINTS:g})."
+    thr = SMALL_TRANSFER_POINTS
+    parts, judged = [], []
+    for x in sig:
+        headroom = 100 * (1 - x["control_agreement"])
+        if headroom < thr:
+            parts.append(f"{x['id']}: at the ceiling, counted neither way (the control agrees with its teacher on "
+                         f"{num(100 * x['control_agreement'], '.1f')} %, so the gain cannot reach {thr:g} points)")
+            continue
+        gains = [100 * g for g in x["agreement_gains"].values()]
+        below = signed_rank_test([g - thr for g in gains], [0.0] * len(gains), "less")
+        head = f"{x['id']}: gain {num(x['agreement_gain_points'], '+.2f')} points"
+        if below["min_p"] > ALPHA:
+            parts.append(f"{head}, not testable (gain < {thr:g}: {below['n_nonzero']} non-zero differences)")
+            continue
+        judged.append(below["p"] <= ALPHA)
+        parts.append(f"{head}, below {thr:g} with one-sided p {num(below['p'], '.2g')} "
+                     f"({'shown small' if below['p'] <= ALPHA else 'not shown small'})")
+    if not judged:
+        return NOT_TESTABLE, "; ".join(parts) + "."
+    return (SUPPORTED if all(judged) else NOT_SUPPORTED,
+            f"agreement gain of kd over control, judged on the upper bound (threshold {thr:g} points): " + "; ".join(parts) + ".")
 
 
 def _claim3(groups):
+    """Judged on the significant setups whose asymmetry test can pass the correction over them (`reachable`
+    with its own non-zero differences); the others are named as not testable and leave the family."""
     sig = _significant(groups)
     if not sig:
         return _why_none_significant(groups)
-    p_by = by_adjust([x["asymmetry_p"] for x in sig])
+    cands = [x for x in sig if x["asymmetry_p"] == x["asymmetry_p"]]
+    reach = reachable([x["asymmetry_p"] for x in cands], [x.get("asymmetry_min_p", float("nan")) for x in cands])
+    family = [x for x, ok in zip(cands, reach) if ok]
+    untestable = [x for x in sig if not any(x is f for f in family)]
+    p_by = by_adjust([x["asymmetry_p"] for x in family])
     parts, ok = [], 0
-    for x, pb in zip(sig, p_by):
-        if x["asymmetry_n"] < 5:
-            parts.append(f"{x['id']}: only {x['asymmetry_n']} seeds with a defined headroom share")
-            continue
+    for x, pb in zip(family, p_by):
         holds = x["neg_rise_significant"] and pb <= ALPHA and x["neg_share_closed"] > x["pos_share_closed"]
         ok += holds
-        excl = f", {x['asymmetry_excluded']} seed(s) excluded (no teacher errors or no headroom)" if x["asymmetry_excluded"] else ""
-        parts.append(f"{x['id']}: share of headroom closed A- {x['neg_share_closed']:.2f} vs A+ {x['pos_share_closed']:.2f} "
-                     f"(A- > A+ p (BY over these setups) {pb:.2g}; rise of A- itself p (BY) {x['neg_rise_p_by']:.2g}{excl})")
-    if all("only" in p for p in parts):
-        return NOT_TESTABLE, "; ".join(parts)
-    return (SUPPORTED if ok == len(sig) else NOT_SUPPORTED,
-            f"{ok} of {len(sig)} significant setups show the asymmetry; " + "; ".join(parts) + ".")
+        excl = f", {x['asymmetry_excluded']} seed(s) excluded (too few control disagreements or no teacher errors)" \
+            if x["asymmetry_excluded"] else ""
+        parts.append(f"{x['id']}: share of headroom closed A- {num(x['neg_share_closed'])} vs A+ {num(x['pos_share_closed'])} "
+                     f"(A- > A+ p (BY over these setups) {num(pb, '.2g')}; rise of A- itself p (BY) "
+                     f"{num(x['neg_rise_p_by'], '.2g')}{excl})")
+    notes = [f"{x['id']}: not testable ({x['asymmetry_n']} seeds with both shares defined and a non-zero difference, "
+             f"smallest p {num(x.get('asymmetry_min_p', float('nan')), '.2g')})" for x in untestable]
+    if not family:
+        return NOT_TESTABLE, "; ".join(notes) + "."
+    return (SUPPORTED if ok == len(family) else NOT_SUPPORTED,
+            f"{ok} of {len(family)} testable significant setups show the asymmetry; " + "; ".join(parts + notes) + ".")
 
 
 def _claim4(groups):
@@ -151,15 +220,18 @@ def _claim4(groups):
     testable = [r for r in reps if r["equivalence_testable"]]
     if not testable:
         return NOT_TESTABLE, f"the equivalence test cannot reach p <= {ALPHA} with {sorted({r['n_seeds'] for r in reps})} seeds"
+    # "rcd significantly more accurate" is asked of every setup: its p-values are one family, BY-corrected
+    better_by = by_adjust([r["rcd_better_p"] for r in testable])
     parts, reached = [], []
-    for r in testable:
-        better = r["rcd_better_p"] <= ALPHA
+    for r, pb in zip(testable, better_by):
+        better = pb <= ALPHA
         if r["rcd_kd_equivalent"] or better:
             reached.append(r["id"])
-        parts.append(f"{r['id']}: rcd - kd accuracy {100 * r['rcd_kd_accuracy_diff']:+.2f} points, "
+        parts.append(f"{r['id']}: rcd - kd accuracy {num(100 * r['rcd_kd_accuracy_diff'], '+.2f')} points, "
                      f"{'equivalent' if r['rcd_kd_equivalent'] else 'not shown equivalent'} within "
-                     f"±{100 * r['equivalence_margin']:g} (TOST p {r['rcd_kd_equivalence_p']:.2g})"
-                     + ("; rcd significantly more accurate" if better else ""))
+                     f"±{100 * r['equivalence_margin']:g} (TOST p {num(r['rcd_kd_equivalence_p'], '.2g')})"
+                     + ("; rcd significantly more accurate" if better else "")
+                     + f" (rcd > kd p (BY over these setups) {num(pb, '.2g')})")
     return (SUPPORTED if reached else NOT_SUPPORTED,
             f"rcd reaches kd in {len(reached)} of {len(testable)} independent setups: " + "; ".join(parts) + ".")
 
@@ -183,14 +255,15 @@ def _claim5(groups):
         xs[fam] = (own or by_family[fam])[0]
         if not own:
             smaller.append(fam)
-    if not all(x["primary_testable"] for x in xs.values()):
-        return NOT_TESTABLE, "too few seeds for the primary tests"
+    if not all(x["transfer_testable"] for x in xs.values()):
+        return NOT_TESTABLE, "; ".join(_untestable_transfer(x) for x in xs.values() if not x["transfer_testable"])
     ok = all(x["significant_transfer"] for x in xs.values())
     note = (f" Judged on smaller members of the {' and '.join(smaller)} famil{'ies' if len(smaller) > 1 else 'y'} "
             "(narrower / shallower than the paper's ResNet-18 / VGG-19), trained on the CPU." if smaller else "")
     return SUPPORTED if ok else NOT_SUPPORTED, "; ".join(
         f"{x['id']} ({x['student_model']} {x.get('student_args') or ''}): agreement gain "
-        f"{x['agreement_gain_points']:+.2f} points, p (BY) {x['agreement_p_by']:.2g}" for x in xs.values()) + "." + note
+        f"{num(x['agreement_gain_points'], '+.2f')} points, p (BY) {num(x['agreement_p_by'], '.2g')}"
+        for x in xs.values()) + "." + note
 
 
 def _claim6(groups):
@@ -208,36 +281,41 @@ def _claim6(groups):
         return NOT_TESTED, ("needs a ViT and a CNN teacher on the same dataset with the same number of epochs and "
                             "the same optimiser")
     if not out:
-        return NOT_TESTABLE, "too few seeds to test the gap difference"
+        return NOT_TESTABLE, "too few seeds (non-zero gap differences) to test the gap difference"
     ok = all(res["p"] <= ALPHA for _, _, res, _ in out)
     return SUPPORTED if ok else NOT_SUPPORTED, "; ".join(
-        f"{v['dataset']}: ViT gap {v['teacher_gap']:.1f} vs {c['teacher_model']} {c['teacher_gap']:.1f} points "
-        f"({len(seeds)} seeds, {v['epochs']} epochs of {v.get('optimizer')} each; one-sided p {res['p']:.2g})"
+        f"{v['dataset']}: ViT gap {num(v['teacher_gap'], '.1f')} vs {c['teacher_model']} {num(c['teacher_gap'], '.1f')} points "
+        f"({len(seeds)} seeds, {v['epochs']} epochs of {v.get('optimizer')} each; one-sided p {num(res['p'], '.2g')})"
         for v, c, res, seeds in out)
 
 
 def _claim7(groups):
-    """Judged on the trigger's lift (attack success minus the base rate of predicting the target on the
-    same clean inputs): a student merely biased towards the target class raises attack success too."""
+    """Decided by the trigger's lift (attack success minus the base rate of predicting the target on the
+    same clean inputs), kd > control, a primary test of the backdoor setup: a student merely biased towards
+    the target class raises attack success too, so attack success is shown but does not decide."""
     bd = [r for r, _ in groups if r.get("has_backdoor")]
     if not bd:
-        return NOT_TESTED, "no backdoor setup ran at this scale"
+        return NOT_TESTED, NO_BACKDOOR
 
     def line(x):
-        return (f"{x['id']}: attack success teacher {100 * x['teacher_backdoor_asr']:.1f} %, control "
-                f"{100 * x['control_backdoor_asr']:.1f} %, kd {100 * x['kd_backdoor_asr']:.1f} %, rcd "
-                f"{100 * x['rcd_backdoor_asr']:.1f} % (kd > control p (BY) {x['backdoor_kd_vs_control_p_by']:.2g}); "
-                f"lift of the trigger over the base rate: teacher {100 * x['teacher_backdoor_lift']:.1f}, control "
-                f"{100 * x['control_backdoor_lift']:.1f}, kd {100 * x['kd_backdoor_lift']:.1f} points "
-                f"(kd > control p (BY) {x['backdoor_lift_kd_vs_control_p_by']:.2g})")
+        fam = "primary family" if x.get("backdoor_lift_primary") else "exploratory family"
+        decided = "significant" if x["backdoor_lift_transfers"] else "not significant"
+        return (f"{x['id']}: decided by the trigger's lift over the base rate, kd > control p (BY, {fam}) "
+                f"{num(x['backdoor_lift_kd_vs_control_p_by'], '.2g')}, {decided} (lift: teacher "
+                f"{num(100 * x['teacher_backdoor_lift'], '.1f')}, control {num(100 * x['control_backdoor_lift'], '.1f')}, kd "
+                f"{num(100 * x['kd_backdoor_lift'], '.1f')} points); attack success, shown but not deciding: teacher "
+                f"{num(100 * x['teacher_backdoor_asr'], '.1f')} %, control {num(100 * x['control_backdoor_asr'], '.1f')} %, "
+                f"kd {num(100 * x['kd_backdoor_asr'], '.1f')} %, rcd {num(100 * x['rcd_backdoor_asr'], '.1f')} % "
+                f"(kd > control p (BY, exploratory) {num(x['backdoor_kd_vs_control_p_by'], '.2g')})")
 
     strong = [x for x in bd if x["teacher_backdoor_lift"] >= STRONG_BACKDOOR]
     if not strong:
         return NOT_TESTED, (f"no teacher learned its backdoor (lift >= {100 * STRONG_BACKDOOR:.0f} points); "
                             + "; ".join(line(x) for x in bd))
-    if not any(x["primary_testable"] for x in strong):
+    testable = [x for x in strong if x.get("backdoor_lift_testable")]
+    if not testable:
         return NOT_TESTABLE, "; ".join(line(x) for x in strong)
-    ok = [x for x in strong if x["backdoor_lift_transfers"]]
+    ok = [x for x in testable if x["backdoor_lift_transfers"]]
     return SUPPORTED if ok else NOT_SUPPORTED, "; ".join(line(x) for x in strong)
 
 
@@ -256,9 +334,10 @@ def verdicts(summaries: list[dict]) -> pd.DataFrame:
 
 
 def verdict_matrix(columns: dict[str, list[dict]]) -> tuple[pd.DataFrame, dict]:
-    """Verdicts side by side, one column per body of evidence (e.g. scale x reading of the KD weight),
-    a `flips` column naming where a claim's verdict differs between readings of the same scale; and the
-    evidence texts, keyed by (column, claim)."""
+    """Verdicts side by side, one column per body of evidence (e.g. scale x reading of the KD weight,
+    named "<scale>, w=<weight>"), a `flips` column naming where a claim's verdict differs between readings
+    of the same scale; and the evidence texts, keyed by (column, claim). Claim 7 reads "not run under this
+    reading" (not "not tested at this scale") where a backdoor setup ran at the scale under another reading."""
     table, evidence = {}, {}
     for col, summaries in columns.items():
         v = verdicts(summaries)
@@ -270,6 +349,13 @@ def verdict_matrix(columns: dict[str, list[dict]]) -> tuple[pd.DataFrame, dict]:
     scales = {}
     for col in columns:
         scales.setdefault(col.split(",")[0], []).append(col)
+    for cols in scales.values():
+        ran = [c for c in cols if any(x.get("has_backdoor") for x in columns[c])]
+        for c in cols:
+            if ran and c not in ran and evidence[(c, 7)] == NO_BACKDOOR:
+                out.loc[7, c] = NOT_RUN_READING
+                evidence[(c, 7)] = (f"the backdoor setups of this scale ran under {', '.join(_reading(r) for r in ran)} "
+                                    "only, not under this reading")
     flips = []  # a verdict that changes between supported and not supported, not one that is merely untested
     for k in out.index:
         f = [s for s, cols in scales.items()
@@ -279,6 +365,44 @@ def verdict_matrix(columns: dict[str, list[dict]]) -> tuple[pd.DataFrame, dict]:
     out.insert(0, "statement", [CLAIMS[k] for k in out.index])
     return out, evidence
 
+
+def _reading(col: str) -> str:
+    """"cpu, w=0.9" -> "w=0.9" (the column's reading of alpha)."""
+    return col.split(",", 1)[1].strip() if "," in col else col
+
+
+def verdict_columns(matrix: pd.DataFrame) -> list[str]:
+    return [c for c in matrix.columns if c not in ("statement", "flips between readings")]
+
+
+def flips_sentence(matrix: pd.DataFrame) -> str:
+    """One sentence naming, for each claim whose verdict flips, every column of each scale concerned once:
+    "claim 1 (cpu: w=0.9 supported, w=0.1 not supported)"."""
+    cols = verdict_columns(matrix)
+    items = []
+    for k, row in matrix[matrix["flips between readings"] != ""].iterrows():
+        per_scale = []
+        for scale in row["flips between readings"].split(", "):
+            mine = [c for c in cols if c.split(",")[0] == scale]
+            per_scale.append(f"{scale}: " + ", ".join(f"{_reading(c)} {row[c]}" for c in mine))
+        items.append(f"claim {k} ({'; '.join(per_scale)})")
+    if not items:
+        return "No verdict flips between the readings of alpha."
+    return "**Verdicts that flip between the readings of alpha**: " + "; ".join(items) + "."
+
+
+def anchor(col: str, claim: int) -> str:
+    """The HTML id of the evidence block of one verdict (column x claim)."""
+    slug = "-".join("".join(ch if ch.isalnum() else " " for ch in col.lower()).split())
+    return f"claim-{claim}-{slug}"
+
+
+def linked_matrix(matrix: pd.DataFrame) -> pd.DataFrame:
+    """The matrix with each verdict cell a link to its evidence block (`anchor`)."""
+    out = matrix.copy()
+    for c in verdict_columns(matrix):
+        out[c] = [f'<a href="#{anchor(c, k)}">{html.escape(v)}</a>' for k, v in matrix[c].items()]
+    return out
 
 
 # What the paper's abstract says, as the claims that test it (PROTOCOL.md): small transfer, a negative
@@ -306,7 +430,7 @@ def closest_to_paper(matrix: pd.DataFrame, scale: str) -> str:
                 word = "disagrees (" + ", ".join(f"claim {k} {v}" for k, v in zip(claims, vs) if v == NOT_SUPPORTED) + ")"
             else:
                 word = "cannot say (" + ", ".join(f"claim {k} {v}" for k, v in zip(claims, vs) if v != SUPPORTED) + ")"
-            parts.append(f"{c.split(',', 1)[1].strip()}: {word}")
+            parts.append(f"{_reading(c)}: {word}")
         return "; ".join(parts)
 
     lines = [f"- *{text}* (claim{'s' if len(ks) > 1 else ''} {', '.join(map(str, ks))}): {agreement(ks)}."

@@ -189,7 +189,7 @@ class SetupConfig:
     recipe: Optional[str] = None
     variant: str = "logit"
     variant_args: dict = field(default_factory=dict)
-    kd_weight: float = 0.9
+    kd_weight: Optional[float] = None  # the main reading of alpha: the study file's `defaults: kd_weight`
     kd_weight_variants: tuple = ()
     temperature: float = 4.0
     rcd_noise: str = "unit_fixed"
@@ -201,6 +201,7 @@ class SetupConfig:
     backdoor: dict = field(default_factory=dict)  # e.g. {target: 0, poison_fraction: 0.1, patch: 3}
     primary: tuple = ()  # (metric, arm_a, arm_b) triples: the setup's primary test family
     equivalence_margin: float = 0.01  # claim 4: "rcd reaches kd" within this many accuracy (fraction)
+    min_disagreements: int = 10  # fewer control-teacher disagreements than this: no headroom to judge (claims 1, 3)
     resources: dict = field(default_factory=dict)  # what one run asks of a scheduler (num_gpus, num_cpus)
 
     def __post_init__(self) -> None:
@@ -208,8 +209,15 @@ class SetupConfig:
         check_choice("RCD noise", self.rcd_noise, RCD_NOISES)
         for v in self.rcd_variants:
             check_choice("RCD noise", v, RCD_NOISES)
+        if self.variant != "logit" and "permuted" in self.noise_variants:
+            raise ConfigError(f"setup {self.name!r}: RCD noise 'permuted' needs the teacher's own outputs of each "
+                              f"example, which a feature variant ({self.variant!r}) has no fixed form of; use "
+                              "unit_fixed, unit_resampled or teacher_scaled")
         if self.kind == "self" and self.teacher != self.student:
             raise ConfigError(f"setup {self.name!r} is self-distillation but its student differs from its teacher")
+        if self.kd_weight is None:
+            raise ConfigError(f"setup {self.name!r} has no kd_weight: the study file names the main reading of alpha "
+                              "(`defaults: kd_weight`, or the setup's own)")
         object.__setattr__(self, "kd_weight", check_kd_weight(self.kd_weight))
         object.__setattr__(self, "kd_weight_variants",
                            tuple(check_kd_weight(w, "kd_weight_variants") for w in self.kd_weight_variants))
@@ -220,6 +228,10 @@ class SetupConfig:
         object.__setattr__(self, "train", check_train(dict(self.train)))
         object.__setattr__(self, "rcd_variants", tuple(self.rcd_variants))
         object.__setattr__(self, "primary", tuple(tuple(p) for p in self.primary))
+        md = self.min_disagreements
+        if isinstance(md, bool) or not isinstance(md, int) or md < 1:
+            raise ConfigError(f"min_disagreements (test examples where the control disagrees with its teacher) must be "
+                              f"an integer >= 1, got {md!r}")
         margin = _number("equivalence_margin", self.equivalence_margin)
         object.__setattr__(self, "equivalence_margin", margin)
         if not 0.0 < margin < 1.0:

@@ -15,6 +15,7 @@ LABELS = {
     "pos_agreement": "A+: agreement where teacher right (%)", "neg_agreement": "A-: agreement where teacher wrong (%)",
     "mi": "mutual information of predicted labels (nats)", "nmi": "normalised mutual information",
     "cka": "linear CKA of penultimate features",
+    "cka_debiased": "debiased linear CKA (unbiased HSIC)", "mi_plugin_bias": "MI of unrelated models, (K-1)^2/2N (nats)",
     "backdoor_asr": "backdoor attack success (%)", "backdoor_clean_rate": "clean inputs -> target (%)",
     "backdoor_lift": "attack success - base rate of target (points)", "seeds": "seeds",
     # transfer table
@@ -22,7 +23,7 @@ LABELS = {
     "pos_gain_relative": "ΔA+ relative to control (%)", "neg_gain_relative": "ΔA- relative to control (%)",
     "pos_headroom": "headroom 1 - A+(control) (%)", "neg_headroom": "headroom 1 - A-(control) (%)",
     "pos_share_closed": "share of A+ headroom closed", "neg_share_closed": "share of A- headroom closed",
-    "teacher_right": "teacher right (mean n)", "teacher_wrong": "teacher wrong (mean n)",
+    "share_seeds": "seeds with both shares defined", "teacher_right": "teacher right (mean n)", "teacher_wrong": "teacher wrong (mean n)",
     "copied_right": "copied right answers (mean n)", "copied_wrong": "copied wrong answers (mean n)",
     # tests
     "family": "family", "comparison": "comparison", "metric": "metric", "difference": "mean difference ± SEM",
@@ -61,7 +62,9 @@ def tests_table(compact: pd.DataFrame):
                                   for _ in row], axis=1).set_properties(**{"white-space": "nowrap"})
 
 
-def details(summary: str, body: str, raw_html: bool = False) -> str:
-    """A collapsed block (one click away in the book); `body` is text unless `raw_html`."""
+def details(summary: str, body: str, raw_html: bool = False, anchor: str = "") -> str:
+    """A collapsed block (one click away in the book); `body` is text unless `raw_html`; `anchor`: its HTML
+    id, for links to it."""
     inner = body if raw_html else f"<p>{html.escape(body)}</p>"
-    return f"<details><summary>{html.escape(summary)}</summary>\n{inner}\n</details>"
+    ident = f' id="{html.escape(anchor)}"' if anchor else ""
+    return f"<details{ident}><summary>{html.escape(summary)}</summary>\n{inner}\n</details>"

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .analysis import PERCENT_METRICS, arms_present, headroom_shares, transfer_table, weight_curve
+from .analysis import PERCENT_METRICS, arms_present, paired_shares, transfer_table, weight_curve
 from .display import LABELS
 from .stats import measured
 
@@ -240,10 +240,10 @@ def weight_curve_figure(results: pd.DataFrame):
     return fig
 
 
-def headroom_figure(results: pd.DataFrame):
+def headroom_figure(results: pd.DataFrame, min_disagreements: int = 1):
     """Per seed: the share of the control's headroom kd closes on the teacher's right (A+) and wrong (A-)
-    answers; lines join a seed's pair (the pairing of the asymmetry test)."""
-    s = headroom_shares(results, "kd")
+    answers, on the seeds where both are defined; lines join a seed's pair (the pairing of the asymmetry test)."""
+    s = paired_shares(results, "kd", min_disagreements)
     fig, ax = plt.subplots(figsize=(4.6, 3.6))
     for _, row in s.iterrows():
         ax.plot([0, 1], [row["pos_share"], row["neg_share"]], color="0.75", lw=0.8, marker="o", ms=4)

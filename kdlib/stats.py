@@ -8,7 +8,8 @@ under independent fair sign flips of the observed (mid)ranks is built by dynamic
 Benjamini-Yekutieli (BY) correction runs separately over a declared primary family and over the
 exploratory rest (`paired_tests`). `equivalence_test` is the paired TOST built on the same test.
 With n non-zero differences a one-sided test cannot go below p = 2^-n, which limits what can survive
-the correction: `power_limits` says how far.
+the correction: `power_limits` says how far, and `reachable` says, test by test, whether the data a test
+kept (its non-zero differences) could have passed the correction its family gave.
 """
 from __future__ import annotations
 
@@ -90,6 +91,22 @@ def power_limits(n_seeds: int, n_tests: int, alpha: float = ALPHA) -> dict:
             "min_p_by_best_case": best, "min_p_by_lone_test": lone,
             "can_reach_significance": bool(p <= alpha), "can_survive_correction": bool(best <= alpha),
             "lone_test_can_survive": bool(lone <= alpha)}
+
+
+def reachable(p, min_p, alpha: float = ALPHA) -> np.ndarray:
+    """Per test of one BY family: could it be significant if its own data took their most extreme outcome
+    (p = its min_p, which counts only the non-zero differences the signed-rank test keeps) while every
+    other test of the family kept its observed p? False where p or min_p is NaN. A significant test is
+    always reachable (BY is monotone), so "not testable" can never hide a significant result."""
+    p, min_p = np.asarray(p, dtype=float), np.asarray(min_p, dtype=float)
+    if p.shape != min_p.shape:
+        raise ValueError(f"p and min_p differ in shape: {p.shape} and {min_p.shape}")
+    out = np.zeros(p.shape, dtype=bool)
+    for i in np.flatnonzero(np.isfinite(p) & np.isfinite(min_p)):
+        q = p.copy()
+        q[i] = min(min_p[i], p[i])
+        out[i] = bool(by_adjust(q)[i] <= alpha)
+    return out
 
 
 def _doubled_midranks(a: np.ndarray) -> np.ndarray:
@@ -183,7 +200,8 @@ def equivalence_test(x, y, margin: float, alpha: float = ALPHA) -> dict:
 
 
 COLUMNS = ["metric", "comparison", "arm_a", "arm_b", "alternative", "family", "n", "n_nonzero", "n_excluded",
-           "mean_a", "sem_a", "mean_b", "sem_b", "mean_diff", "W", "p", "p_by", "rbc", "significant", "min_p"]
+           "mean_a", "sem_a", "mean_b", "sem_b", "mean_diff", "W", "p", "p_by", "rbc", "significant", "min_p",
+           "reachable"]
 
 
 def paired_tests(runs: pd.DataFrame, metrics=TEST_METRICS, comparisons=COMPARISONS,
@@ -195,10 +213,11 @@ def paired_tests(runs: pd.DataFrame, metrics=TEST_METRICS, comparisons=COMPARISO
     (metric, arm_a, arm_b) triples forming the primary family; BY runs over it and over the exploratory
     rest separately. Without `primary` every test is exploratory and BY runs over all of them.
     min_p comes from the data tested (2^-n_nonzero). p is NaN where no pair is complete; p_by then
-    stays NaN and significant is False.
+    stays NaN and significant is False. reachable: whether the test could pass its family's correction at
+    all (`reachable`); a claim that rests on an unreachable test is "not testable" there.
 
     Columns: metric, comparison, arm_a, arm_b, alternative, family, n, n_nonzero, n_excluded, mean_a,
-    sem_a, mean_b, sem_b, mean_diff, W, p, p_by, rbc, significant, min_p."""
+    sem_a, mean_b, sem_b, mean_diff, W, p, p_by, rbc, significant, min_p, reachable."""
     primary = {tuple(t) for t in primary} if primary is not None else set()
     metrics = list(metrics)
     arms = {arm for pair in comparisons for arm in pair}
@@ -229,8 +248,10 @@ def paired_tests(runs: pd.DataFrame, metrics=TEST_METRICS, comparisons=COMPARISO
         return pd.DataFrame(columns=COLUMNS)
     out = pd.DataFrame(rows)
     p, fam = out["p"].to_numpy(float), out["family"].to_numpy()
-    p_by = np.full(len(p), np.nan)
+    p_by, reach = np.full(len(p), np.nan), np.zeros(len(p), dtype=bool)
     for f in ("primary", "exploratory"):
         p_by[fam == f] = by_adjust(p[fam == f])
+        reach[fam == f] = reachable(p[fam == f], out["min_p"].to_numpy(float)[fam == f], alpha)
     out["p_by"], out["significant"] = p_by, p_by <= alpha  # NaN <= alpha is False
+    out["reachable"] = reach
     return out[COLUMNS]

@@ -13,7 +13,6 @@ from .analysis import collect_summaries, plan_setups
 from .store import RunStore
 from .studyfile import Study, load_study
 
-MAIN_READING, OTHER_READING = 0.9, 0.1
 
 
 @dataclass
@@ -51,6 +50,18 @@ class BookEvidence:
     def main_tables(self) -> list[tuple[str, pd.DataFrame]]:
         return [(self.label(s), f) for s in self.summaries if len(f := self.frame(s))]
 
+    def readings(self) -> tuple:
+        """The readings of the paper's alpha, from the study file: `defaults: kd_weight` (the main one) first,
+        then `defaults: kd_weight_variants`."""
+        d = self.study.defaults
+        if "kd_weight" not in d:
+            raise ValueError("the study file's `defaults:` names no kd_weight, so the book has no main reading of alpha")
+        main = float(d["kd_weight"])
+        return (main,) + tuple(w for w in dict.fromkeys(float(v) for v in d.get("kd_weight_variants") or ()) if w != main)
+
+    def other_readings(self) -> tuple:
+        return self.readings()[1:]
+
     def reading_tables(self, w: float) -> list[tuple[str, pd.DataFrame]]:
         return [(f"{self.label(s)}, KD weight {w:g}", f) for s in self.summaries if len(f := self.frame(s, w))]
 
@@ -66,7 +77,7 @@ class BookEvidence:
         """Bodies of evidence for the claims page: each scale under each reading of alpha."""
         cols = {}
         for s in self.summaries:
-            for w in (MAIN_READING, OTHER_READING):
+            for w in self.readings():
                 rows = [x for x in self.summaries[s] if x["kd_weight"] == w]
                 if rows:
                     cols[f"{s}, w={w:g}"] = rows
@@ -106,7 +117,7 @@ class BookEvidence:
                                            zip(summary["control_accuracy"], summary["kd_accuracy"], summary["rcd_accuracy"])],
             "agreement gain (points)": summary["agreement_gain_points"], "p (BY)": summary["agreement_p_by"],
             "significant transfer": np.where(summary["significant_transfer"], "yes",
-                                             np.where(summary["primary_testable"], "no", "not testable")),
+                                             np.where(summary["transfer_testable"], "no", "not testable")),
         })
         return (t.style.format({"teacher acc (%)": "{:.1f}", "teacher train acc (%)": "{:.1f}", "teacher errors": "{:.0f}",
                                 "agreement gain (points)": "{:+.2f}", "p (BY)": "{:.2g}"}).hide(axis="index")
@@ -115,10 +126,12 @@ class BookEvidence:
     @staticmethod
     def transfer(summary: pd.DataFrame):
         t = pd.DataFrame({
-            "setup": summary["id"], "significant transfer": np.where(summary["significant_transfer"], "yes", "no"),
+            "setup": summary["id"], "significant transfer": np.where(summary["significant_transfer"], "yes",
+                                                                     np.where(summary["transfer_testable"], "no", "not testable")),
             "ΔA+ (points)": summary["pos_gain_points"], "ΔA- (points)": summary["neg_gain_points"],
             "headroom A+ / A- (%)": [f"{100 * p:.1f} / {100 * n:.1f}" for p, n in zip(summary["pos_headroom"], summary["neg_headroom"])],
             "share closed A+": summary["pos_share_closed"], "share closed A-": summary["neg_share_closed"],
+            "seeds (shares)": summary["asymmetry_seeds"],
             "A- > A+ share, p": summary["asymmetry_p"],
             "rcd - kd acc (points)": 100 * summary["rcd_kd_accuracy_diff"],
             "rcd ≈ kd (TOST p)": summary["rcd_kd_equivalence_p"],

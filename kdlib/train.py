@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .arms import Batch
+from .arms import FEATURE_SCALE_EXAMPLES, Batch
 from .config import ModelSpec, RunConfig, derive_seed
 from .data import DataBundle
 from .models import MODELS, build_model
@@ -146,7 +146,8 @@ def train(cfg: RunConfig, data: DataBundle, arm, device: str | torch.device = "a
         model = model.to(memory_format=torch.channels_last)
     x, y = data.x_train.to(dev), data.y_train.to(dev)
     n = len(y)
-    extra_params = arm.bind(model, x[:2], teacher_model, teacher_logits, dev)
+    # the examples a feature variant reads its shapes and (rcd) the teacher's feature scale from
+    extra_params = arm.bind(model, x[:FEATURE_SCALE_EXAMPLES], teacher_model, teacher_logits, dev)
     opt = make_optimizer(list(model.parameters()) + extra_params, t)
 
     order = torch.Generator().manual_seed(cfg.order_seed)

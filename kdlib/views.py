@@ -9,11 +9,12 @@ from typing import Optional
 
 import pandas as pd
 
-from .analysis import (arm_table, compact_tests, convergence, primary_family, readings_table, setup_tests,
-                       transfer_table)
+from .analysis import (arm_table, compact_tests, convergence, fmt_mean_sem, primary_family, readings_table,
+                       setup_tests, transfer_table)
 from .chapters import PARAMETERS, setup_overrides
 from .config import SetupConfig
 from .paths import from_root
+from .metrics import debiased_cka, mi_plugin_bias
 from .stats import ALPHA, power_limits
 from .store import RunStore, main_arms
 from .trainlog import entry_phases
@@ -158,7 +159,20 @@ class SetupView:
                 + ("it can be significant." if lp["lone_test_can_survive"] else "**no test can be significant at this seed count**.")
                 + f" **Exploratory family** ({m_expl} tests): a lone test ends at {le['min_p_by_lone_test']:.2g}"
                 + (", so only consistent effects can survive." if not le["lone_test_can_survive"] else ".")
-                + f" Significance at alpha = {ALPHA}.")
+                + f" Significance at alpha = {ALPHA}."
+                + self._unreachable_note(tests))
+
+    @staticmethod
+    def _unreachable_note(tests: pd.DataFrame) -> str:
+        """The primary tests whose non-zero differences cannot pass the family's correction (claims that rest
+        on them are "not testable" here)."""
+        t = tests[(tests["family"] == "primary") & ~tests["reachable"].astype(bool)] if len(tests) else tests
+        if not len(t):
+            return ""
+        return (" **Primary tests that cannot be significant here** (too few non-zero differences for the "
+                "correction): " + "; ".join(f"{c} {m} ({nz} of {n} differences non-zero, smallest p {mp:.2g})"
+                                            for c, m, nz, n, mp in zip(t["comparison"], t["metric"], t["n_nonzero"],
+                                                                       t["n"], t["min_p"])) + ".")
 
     # ------------------------------------------------------------------ tables
     def arm_table(self) -> pd.DataFrame:
@@ -176,15 +190,40 @@ class SetupView:
 
     def full_tests(self) -> pd.DataFrame:
         cols = ["family", "comparison", "metric", "n", "n_nonzero", "n_excluded", "mean_a", "sem_a", "mean_b", "sem_b",
-                "mean_diff", "W", "p", "p_by", "rbc", "significant", "min_p"]
+                "mean_diff", "W", "p", "p_by", "rbc", "significant", "min_p", "reachable"]
         t = self.tests()
         return t[[c for c in cols if c in t]]
 
     def transfer_table(self) -> pd.DataFrame:
-        return transfer_table(self.main)
+        return transfer_table(self.main, self.cfg.min_disagreements)
 
     def readings_table(self) -> pd.DataFrame:
         return readings_table(self.results, self.cfg, {w: self.tests(w) for w in self.cfg.kd_weights})
+
+    def similarity_table(self) -> pd.DataFrame:
+        """Per student arm (main KD weight and noise): the stored linear CKA beside the debiased one, computed
+        here from the stored float16 features of each run and its teacher, and the plug-in MI beside its
+        expected value for two unrelated models, (K_S - 1)(K_T - 1) / 2N nats (`metrics.mi_plugin_bias`)."""
+        r, rows, teacher_feats = self.main, {}, {}
+        teacher_hashes = sorted(r.loc[r.arm == "teacher", "hash"])
+        if not teacher_hashes:
+            return pd.DataFrame()
+        logits = self.store.test_logits(teacher_hashes[0])
+        bias = mi_plugin_bias(logits.shape[1], logits.shape[1], len(logits))
+        for arm in ("control", "kd", "rcd"):
+            d = r[r.arm == arm]
+            if d.empty:
+                continue
+            debiased = []
+            for h, th in zip(d["hash"], d["teacher_hash"]):
+                if th not in teacher_feats:
+                    teacher_feats[th] = self.store.features(th)
+                fs, ft = self.store.features(h), teacher_feats[th]
+                debiased.append(debiased_cka(fs, ft) if fs is not None and ft is not None else float("nan"))
+            rows[arm] = {"cka": fmt_mean_sem(d["cka"]) if "cka" in d else "n/a",
+                         "cka_debiased": fmt_mean_sem(debiased), "mi": fmt_mean_sem(d["mi"]) if "mi" in d else "n/a",
+                         "mi_plugin_bias": f"{bias:.3g}"}
+        return pd.DataFrame(rows)
 
     def rcd_variants_table(self) -> pd.DataFrame:
         r = self.main_weight_runs

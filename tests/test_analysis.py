@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from kdlib import load_study
-from kdlib.analysis import (arm_table, asymmetry_test, compact_tests, convergence, fmt_mean_sem, headroom_shares,
-                            is_flat, readings_table, setup_tests, summarise_setup, transfer_table)
+from kdlib.analysis import (BACKDOOR_PRIMARY, arm_table, asymmetry_test, compact_tests, convergence, fmt_mean_sem,
+                            headroom_shares, is_flat, primary_family, readings_table, setup_tests, summarise_setup,
+                            transfer_table)
 from kdlib.stats import power_limits
 from kdlib.store import main_arms
 
@@ -41,7 +42,8 @@ def _table(kd_pos=0.95, kd_neg=0.40, ctrl_pos=0.90, ctrl_neg=0.20, rcd_acc=0.80,
 
 @pytest.fixture(scope="module")
 def setup():
-    return load_study().setup("digits-mlp-self", "cpu", n_seeds=N)
+    # the hand-built control disagrees with its teacher on 8 right and 16 wrong answers per seed
+    return load_study().setup("digits-mlp-self", "cpu", n_seeds=N).with_changes(min_disagreements=5)
 
 
 def test_main_arms_picks_one_reading():
@@ -72,6 +74,36 @@ def test_asymmetry_is_judged_on_headroom_not_relative_rise():
     assert res["p"] == pytest.approx(2 ** -N) and res["neg_share"] > res["pos_share"]
 
 
+def test_shares_need_enough_control_disagreements_per_seed():
+    r = main_arms(_table())  # the control disagrees with its teacher on 8 right answers per seed
+    assert headroom_shares(r, min_disagreements=8)["pos_share"].notna().all()
+    assert headroom_shares(r, min_disagreements=9)["pos_share"].isna().all()
+    assert headroom_shares(r, min_disagreements=9)["neg_share"].notna().all()  # 16 on the wrong ones
+    with pytest.raises(ValueError, match="min_disagreements must be an integer >= 1, got 0"):
+        headroom_shares(r, min_disagreements=0)
+
+
+def test_shown_shares_are_means_over_the_seeds_the_test_used():
+    r = main_arms(_table())
+    # seed 0: the control agrees with every right answer but 2 (a share from 2 examples); its A+ share goes
+    c0 = (r.arm == "control") & (r.seed == 0)
+    r.loc[c0, "pos_agreement"], r.loc[c0, "n_pos_agree"] = 78 / 80, 78
+    r.loc[(r.arm == "kd") & (r.seed == 0), "neg_agreement"] = 0.9  # an A- share of (0.9 - 0.2) / 0.8 there
+    res = asymmetry_test(r, min_disagreements=5)
+    assert res["n"] == N - 1 and res["n_excluded"] == 1
+    assert res["neg_share"] == pytest.approx(0.25) and res["pos_share"] == pytest.approx(0.5)  # seed 0 left out of both
+    t = transfer_table(r, min_disagreements=5)
+    assert t.loc["neg_share_closed", "kd"] == pytest.approx(0.25) and t.loc["share_seeds", "kd"] == N - 1
+
+
+def test_backdoor_setups_have_the_trigger_lift_in_their_primary_family():
+    study = load_study()
+    clean = study.setup("mnist5k-lenet-standard", "cpu")
+    poisoned = clean.with_changes(backdoor={"target": 0, "poison_fraction": 0.2, "patch": 4})
+    assert BACKDOOR_PRIMARY not in primary_family(clean) and BACKDOOR_PRIMARY in primary_family(poisoned)
+    assert primary_family(poisoned)[:len(primary_family(clean))] == primary_family(clean)
+
+
 def test_undefined_shares_are_excluded_and_counted():
     r = main_arms(_table(jitter=0.01))
     r.loc[(r.arm == "control") & (r.seed == 0), "neg_agreement"] = np.nan  # a teacher seed with no errors
@@ -96,7 +128,7 @@ def test_setup_tests_families_and_compact_table():
 def test_summary_of_a_setup(setup):
     r = _table(jitter=0.002)
     s = summarise_setup("x", setup, r)
-    assert s["kd_weight"] == 0.9 and s["n_seeds"] == N and s["significant_transfer"] and s["primary_testable"]
+    assert s["kd_weight"] == 0.9 and s["n_seeds"] == N and s["significant_transfer"] and s["transfer_testable"]
     assert s["agreement_gain_points"] == pytest.approx(8.0, abs=0.5)
     assert s["neg_share_closed"] == pytest.approx(0.25, abs=0.02) and s["asymmetry_p"] > 0.5
     assert s["teacher_hashes"] == [f"teacherNoneNone{i}" for i in range(N)]
@@ -109,12 +141,23 @@ def test_summary_of_a_setup(setup):
 
 
 def test_power_of_the_primary_family(setup):
-    # summarise_setup's primary_testable is the lone-test bound m c(m) 2^-n <= alpha over the primary family
     assert power_limits(10, 3)["lone_test_can_survive"] and not power_limits(2, 3)["lone_test_can_survive"]
     assert power_limits(10, 3)["min_p_by_lone_test"] == pytest.approx(3 * (1 + 1 / 2 + 1 / 3) / 1024)
-    assert summarise_setup("x", setup, _table(jitter=0.01))["primary_testable"]  # N = 8 seeds, 3 tests
+    assert summarise_setup("x", setup, _table(jitter=0.01))["transfer_testable"]  # N = 8 seeds, 3 tests
     two = _table(jitter=0.01)
-    assert not summarise_setup("x", setup, two[two.seed < 2])["primary_testable"]
+    assert not summarise_setup("x", setup, two[two.seed < 2])["transfer_testable"]
+
+
+def test_a_setup_with_four_nonzero_differences_is_not_testable(setup):
+    # 8 complete pairs, but kd equals the control on 4 seeds: 4 non-zero differences, best p 1/16 > 0.05
+    r = _table(jitter=0.01)
+    for s in range(4):
+        for col in ("agreement", "pos_agreement", "neg_agreement"):
+            r.loc[(r.arm == "kd") & (r.kd_weight == 0.9) & (r.seed == s), col] = \
+                r.loc[(r.arm == "control") & (r.seed == s), col].item()
+    s = summarise_setup("x", setup, r)
+    assert s["n_seeds"] == N and s["transfer_n_nonzero"] == 4 and s["transfer_min_p"] == pytest.approx(1 / 16)
+    assert not s["transfer_testable"] and not s["significant_transfer"]
 
 
 def test_readings_table(setup):

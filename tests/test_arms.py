@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from scipy.stats import chi2_contingency
 
 from kdlib import load_study
-from kdlib.arms import (AttentionTransfer, Batch, CrossEntropyArm, DistillationArm, FitNets, RCDNoise, TeacherLogits,
-                        attention_map, build_arm, kd_loss)
+from kdlib.arms import (FEATURE_SCALE_EXAMPLES, AttentionTransfer, Batch, CrossEntropyArm, DistillationArm, FeatureHook,
+                        FitNets, RCDNoise, TeacherLogits, attention_map, build_arm, kd_loss)
 from kdlib.config import ConfigError
 
 
@@ -147,14 +147,14 @@ def test_feature_terms_hand_and_named():
     student(x), teacher(x)
     fs, ft = at.hooks[0].output, at.hooks[1].output
     hand = 10.0 * (attention_map(fs) - attention_map(ft)).pow(2).mean()
-    assert at.loss(3).item() == pytest.approx(hand.item(), rel=1e-6)
+    assert at.loss(torch.arange(3)).item() == pytest.approx(hand.item(), rel=1e-6)
     at.detach()
     fit = FitNets("features.3", "features.3", beta=2.0)
     params = fit.attach(student, teacher, x, init_seed=0)
     assert len(params) == 2  # the 1x1 regressor's weight and bias
     student(x), teacher(x)
     hand = 2.0 * F.mse_loss(fit.regressor(fit.hooks[0].output), fit.hooks[1].output)
-    assert fit.loss(3).item() == pytest.approx(hand.item(), rel=1e-6)
+    assert fit.loss(torch.arange(3)).item() == pytest.approx(hand.item(), rel=1e-6)
     fit.detach()
     with pytest.raises(ConfigError, match=r"no module named 'layer9'.*top-level modules: \['features', 'head'\]"):
         FitNets("layer9", "features.3").attach(student, teacher, x, init_seed=0)
@@ -170,10 +170,55 @@ def test_feature_regressor_is_seeded_by_the_run_not_the_process():
         torch.manual_seed(global_seed)
         torch.randn(100)
         fit = FitNets("features.3", "features.3")
-        fit.attach(student, teacher, x, init_seed=7, noise_seed=noise_seed)
+        fit.attach(student, teacher, x, init_seed=7, noise_seed=noise_seed, n_examples=2)
         weights.append(fit.regressor.weight.detach().clone())
         fit.detach()
     assert torch.equal(weights[0], weights[1])  # kd and rcd of a seed start from the same regressor
     fit = FitNets("features.3", "features.3")
     fit.attach(student, teacher, x, init_seed=8)
     assert not torch.equal(fit.regressor.weight, weights[0])
+
+
+@pytest.mark.parametrize("kind,fixed", [("unit_fixed", True), ("teacher_scaled", True), ("unit_resampled", False)])
+def test_rcd_feature_noise_follows_rcd_noise(kind, fixed):
+    student, teacher = _convnets()
+    x = torch.randn(300, 1, 16, 16)
+    fit = FitNets("features.3", "features.3")
+    fit.attach(student, teacher, x, init_seed=0, noise_seed=5, noise=kind, n_examples=40)
+    idx = torch.tensor([3, 7, 3])
+    student(x[:3])
+    first = fit.teacher_feature(idx)
+    student(x[:3])
+    again = fit.teacher_feature(idx)
+    # fixed: the same example gets the same map at every step (and within a batch); resampled: fresh noise
+    assert torch.equal(first, again) == fixed and torch.equal(first[0], first[2]) == fixed
+    assert not torch.equal(first[0], first[1])
+
+
+def test_rcd_feature_noise_scale_comes_from_the_examples_given():
+    student, teacher = _convnets()
+    x = torch.randn(300, 1, 16, 16)
+    fit = FitNets("features.3", "features.3")
+    fit.attach(student, teacher, x[:256], init_seed=0, noise_seed=5, noise="unit_fixed", n_examples=300)
+    teacher.eval()
+    with torch.no_grad():
+        hook = FeatureHook(teacher, "features.3")
+        teacher(x[:256])
+        want = float(hook.output.float().std())
+        hook.remove()
+    assert fit.teacher_feature_std == pytest.approx(want, rel=1e-6)
+    assert float(fit.fixed_noise.std()) == pytest.approx(want, rel=0.05) and len(fit.fixed_noise) == 300
+    assert FEATURE_SCALE_EXAMPLES >= 100  # a scale from a handful of examples is noise itself
+
+
+def test_rcd_feature_noise_rejects_what_it_cannot_follow():
+    student, teacher = _convnets()
+    x = torch.randn(4, 1, 16, 16)
+    with pytest.raises(ConfigError, match="'permuted' has no feature-map form"):
+        FitNets("features.3", "features.3").attach(student, teacher, x, init_seed=0, noise_seed=1, noise="permuted")
+    with pytest.raises(ConfigError, match="number of training examples, got None"):
+        FitNets("features.3", "features.3").attach(student, teacher, x, init_seed=0, noise_seed=1, noise="unit_fixed")
+    s = load_study().setup("mnist5k-lenet-standard", "smoke")
+    with pytest.raises(ConfigError, match="'permuted' needs the teacher's own outputs"):
+        s.with_changes(variant="fitnets", variant_args={"student_layer": "features.3", "teacher_layer": "features.3"},
+                       rcd_variants=("permuted",))

@@ -109,7 +109,7 @@ def _summary(transfers):
             "control_backdoor_asr": 0.05, "kd_backdoor_asr": 0.3, "rcd_backdoor_asr": 0.05,
             "backdoor_kd_vs_control_p_by": 0.01, "control_backdoor_lift": 0.0, "teacher_backdoor_lift": 0.85,
             "kd_backdoor_lift": 0.2 if transfers else 0.0, "backdoor_lift_kd_vs_control_p_by": 0.02 if transfers else 0.7,
-            "backdoor_lift_transfers": transfers, "significant_transfer": False, "primary_testable": True,
+            "backdoor_lift_transfers": transfers, "significant_transfer": False, "backdoor_lift_testable": True,
             "teacher_hashes": ["t"], "control_hashes": ["c"], "kd_hashes": ["k"]}
 
 

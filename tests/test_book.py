@@ -243,3 +243,18 @@ def test_pages_render_offline_in_chromium(book):
     outside = [u for u in requests if not u.startswith(base) and not u.startswith("data:") and not u.startswith("blob:")]
     assert not outside, f"pages fetched from the network: {outside[:5]}"
     assert not [e for e in errors if "Plotly" in e or "require" in e], errors
+
+
+def test_setup_view_reports_the_debiased_cka_and_the_mi_bias_from_stored_outputs(book):
+    from kdlib.analysis import fmt_mean_sem
+    from kdlib.metrics import debiased_cka, mi_plugin_bias
+    from kdlib.views import SetupView
+
+    view = SetupView.from_parameters({"setup": "vowels-seqcnn-self", "scale": "smoke", "results_dir": str(book / "results"),
+                                      "train_missing": False})
+    table = view.similarity_table()
+    kd = view.main[view.main.arm == "kd"]
+    want = [debiased_cka(view.store.features(h), view.store.features(t)) for h, t in zip(kd["hash"], kd["teacher_hash"])]
+    assert table.loc["cka_debiased", "kd"] == fmt_mean_sem(want) and table.loc["cka", "kd"] == fmt_mean_sem(kd["cka"])
+    logits = view.store.test_logits(kd["teacher_hash"].iloc[0])
+    assert table.loc["mi_plugin_bias", "kd"] == f"{mi_plugin_bias(logits.shape[1], logits.shape[1], len(logits)):.3g}"

@@ -2,7 +2,10 @@
 twice, too few seeds make a claim untestable, and the readings of alpha are compared side by side."""
 import pytest
 
-from kdlib.claims import NOT_SUPPORTED, NOT_TESTABLE, NOT_TESTED, SUPPORTED, independent_groups, verdict_matrix, verdicts
+from kdlib import load_study
+from kdlib.claims import (NOT_RUN_READING, NOT_SUPPORTED, NOT_TESTABLE, NOT_TESTED, SUPPORTED, anchor, flips_sentence,
+                          independent_groups, linked_matrix, num, verdict_matrix, verdicts)
+from kdlib.display import details
 
 
 def summary(id_, sig=False, gain=1.0, pos_share=0.2, neg_share=0.5, asym_p=0.001, neg_sig=True, equivalent=False,
@@ -10,14 +13,19 @@ def summary(id_, sig=False, gain=1.0, pos_share=0.2, neg_share=0.5, asym_p=0.001
             control=None, kd=None, epochs=30, n_seeds=10, **extra):
     teacher = teacher or [f"t-{id_}"]
     return {"id": id_, "significant_transfer": sig, "agreement_gain_points": gain, "agreement_p_by": 0.01 if sig else 0.5,
-            "primary_testable": testable, "n_seeds": n_seeds, "neg_rise_significant": neg_sig, "neg_rise_p_by": 0.01,
+            "transfer_testable": testable, "transfer_n_nonzero": n_seeds if testable else 2,
+            "transfer_min_p": 2.0 ** -(n_seeds if testable else 2), "n_seeds": n_seeds,
+            "control_agreement": 0.8, "control_disagreements": 100.0, "min_disagreements": 10,
+            "agreement_gains": {s: gain / 100 + 0.001 * (s - 4.5) for s in range(n_seeds)},
+            "neg_rise_significant": neg_sig, "neg_rise_p_by": 0.01,
             "pos_share_closed": pos_share, "neg_share_closed": neg_share, "asymmetry_p": asym_p, "asymmetry_n": 10,
+            "asymmetry_min_p": 2.0 ** -10 if testable else 0.25,
             "asymmetry_excluded": 0, "rcd_kd_equivalent": equivalent, "rcd_kd_equivalence_p": 0.01 if equivalent else 0.4,
             "rcd_kd_accuracy_diff": -0.002, "equivalence_margin": 0.01, "equivalence_testable": testable,
             "rcd_better_p": rcd_better_p, "dataset": dataset, "teacher_model": model, "student_model": model,
             "teacher_gaps": gaps or {s: 5.0 for s in range(10)}, "teacher_gap": 5.0, "kind": kind, "variant": "logit",
-            "epochs": epochs, "kd_weight": 0.9, "teacher_hashes": teacher, "control_hashes": control or [f"c-{id_}"],
-            "kd_hashes": kd or [f"k-{id_}"], **extra}
+            "epochs": epochs, "optimizer": "sgd", "kd_weight": 0.9, "teacher_hashes": teacher,
+            "control_hashes": control or [f"c-{id_}"], "kd_hashes": kd or [f"k-{id_}"], **extra}
 
 
 def verdict(summaries, k):
@@ -41,7 +49,7 @@ def test_too_few_seeds_is_not_testable_never_supported_or_not():
     few = [summary("a", testable=False, n_seeds=2), summary("b", testable=False, n_seeds=2)]
     for k in (1, 2, 3, 4):
         assert verdict(few, k) == NOT_TESTABLE, k
-    assert "[2]" in evidence(few, 1)
+    assert "a (2 of 2 differences non-zero, smallest p 0.25)" in evidence(few, 1)
 
 
 def test_sweeps_sharing_teachers_and_controls_count_once():
@@ -51,7 +59,7 @@ def test_sweeps_sharing_teachers_and_controls_count_once():
     groups = independent_groups([base, sweep, other])
     assert [(rep["id"], [s["id"] for s in sw]) for rep, sw in groups] == [("base", ["base-T16"]), ("other", [])]
     assert verdict([base, sweep, other], 1) == SUPPORTED
-    assert "1 of 2 independent setups" in evidence([base, sweep, other], 1)
+    assert "1 of 2 testable independent setups" in evidence([base, sweep, other], 1)
     assert "base-T16 significant (sweep of base)" in evidence([base, sweep, other], 1)
     # two sweeps alone are one setup: claim 1 needs two independent ones
     assert verdict([base, sweep], 1) == NOT_TESTED
@@ -173,3 +181,144 @@ def test_the_independence_table_names_what_counts_and_what_shares():
     assert row["independent setups"] == 2 and row["counted (each with its own teachers and controls)"] == "self, other"
     assert row["sharing a teacher or control with one of them"] == "standard (with self)"
     assert row["backdoor entries (claim 7)"] == "bd"
+
+
+# ------------------------------------------------------------------ issue 19: verdicts that cannot pass or fail by construction
+def test_claim1_a_setup_whose_test_cannot_reach_significance_is_not_counted():
+    # e.g. vowels at w = 0.1: 10 pairs but 4 non-zero differences (best p 1/16): neither significant nor not
+    few = summary("vowels", testable=False, transfer_n_nonzero=4, transfer_min_p=1 / 16)
+    three = [summary("a", sig=True), summary("b"), few]
+    assert "1 of 2 testable independent setups" in evidence(three, 1)
+    assert "vowels (4 of 10 differences non-zero, smallest p 0.062)" in evidence(three, 1)
+    # alone with one significant setup it leaves claim 1 without a "not in all" case
+    assert verdict([summary("a", sig=True), few], 1) == NOT_TESTABLE
+
+
+def test_claim1_a_setup_at_the_ceiling_counts_neither_way():
+    # the control disagrees with its teacher on about 4 test examples per seed: nothing left to copy
+    ceiling = summary("digits-self", control_disagreements=4.2)
+    assert verdict([summary("a", sig=True), summary("b", sig=True), ceiling], 1) == NOT_SUPPORTED
+    assert "2 of 2 testable" in evidence([summary("a", sig=True), summary("b", sig=True), ceiling], 1)
+    assert "digits-self (4.2 per seed, not significant)" in evidence([summary("a", sig=True), summary("b", sig=True), ceiling], 1)
+
+
+def test_claim2_a_near_ceiling_setup_neither_supports_nor_refutes():
+    near = summary("digits-standard", sig=True, gain=1.5, control_agreement=0.979)
+    assert verdict([near], 2) == NOT_TESTABLE
+    assert "at the ceiling" in evidence([near], 2) and "97.9 %" in evidence([near], 2)
+    # beside a setup away from the ceiling, only that one decides
+    big = summary("far", sig=True, gain=12.0, teacher=["tf"])
+    assert verdict([near, big], 2) == NOT_SUPPORTED
+
+
+def test_claim2_needs_the_gain_shown_below_the_threshold_not_a_point_estimate():
+    # mean gain 4 points but seeds spread from -6 to +14: the upper bound is far above 5
+    spread = summary("a", sig=True, gain=4.0, agreement_gains={s: (4.0 + (10 if s % 2 else -10)) / 100 for s in range(10)})
+    assert verdict([spread], 2) == NOT_SUPPORTED
+    assert "not shown small" in evidence([spread], 2)
+    assert verdict([summary("a", sig=True, gain=4.0)], 2) == SUPPORTED  # 10 seeds all near 4
+
+
+def test_claim3_an_untestable_significant_setup_is_not_a_failure_and_leaves_the_family():
+    ok = summary("a", sig=True, asym_p=0.03, teacher=["ta"])
+    # significant transfer, but only 2 seeds with both shares defined: the asymmetry test cannot reach 0.05
+    few = summary("b", sig=True, asym_p=0.25, teacher=["tb"], asymmetry_n=2, asymmetry_min_p=0.25)
+    assert verdict([ok, few], 3) == SUPPORTED  # 0.03 alone in its family; with b's p BY would make it 0.09
+    assert "1 of 1 testable significant setups" in evidence([ok, few], 3)
+    assert "b: not testable (2 seeds" in evidence([ok, few], 3)
+    assert verdict([few], 3) == NOT_TESTABLE
+    # the threshold comes from the power limit, not a fixed count: 5 non-zero pairs (best p 1/32) can pass alone
+    five = summary("c", sig=True, asym_p=1 / 32, asymmetry_n=5, asymmetry_min_p=1 / 32)
+    assert verdict([five], 3) == SUPPORTED
+
+
+def test_claim4_rcd_more_accurate_is_corrected_across_setups():
+    two = [summary("a", rcd_better_p=0.04, teacher=["ta"]), summary("b", rcd_better_p=0.04, teacher=["tb"])]
+    assert verdict(two, 4) == NOT_SUPPORTED  # BY over 2 equal p-values: 2 c(2) 0.04 / 2 = 0.06
+    assert "rcd > kd p (BY over these setups) 0.06" in evidence(two, 4)
+    assert verdict([summary("a", rcd_better_p=0.04)], 4) == SUPPORTED  # a family of one
+
+
+def test_claim6_needs_the_same_optimiser_too():
+    vit = summary("v", dataset="cifar10", model="vit", gaps={s: 20.0 + s for s in range(10)}, optimizer="adamw")
+    cnn = summary("r", dataset="cifar10", model="resnet18", gaps={s: 8.0 + s / 2 for s in range(10)})
+    assert verdict([vit, cnn], 6) == NOT_TESTED
+    assert verdict([{**vit, "optimizer": "sgd"}, cnn], 6) == SUPPORTED
+
+
+def test_the_paper_plan_has_a_matched_vit_cnn_pair_for_claim6():
+    study = load_study()
+    setups = [study.entry_setup("paper", e) for e in study.plan("paper")]
+    vits = [s for s in setups if s.teacher.name == "vit"]
+    cnns = [s for s in setups if s.teacher.name in ("resnet18", "vgg19")]
+    pairs = [(v.name, c.name) for v in vits for c in cnns if v.dataset == c.dataset
+             and v.train["epochs"] == c.train["epochs"] and v.train["optimizer"] == c.train["optimizer"]]
+    assert pairs, "no ViT and CNN in the paper plan are trained for the same epochs with the same optimiser"
+
+
+def _backdoor(id_, lift_p=0.02, testable=True, w=0.9, **kw):
+    return {**summary(id_, teacher=[f"t-{id_}"], **kw), "has_backdoor": True, "kd_weight": w,
+            "backdoor_lift_transfers": lift_p <= 0.05, "backdoor_lift_testable": testable, "backdoor_lift_primary": True,
+            "backdoor_kd_vs_control_p_by": 0.024, "backdoor_lift_kd_vs_control_p_by": lift_p,
+            **{f"{arm}_backdoor_{m}": 0.6 for arm in ("teacher", "kd", "rcd") for m in ("asr", "lift")},
+            "control_backdoor_asr": 0.1, "control_backdoor_lift": -0.0001}
+
+
+def test_claim7_is_decided_by_the_primary_lift_test_and_says_so():
+    e = evidence([_backdoor("bd", lift_p=0.3)], 7)
+    assert verdict([_backdoor("bd", lift_p=0.3)], 7) == NOT_SUPPORTED
+    assert e.startswith("bd: decided by the trigger's lift over the base rate, kd > control p (BY, primary family) 0.3, "
+                        "not significant")
+    assert "shown but not deciding" in e and "-0.0" not in e
+    assert verdict([_backdoor("bd", lift_p=0.01)], 7) == SUPPORTED
+    assert verdict([_backdoor("bd", lift_p=0.3, testable=False)], 7) == NOT_TESTABLE
+
+
+def test_claim7_not_tested_only_where_no_backdoor_ran_at_the_scale():
+    clean = [summary("a"), summary("b")]
+    matrix, texts = verdict_matrix({"cpu, w=0.9": clean + [_backdoor("bd")], "cpu, w=0.1": clean,
+                                    "mid, w=0.9": clean})
+    assert matrix.loc[7, "cpu, w=0.1"] == NOT_RUN_READING and "w=0.9" in texts[("cpu, w=0.1", 7)]
+    assert matrix.loc[7, "mid, w=0.9"] == NOT_TESTED
+
+
+def test_no_negative_zero_in_the_evidence():
+    assert num(-0.0004, ".1f") == "0.0" and num(-0.0004, "+.2f") == "0.00" and num(-0.04, ".1f") == "0.0"
+    assert num(-0.06, ".1f") == "-0.1" and num(-1e-5, ".2g") == "-1e-05"
+
+
+def test_flips_sentence_names_each_column_once():
+    w9, w1 = [summary("a", sig=True), summary("b")], [summary("a"), summary("b")]
+    matrix, _ = verdict_matrix({"cpu, w=0.9": w9, "cpu, w=0.1": w1, "mid, w=0.9": w1, "mid, w=0.1": w9})
+    text = flips_sentence(matrix)
+    assert text.count("claim 1") == 1
+    for reading in ("cpu: w=0.9 supported, w=0.1 not supported", "mid: w=0.9 not supported, w=0.1 supported"):
+        assert reading in text
+    assert text.count("w=0.9") == 2 and text.count("w=0.1") == 2
+
+
+def test_verdict_cells_link_to_their_evidence_blocks():
+    matrix, texts = verdict_matrix({"cpu, w=0.9": [summary("a", sig=True), summary("b")]})
+    cell = linked_matrix(matrix).loc[1, "cpu, w=0.9"]
+    assert cell == f'<a href="#{anchor("cpu, w=0.9", 1)}">supported</a>'
+    assert f'id="{anchor("cpu, w=0.9", 1)}"' in details("cpu, w=0.9: supported", texts[("cpu, w=0.9", 1)],
+                                                           anchor=anchor("cpu, w=0.9", 1))
+    assert len({anchor(c, k) for c in ("cpu, w=0.9", "cpu, w=0.1") for k in range(1, 8)}) == 14
+    assert anchor("cpu, w=0.9", 7) == "claim-7-cpu-w-0-9"
+
+
+def test_readings_come_from_the_study_file():
+    import copy
+
+    from kdlib.summaries import BookEvidence
+
+    study = copy.copy(load_study())
+    study.defaults = {**study.defaults, "kd_weight": 0.8, "kd_weight_variants": [0.2, 0.8]}
+    rows = [{**summary("a", sig=True), "kd_weight": 0.8}, {**summary("b"), "kd_weight": 0.8},
+            {**summary("a"), "kd_weight": 0.2}, {**summary("b"), "kd_weight": 0.2}]
+    ev = BookEvidence(study=study, scales=["cpu"], summaries={"cpu": rows})
+    assert ev.readings() == (0.8, 0.2) and ev.other_readings() == (0.2,)
+    assert list(ev.claim_columns()) == ["cpu, w=0.8", "cpu, w=0.2"]
+    study.defaults = {k: v for k, v in study.defaults.items() if k != "kd_weight"}
+    with pytest.raises(ValueError, match="names no kd_weight"):
+        ev.readings()

@@ -82,7 +82,7 @@ def _study_file(tmp_path, text):
     return p
 
 
-BASE = ("defaults:\n  train: {{epochs: 1, batch_size: 8, optimizer: sgd, lr: 0.1, momentum: 0.9, nesterov: true,\n"
+BASE = ("defaults:\n  kd_weight: 0.9\n  train: {{epochs: 1, batch_size: 8, optimizer: sgd, lr: 0.1, momentum: 0.9, nesterov: true,\n"
         "    weight_decay: 0, schedule: cosine, warmup_epochs: 0, label_smoothing: 0, augment: false, eval_batch_size: 8}}\n"
         "scales: {{cpu: {{n_seeds: 2}}}}\nsetups:\n  s:\n    kind: self\n    modality: image\n"
         "    dataset: {ds}\n    teacher: {{model: {m}}}\n    scales: {{cpu: {{}}}}\n")
@@ -246,3 +246,16 @@ def test_numbers_yaml_1_1_reads_as_strings_are_numbers_with_the_same_hash(tmp_pa
     assert study.setup("vowels-seqcnn-self", "smoke", lr="3e-3").run_config("kd", 0).hash == ref.run_config("kd", 0).hash
     with pytest.raises(ConfigError, match=r"train.weight_decay must be a number, got 'lots'"):
         study.setup("vowels-seqcnn-self", "smoke", weight_decay="lots")
+
+
+def test_the_main_kd_weight_comes_from_the_study_file():
+    import copy
+
+    from kdlib import load_study
+
+    study = copy.copy(load_study())
+    study.defaults = {k: v for k, v in study.defaults.items() if k != "kd_weight"}
+    with pytest.raises(ConfigError, match="has no kd_weight: the study file names the main reading"):
+        study.setup("digits-mlp-self", "smoke")
+    study.defaults = {**study.defaults, "kd_weight": 0.7}
+    assert study.setup("digits-mlp-self", "smoke").kd_weight == 0.7

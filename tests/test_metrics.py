@@ -259,3 +259,45 @@ def test_per_class_hand():
     r = M.per_class(student, teacher, labels, 3)
     np.testing.assert_allclose(r["accuracy"], [1.0, 0.5, np.nan])
     np.testing.assert_allclose(r["agreement"], [0.5, 0.5, np.nan])
+
+
+def test_unbiased_hsic_hand_and_u_statistic():
+    # n = 4, x = (1, -1, 0, 0), y = (0, 0, 1, -1): K~ has -1 at (1,2),(2,1) only, L~ at (3,4),(4,3) only.
+    # HSIC_1(K, L) = [tr(K~L~) 0 + (1'K~1 = -2)(1'L~1 = -2) / (3 * 2) - 2/2 (K~1 . L~1 = 0)] / (4 * 1) = 1/6;
+    # HSIC_1(K, K) = [2 + 4/6 - 2/2 * 2] / 4 = 1/6: the debiased CKA of these disjoint features is 1 at n = 4
+    x, y = np.array([[1.0], [-1], [0], [0]]), np.array([[0.0], [0], [1], [-1]])
+    K, L = x @ x.T, y @ y.T
+    assert M.hsic_unbiased(K, L) == pytest.approx(1 / 6) and M.hsic_unbiased(K, K) == pytest.approx(1 / 6)
+    assert M.debiased_cka(x, y) == pytest.approx(1.0) and M.linear_cka(x, y) == pytest.approx(0.0)
+    # the closed form equals the U-statistic over distinct quadruples (Song et al. 2012), written out
+    import itertools
+
+    rng = np.random.default_rng(3)
+    X, Y = rng.normal(size=(7, 3)), rng.normal(size=(7, 2))
+    K, L = X @ X.T, Y @ Y.T
+    h = [K[i, j] * L[i, j] + K[i, j] * L[q, r] - 2 * K[i, j] * L[i, q] for i, j, q, r in itertools.permutations(range(7), 4)]
+    assert M.hsic_unbiased(K, L) == pytest.approx(np.mean(h), rel=1e-10)
+    with pytest.raises(ValueError, match="n >= 4"):
+        M.hsic_unbiased(K[:3, :3], L[:3, :3])
+
+
+def test_debiased_cka_removes_the_bias_of_independent_wide_features():
+    rng = np.random.default_rng(0)
+    relu = lambda a: np.maximum(a, 0)  # noqa: E731
+    X, Y = relu(rng.normal(size=(512, 256))), relu(rng.normal(size=(512, 512)))
+    assert 0.2 < M.linear_cka(X, Y) < 0.6  # independent, yet the biased estimate is far from 0
+    assert abs(M.debiased_cka(X, Y)) < 0.02
+    assert M.debiased_cka(X, X @ rng.normal(size=(256, 256))) > 0.5  # a linear image of X stays similar
+    assert M.debiased_cka(X, X) == pytest.approx(1.0)
+    assert np.isnan(M.debiased_cka(np.ones((6, 2)), X[:6]))
+
+
+def test_plugin_mi_bias_hand_and_by_simulation():
+    assert M.mi_plugin_bias(10, 10, 1000) == pytest.approx(81 / 2000)  # (K-1)^2 / 2N
+    assert M.mi_plugin_bias(100, 100, 2500) == pytest.approx(99 ** 2 / 5000)
+    # independent uniform labels, 10 classes, 500 examples: the plug-in MI averages about 81 / 1000 nats
+    rng = np.random.default_rng(1)
+    sims = [mutual_info_score(rng.integers(0, 10, 500), rng.integers(0, 10, 500)) for _ in range(400)]
+    assert np.mean(sims) == pytest.approx(M.mi_plugin_bias(10, 10, 500), rel=0.1)
+    with pytest.raises(ValueError, match="n must be an integer >= 1, got 0"):
+        M.mi_plugin_bias(10, 10, 0)

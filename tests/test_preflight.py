@@ -74,7 +74,7 @@ def test_driver_options_are_checked_before_anything_runs(argv, message, tmp_path
 def test_list_shows_the_paper_plan_with_its_cost(capsys):
     assert driver_main(["--scale", "paper", "--list"]) == 0
     out = capsys.readouterr().out
-    assert "22 entries, 13 setups, 7 datasets" in out and "(estimated)" in out
+    assert "24 entries, 13 setups, 7 datasets" in out and "(estimated)" in out
     for column in ("dataset", "teacher->student", "variant", "recipe", "per run", "provenance"):
         assert column in out
     assert "resnet56->resnet20" in out and "gpt2_classifier->gpt2_classifier" in out

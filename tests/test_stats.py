@@ -177,6 +177,36 @@ def test_power_limits():
     assert S.power_limits(10, 8)["lone_test_can_survive"]
 
 
+def test_reachable_counts_the_nonzero_differences_and_the_family():
+    # a lone test (family of 1) with 4 non-zero differences: its best p is 2^-4 = 0.0625 > 0.05
+    assert not S.reachable([0.0625], [0.0625])[0]
+    assert S.reachable([0.5], [2.0 ** -5])[0]  # 5 non-zero differences could reach 1/32
+    # family of 3 with the others at p = 1: by hand, BY gives 3 c(3) min_p = 5.5 min_p
+    assert S.reachable([0.9, 1.0, 1.0], [2.0 ** -7, 1.0, 1.0])[0]        # 5.5 / 128 = 0.043
+    assert not S.reachable([0.9, 1.0, 1.0], [2.0 ** -6, 1.0, 1.0])[0]    # 5.5 / 64 = 0.086
+    # ... but with the others small too the same test can pass: BY ranks it among them (11/6 * 3/64 * 3/3)
+    assert S.reachable([0.9, 2.0 ** -6, 2.0 ** -6], [2.0 ** -6] * 3)[0]
+    assert list(S.reachable([np.nan, 0.01], [0.001, np.nan])) == [False, False]
+    # a significant test is always reachable
+    p = [0.001, 0.02, 0.3]
+    sig = S.by_adjust(p) <= 0.05
+    assert (S.reachable(p, [0.001, 0.001, 0.001]) >= sig).all()
+    with pytest.raises(ValueError, match="shape"):
+        S.reachable([0.1, 0.2], [0.1])
+
+
+def test_paired_tests_mark_a_test_with_few_nonzero_differences_unreachable():
+    # 10 complete pairs, 6 of them tied at zero: 4 non-zero differences, best one-sided p 1/16
+    rows = []
+    for s in range(10):
+        rows += [{"arm": "control", "seed": s, "agreement": 0.9}, {"arm": "kd", "seed": s, "agreement": 0.9 + 0.01 * (s < 4)}]
+    t = S.paired_tests(pd.DataFrame(rows), metrics=("agreement",), comparisons=(("kd", "control"),),
+                       primary=[("agreement", "kd", "control")])
+    row = t.iloc[0]
+    assert row["n"] == 10 and row["n_nonzero"] == 4 and row["min_p"] == pytest.approx(1 / 16)
+    assert not row["reachable"] and not row["significant"]
+
+
 def _runs(n=10, shift=0.05, seed=0):
     rng = np.random.default_rng(seed)
     rows = []
