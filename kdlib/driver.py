@@ -307,6 +307,10 @@ def shipped_chapters(study: Study, book_scale: str) -> tuple[list, list[str]]:
             cfg = study.entry_setup(s, e)
             missing = store.missing(cfg)
             entry, title = e, e.title or cfg.title
+            if missing and e.id in study.pending(s):  # still being trained: named, not shown half done
+                notes.append(f"{s}/{e.id}: not trained yet ({complete_seeds(cfg, store)} of {cfg.n_seeds} seeds "
+                             f"complete so far); train it with `python -m kdlib.driver --scale {s} --only {e.id} --train-only`")
+                continue
             if missing:
                 stale = store.stale_versions(missing)
                 if stale:
@@ -316,10 +320,6 @@ def shipped_chapters(study: Study, book_scale: str) -> tuple[list, list[str]]:
                                  f"rather than retrained here. Recompute with `python -m kdlib.driver --scale {s} --only {e.id}`")
                     continue
                 seeds = complete_seeds(cfg, store)
-                if e.id in study.pending(s):  # still being trained: named, not shown half done
-                    notes.append(f"{s}/{e.id}: not trained yet ({seeds} of {cfg.n_seeds} seeds complete so far); "
-                                 f"train it with `python -m kdlib.driver --scale {s} --only {e.id} --train-only`")
-                    continue
                 if not seeds:
                     continue  # never run
                 notes.append(f"{s}/{e.id}: {seeds} of {cfg.n_seeds} seeds are complete; the chapter shows those")

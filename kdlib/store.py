@@ -412,17 +412,19 @@ class RunStore:
 
     def stale_versions(self, wanted: Iterable[RunConfig]) -> dict[str, dict]:
         """For runs not in the store: a stored run of the same setup, arm, seed, KD weight and noise under
-        another hash (the code or the study file changed its config), with the fields that differ."""
+        another hash (the code or the study file changed its config), with the fields that differ. The setup
+        is the name its first writer gave (a run shared by two setups carries one name): another setup's runs
+        are never taken for an old version of this one's."""
         index = {}
         for h in self.hashes():
             c = self.config(h)
-            index.setdefault((c["arm"], c["seed"], c.get("kd_weight"), c.get("rcd_noise")), []).append((h, c))
+            index.setdefault((c.get("setup"), c["arm"], c["seed"], c.get("kd_weight"), c.get("rcd_noise")), []).append((h, c))
         out = {}
         for cfg in wanted:
             if self.has(cfg):
                 continue
             new = cfg.to_dict()
-            candidates = index.get((cfg.arm, cfg.seed, cfg.kd_weight, cfg.rcd_noise), [])
+            candidates = index.get((cfg.setup, cfg.arm, cfg.seed, cfg.kd_weight, cfg.rcd_noise), [])
             diffs = [(sorted(k for k in set(new) | set(old) if k != "setup"
                              and canonical_json(new.get(k)) != canonical_json(old.get(k))), h) for h, old in candidates]
             if diffs:  # the stored run closest to this one: its changed fields say what moved

@@ -106,7 +106,8 @@ def test_shipped_runs_are_complete_slim_and_read_without_training(monkeypatch):
 def test_pending_entries_must_be_plan_entries(tmp_path):
     text = (REPO_ROOT / "study.yaml").read_text()
     path = tmp_path / "study.yaml"
-    path.write_text(text.replace("  mid:\n", "  mid:\n    pending: [no-such-entry]\n", 1))
+    assert "\n    pending: [" in text
+    path.write_text(text.replace("\n    pending: [", "\n    pending: [no-such-entry, ", 1))
     with pytest.raises(Exception, match="pending entries \\['no-such-entry'\\] that are not in its plan"):
         load_file(path).pending("mid")
 
