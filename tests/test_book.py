@@ -102,7 +102,7 @@ def test_explorer_executes_and_handles_no_arm(book):
 
     src = to_ipynb(ROOT / "notebooks" / "explorer.py", book / "explorer.ipynb")
     nb = nbformat.read(src, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell("arms_w.value = ()  # a reader deselects every arm"))
+    nb.cells.append(nbformat.v4.new_code_cell("explorer.arms_w.value = ()  # a reader deselects every arm"))
     nbformat.write(nb, src)
     pm.execute_notebook(str(src), str(book / "explorer-out.ipynb"), kernel_name="python3", progress_bar=False,
                         parameters={"scale": "smoke", "results_dir": str(book / "results")}, cwd=str(ROOT))
