@@ -46,6 +46,7 @@ import pandas as pd
 from IPython.display import HTML, Markdown, display
 
 from kdlib import plots
+from kdlib import display as show
 from kdlib.display import details, relabel, tests_table
 from kdlib.views import SetupView
 
@@ -106,7 +107,7 @@ display(HTML(details("full table of tests", view.full_tests().to_html(index=Fals
 # controls are shared; kd and rcd ran under each reading:
 
 # %% tags=["remove-input"]
-display(relabel(view.readings_table(), index=False).style.hide(axis="index").format(precision=2, na_rep="-"))
+display(show.readings_table(view.readings_table()))
 
 # %% [markdown]
 # ## Per seed
@@ -138,7 +139,8 @@ plots.per_seed_tabs(main, ["accuracy", "agreement", "js_divergence", "pos_agreem
 # of the control's remaining headroom** that kd closes, (A_kd - A_control) / (1 - A_control), per seed.
 
 # %% tags=["remove-input"]
-display(relabel(view.transfer_table()).style.format(precision=2))
+display(show.transfer_table(view.transfer_table()))
+display(Markdown(show.undefined_note(view.transfer_table())))
 fig = plots.transfer_figure(main)
 fig = plots.headroom_figure(main)
 
@@ -157,7 +159,7 @@ if len(view.cfg.noise_variants) > 1:
         "teacher's logit std; `permuted` the teacher's logits under a random class permutation. **`permuted` is "
         "not free of the input**: it keeps how confident the teacher was on each example (the sorted "
         "probabilities), which is information about the input; only which class the teacher pointed to is removed."))
-    display(relabel(view.rcd_variants_table()).style.format(precision=2))
+    display(show.variants_table(view.rcd_variants_table()))
     fig = plots.rcd_variants_figure(view.main_weight_runs)
 if len(view.cfg.kd_weights) >= 3:
     display(Markdown("## kd and rcd against the KD weight\nWhere the rcd curves meet kd's, the teacher adds "
