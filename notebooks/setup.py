@@ -42,6 +42,7 @@ check_parameters(globals(), _names_before_parameters, "setup")
 
 # %% tags=["remove-cell"]
 import matplotlib
+import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import HTML, Markdown, display
 
@@ -161,6 +162,7 @@ if len(view.cfg.noise_variants) > 1:
         "probabilities), which is information about the input; only which class the teacher pointed to is removed."))
     display(show.variants_table(view.rcd_variants_table()))
     fig = plots.rcd_variants_figure(view.main_weight_runs)
+    plt.show()  # here, under its heading, not at the end of the cell
 if len(view.cfg.kd_weights) >= 3:
     display(Markdown("## kd and rcd against the KD weight\nWhere the rcd curves meet kd's, the teacher adds "
                      "nothing beyond a soft target; where they fall away, the noise dominates the loss."))
