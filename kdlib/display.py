@@ -34,6 +34,18 @@ LABELS = {
     "kd_gt_control_agreement_p_by": "kd > control agreement, p (BY)",
 }
 
+# Short labels for narrow places (the per-seed tabs, eight columns in a tab): units kept.
+SHORT_LABELS = {
+    "accuracy": "accuracy (%)", "agreement": "agreement (%)", "js_divergence": "JS div. (nats)",
+    "pos_agreement": "A+ (%)", "neg_agreement": "A- (%)", "cka": "CKA", "generalisation_gap": "gap (points)",
+    "activation_distance": "act. dist.", "kl_teacher_student": "KL (nats)", "mi": "MI (nats)", "nmi": "NMI",
+    "seconds": "time (s)",
+}
+
+
+def short_label(key: str) -> str:
+    return SHORT_LABELS.get(key, label(key))
+
 
 def label(key: str) -> str:
     return LABELS.get(key, key.replace("_", " "))

@@ -10,7 +10,7 @@ import pandas as pd
 import seaborn as sns
 
 from .analysis import PERCENT_METRICS, arms_present, headroom_shares, transfer_table, weight_curve
-from .display import LABELS
+from .display import LABELS, short_label
 from .stats import measured
 
 ARM_COLOURS = {"teacher": "#555555", "control": "#1f77b4", "kd": "#d62728", "rcd": "#2ca02c"}
@@ -173,12 +173,12 @@ def summary_explorer(summary: pd.DataFrame):
 
 
 def per_seed_table(d: pd.DataFrame, metrics) -> pd.DataFrame:
-    """One arm's runs, a row per seed, in the book's units and labels (percentages, seconds of training)."""
+    """One arm's runs, a row per seed, in the book's units with short labels (eight columns share a tab)."""
     t = pd.DataFrame({"seed": d["seed"].astype(int).to_numpy()})
     for m in metrics:
         if measured(d, m):
-            t[LABELS.get(m, m)] = _values(d, m).to_numpy()
-    t["training time (s)"] = d["seconds"].to_numpy()
+            t[short_label(m)] = _values(d, m).to_numpy()
+    t[short_label("seconds")] = d["seconds"].to_numpy()
     return t
 
 
@@ -191,7 +191,7 @@ def per_seed_tabs(results: pd.DataFrame, metrics):
     children = []
     for arm in arms:
         t = per_seed_table(results[results.arm == arm].sort_values("seed"), metrics)
-        fmt = {c: ("{:.0f}" if c == "seed" else "{:.1f}" if c == "training time (s)" else
+        fmt = {c: ("{:.0f}" if c == "seed" else "{:.1f}" if c == short_label("seconds") else
                    "{:.2f}" if "(%)" in c or "points" in c else "{:.4g}") for c in t.columns}
         children.append(widgets.HTML(t.style.format(fmt).hide(axis="index").to_html()))
     tabs = widgets.Tab(children=children)

@@ -114,7 +114,8 @@ def test_explorer_executes_and_handles_no_arm(book):
 
 
 # Elements wider than the text column (its content box), outside collapsed <details>: tables, figures,
-# plotly charts, widget tabs. A table in a scrolling wrapper counts too: the reader would not see its edge.
+# plotly charts, widget tabs; and tables wider than the box that holds them (a widget tab, a scrolling
+# wrapper), whose right edge a reader would not see.
 OVERFLOW_JS = """() => {
   const col = document.querySelector('.bd-article');
   if (!col) return [];
@@ -124,7 +125,12 @@ OVERFLOW_JS = """() => {
     .filter(e => e.getClientRects().length && !(e.closest('details') && !e.closest('details').open))
     .map(e => ({what: e.tagName + ' ' + (e.innerText || e.src || '').slice(0, 40).replace(/\\s+/g, ' '),
                 over: Math.round(e.getBoundingClientRect().right - right)}))
-    .filter(x => x.over > 1);
+    .filter(x => x.over > 1)
+    .concat(Array.from(col.querySelectorAll('table'))
+      .filter(t => t.getClientRects().length && !t.closest('details'))
+      .map(t => ({what: 'TABLE in its box ' + t.innerText.slice(0, 40).replace(/\\s+/g, ' '),
+                  over: Math.round(t.getBoundingClientRect().width - t.parentElement.clientWidth)}))
+      .filter(x => x.over > 1));
 }"""
 
 
@@ -206,7 +212,11 @@ def test_every_page_is_clean_and_fits_its_column(book, width):
                 page.on("response", lambda r: seen.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
                 page.goto(f"{base}/{path}", wait_until="networkidle")
                 page.wait_for_timeout(300)  # widgets render after the load event
-                seen += [f"wider than the column by {x['over']} px: {x['what']}" for x in page.evaluate(OVERFLOW_JS)]
+                wide = page.evaluate(OVERFLOW_JS)
+                for tab in page.locator(".lm-TabBar-tab").all():  # every tab of the per-seed tables, in turn
+                    tab.click()
+                    wide += page.evaluate(OVERFLOW_JS)
+                seen += sorted({f"wider than the column by {x['over']} px: {x['what']}" for x in wide})
                 problems += [f"{path} @ {width} px: {s}" for s in seen]
                 page.close()
             browser.close()
