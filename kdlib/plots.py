@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import uuid
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -290,8 +291,13 @@ def weight_curve_figure(results: pd.DataFrame):
         ax.errorbar(d["kd_weight"] + off, d["mean"], yerr=d["half_width"], color=_difference_colour(name),
                     marker="s" if name == "kd - control" else "o", capsize=3, lw=1.4, label=name)
     ax.axhline(0, color="black", lw=0.8)
+    # linear within ±2 points, logarithmic beyond: a 1-point difference stays visible beside an RCD
+    # collapse of 80 points
+    ax.set_yscale("symlog", linthresh=2.0, linscale=1.5)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:+g}" if v else "0"))
+    ax.grid(axis="y", color="0.92", lw=0.8)
     ax.set_xlabel("KD weight w  (loss = (1 - w) CE + w T² KL)")
-    ax.set_ylabel("accuracy difference (points)")
+    ax.set_ylabel("accuracy difference (points)\nlinear within ±2, log beyond")
     ax.set_title("seed-paired accuracy differences (mean, 95 % CI): above 0, the first arm is more accurate",
                  fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
