@@ -70,9 +70,10 @@ COUNT_ROWS = ("teacher_right", "teacher_wrong", "copied_right", "copied_wrong")
 
 def readings_table(df: pd.DataFrame):
     """kd and rcd under each reading of alpha: percentages to two decimals, the p-value with `fmt_p`."""
-    p = "kd_gt_control_agreement_p_by"
-    sty = relabel(df, index=False).style.hide(axis="index")
-    return sty.format(precision=2, na_rep="-").format({label(p): fmt_p}, na_rep="-")
+    shown = relabel(df, index=False)
+    fmt = {label(c): ("{:g}" if c == "kd_weight" else fmt_p if c == "kd_gt_control_agreement_p_by" else "{:.2f}")
+           for c in df.columns if pd.api.types.is_numeric_dtype(df[c])}
+    return shown.style.hide(axis="index").format(fmt, na_rep="-")
 
 
 def variants_table(df: pd.DataFrame):

@@ -29,6 +29,7 @@ def test_readings_table_shows_the_p_value_not_zero():
                        "kd_gt_control_agreement_p_by": [0.0018, float("nan")]})
     html = show.readings_table(df).to_html()
     assert "0.0018" in html and "0.00<" not in html
+    assert ">93.90<" in html and ">0.9<" in html and "93.900000" not in html
 
 
 def test_variant_rows_are_named_in_words():
