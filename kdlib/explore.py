@@ -234,11 +234,11 @@ class Explorer:
         return self._cache[key]
 
     def _set_entries(self):
-        entries = plan_setups(self.study, self.scale_w.value)
+        plan = self.study.plan(self.scale_w.value)
         self._quiet = True  # one redraw for the whole change, not one per widget
         try:
-            self.entry_w.options = [(e.title or e.id, e.id) for e in self.study.plan(self.scale_w.value)]
-            self.entry_w.value = entries[0][0] if entries else None
+            self.entry_w.options = [(e.title or e.id, e.id) for e in plan]
+            self.entry_w.value = plan[0].id if plan else None
             self._set_arms()
         finally:
             self._quiet = False
