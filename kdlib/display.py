@@ -35,6 +35,18 @@ LABELS = {
     "kd_gt_control_agreement_p_by": "kd > control agreement, p (BY)",
 }
 
+# Short labels for narrow places (the per-seed tabs, eight columns in a tab): units kept.
+SHORT_LABELS = {
+    "accuracy": "accuracy (%)", "agreement": "agreement (%)", "js_divergence": "JS div. (nats)",
+    "pos_agreement": "A+ (%)", "neg_agreement": "A- (%)", "cka": "CKA", "generalisation_gap": "gap (points)",
+    "activation_distance": "act. dist.", "kl_teacher_student": "KL (nats)", "mi": "MI (nats)", "nmi": "NMI",
+    "seconds": "time (s)",
+}
+
+
+def short_label(key: str) -> str:
+    return SHORT_LABELS.get(key, label(key))
+
 
 def label(key: str) -> str:
     return LABELS.get(key, key.replace("_", " "))
@@ -50,7 +62,60 @@ def relabel(df: pd.DataFrame, index: bool = True, columns: bool = True) -> pd.Da
 
 
 def fmt_p(p: float) -> str:
+    """A p-value to two significant figures, never rounded to 0 (0.0018, 0.05, 1, 9.8e-04)."""
     return "n/a" if p != p else (f"{p:.2g}" if p >= 0.001 else f"{p:.1e}")
+
+
+COUNT_ROWS = ("teacher_right", "teacher_wrong", "copied_right", "copied_wrong")
+
+
+def readings_table(df: pd.DataFrame):
+    """kd and rcd under each reading of alpha: percentages to two decimals, the p-value with `fmt_p`."""
+    shown = relabel(df, index=False)
+    fmt = {label(c): ("{:g}" if c == "kd_weight" else fmt_p if c == "kd_gt_control_agreement_p_by" else "{:.2f}")
+           for c in df.columns if pd.api.types.is_numeric_dtype(df[c])}
+    return shown.style.hide(axis="index").format(fmt, na_rep="-")
+
+
+def variants_table(df: pd.DataFrame):
+    """Means per arm and RCD noise: rows named "control", "kd", "rcd: permuted", not Python tuples."""
+    out = df.copy()
+    out.index = [arm if noise in ("-", None) or noise != noise else f"{arm}: {noise}" for arm, noise in out.index]
+    return relabel(out, index=False).style.format(precision=2)
+
+
+def transfer_table(df: pd.DataFrame):
+    """The transfer table of a setup (rows: quantities, columns: arms). The control is the reference, so its
+    changes and shares are "-"; a relative change or share with no denominator is "n/a" (undefined),
+    and counts of examples are whole numbers with a thousands separator."""
+    t = df.copy().astype(object)
+    for row in t.index:
+        for col in t.columns:
+            v = df.loc[row, col]
+            if col == "control" and ("gain" in row or "share" in row):
+                t.loc[row, col] = "-"
+            elif v != v:
+                t.loc[row, col] = "n/a"
+            elif row in COUNT_ROWS:
+                t.loc[row, col] = f"{v:,.0f}"
+            elif "share" in row:
+                t.loc[row, col] = f"{v:.2f}"
+            else:
+                t.loc[row, col] = f"{v:+.2f}" if "gain" in row else f"{v:.2f}"
+    return relabel(t)
+
+
+def undefined_note(df: pd.DataFrame) -> str:
+    """Why a cell of the transfer table reads n/a, or "" when none does."""
+    kd = df.drop(columns="control", errors="ignore")
+    reasons = []
+    if kd.loc[[r for r in kd.index if r.endswith("gain_relative")]].isna().any().any():
+        reasons.append("a relative change is undefined where the control's A+ or A- is 0 (nothing to divide by)")
+    if kd.loc[[r for r in kd.index if r.endswith("share_closed")]].isna().any().any():
+        reasons.append("a share of headroom is undefined where the control leaves no headroom (A = 100 %) or the "
+                       "teacher made no test errors in a seed (A- has no examples), in every seed")
+    return ("*n/a*: " + "; ".join(reasons) + ". *-*: the control is the reference.") if reasons else \
+        "*-*: the control is the reference."
 
 
 def tests_table(compact: pd.DataFrame):
@@ -60,6 +125,20 @@ def tests_table(compact: pd.DataFrame):
     sty = relabel(t, index=False).style.hide(axis="index")
     return sty.apply(lambda row: ["font-weight: bold" if row[label("verdict")] == "significant" else ""
                                   for _ in row], axis=1).set_properties(**{"white-space": "nowrap"})
+
+
+def breakable(names) -> list[str]:
+    """Long entry ids ("digits-mlp-standard-s128") that may break after a hyphen in a narrow column, and
+    nowhere else (HTML <wbr>)."""
+    return [html.escape(str(n)).replace("-", "-<wbr>") for n in names]
+
+
+def csv_link(df: pd.DataFrame, filename: str, text: str) -> str:
+    """A link that downloads `df` as a CSV file; the data travel inside the page, so it works offline."""
+    import base64
+
+    data = base64.b64encode(df.to_csv(index=False).encode()).decode()
+    return f'<a download="{html.escape(filename)}" href="data:text/csv;base64,{data}">{html.escape(text)}</a>'
 
 
 def details(summary: str, body: str, raw_html: bool = False, anchor: str = "") -> str:

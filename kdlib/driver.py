@@ -151,6 +151,7 @@ def assemble(out: Path) -> None:
     shutil.copy(REPO_ROOT / "_config.yml", out / "_config.yml")
     for page in STATIC_PAGES:
         shutil.copy(REPO_ROOT / "book" / page, out / "book" / page)
+    shutil.copytree(REPO_ROOT / "book" / "assets", out / "book" / "assets", dirs_exist_ok=True)
     if vendor.VENDOR.is_dir():
         shutil.copytree(vendor.VENDOR, out / "book" / "_vendor", dirs_exist_ok=True)
 

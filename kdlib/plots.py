@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 import uuid
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from .analysis import PERCENT_METRICS, arms_present, paired_shares, transfer_table, weight_curve
-from .display import LABELS
+from .display import LABELS, short_label
 from .stats import measured
 
 ARM_COLOURS = {"teacher": "#555555", "control": "#1f77b4", "kd": "#d62728", "rcd": "#2ca02c"}
@@ -172,6 +173,16 @@ def summary_explorer(summary: pd.DataFrame):
     return fig
 
 
+def per_seed_table(d: pd.DataFrame, metrics) -> pd.DataFrame:
+    """One arm's runs, a row per seed, in the book's units with short labels (eight columns share a tab)."""
+    t = pd.DataFrame({"seed": d["seed"].astype(int).to_numpy()})
+    for m in metrics:
+        if measured(d, m):
+            t[short_label(m)] = _values(d, m).to_numpy()
+    t[short_label("seconds")] = d["seconds"].to_numpy()
+    return t
+
+
 def per_seed_tabs(results: pd.DataFrame, metrics):
     """An ipywidgets Tab with one per-seed table per arm; every tab is precomputed, so switching tabs
     works in the static book as well as in JupyterLab."""
@@ -180,9 +191,10 @@ def per_seed_tabs(results: pd.DataFrame, metrics):
     arms = arms_present(results)
     children = []
     for arm in arms:
-        d = results[results.arm == arm].sort_values("seed")
-        cols = ["seed"] + [m for m in metrics if measured(d, m)] + ["seconds"]
-        children.append(widgets.HTML(d[cols].to_html(index=False, float_format=lambda v: f"{v:.4f}")))
+        t = per_seed_table(results[results.arm == arm].sort_values("seed"), metrics)
+        fmt = {c: ("{:.0f}" if c == "seed" else "{:.1f}" if c == short_label("seconds") else
+                   "{:.2f}" if "(%)" in c or "points" in c else "{:.4g}") for c in t.columns}
+        children.append(widgets.HTML(t.style.format(fmt).hide(axis="index").to_html()))
     tabs = widgets.Tab(children=children)
     for i, arm in enumerate(arms):
         tabs.set_title(i, arm)
@@ -218,24 +230,77 @@ def loss_curves(results: pd.DataFrame, epoch_logs: dict):
     return fig
 
 
+def paired_differences(results: pd.DataFrame, metric: str = "accuracy", confidence: float = 0.95) -> pd.DataFrame:
+    """Per KD weight, the seed-paired differences the claims rest on, in points: kd - control and, for
+    each RCD noise, rcd - kd; mean with a t confidence interval over seeds."""
+    from scipy import stats as st
+
+    def by_seed(d):
+        return d.set_index("seed")[metric]
+
+    ctrl = by_seed(results[results.arm == "control"])
+    rows = []
+    for w in sorted(results["kd_weight"].dropna().unique()):
+        kd = by_seed(results[(results.arm == "kd") & (results.kd_weight == w)])
+        pairs = [("kd - control", kd, ctrl)]
+        for noise in sorted(results.loc[(results.arm == "rcd") & (results.kd_weight == w), "rcd_noise"].unique()):
+            rcd = by_seed(results[(results.arm == "rcd") & (results.kd_weight == w) & (results.rcd_noise == noise)])
+            pairs.append((f"rcd: {noise} - kd", rcd, kd))
+        for name, a, b in pairs:
+            d = 100 * (a - b).dropna()
+            n = len(d)
+            half = st.t.ppf(0.5 + confidence / 2, n - 1) * d.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
+            rows.append({"difference": name, "kd_weight": w, "mean": d.mean() if n else float("nan"), "half_width": half, "n": n})
+    return pd.DataFrame(rows)
+
+
+def _difference_colour(name: str) -> str:
+    if name == "kd - control":
+        return ARM_COLOURS["control"]
+    return RCD_COLOURS.get(name.split(": ")[1].split(" - ")[0], "0.5")
+
+
 def weight_curve_figure(results: pd.DataFrame):
-    """Accuracy and agreement of kd and of each RCD noise against the KD weight w: where RCD matches KD
-    and where it collapses."""
+    """Top: accuracy and agreement of kd and of each RCD noise against the KD weight w, with the control
+    as a dotted line drawn above the curves (it sits close to kd). Bottom: the seed-paired differences
+    rcd - kd and kd - control in accuracy with 95 % confidence intervals, on a scale where a one-point
+    difference at w = 0.1 is visible."""
     wc = weight_curve(results)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = plt.figure(figsize=(10, 7.6))
+    grid = fig.add_gridspec(2, 2, height_ratios=[1, 1.05])
+    axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])]
     for ax, m in zip(axes, ("accuracy", "agreement")):
         for name, d in wc.groupby("arm_noise"):
             colour = ARM_COLOURS["kd"] if name == "kd" else RCD_COLOURS.get(name.split(": ")[1], "0.5")
             d = d.sort_values("kd_weight")
             ax.errorbar(d["kd_weight"], 100 * d[f"{m}_mean"], yerr=100 * d[f"{m}_sem"], color=colour,
-                        marker="o", capsize=3, label=name, lw=2.2 if name == "kd" else 1.2)
+                        marker="o", capsize=3, label=name, lw=2.2 if name == "kd" else 1.2, zorder=2)
         ctrl = results.loc[results.arm == "control", m]
-        if len(ctrl):
-            ax.axhline(100 * ctrl.mean(), color=ARM_COLOURS["control"], ls="--", lw=1, label="control")
-        ax.set_xlabel("KD weight w  (loss = (1 - w) CE + w T² KL)")
+        if len(ctrl):  # the control has no KD weight: one level, drawn on top so kd does not hide it
+            ax.axhline(100 * ctrl.mean(), color=ARM_COLOURS["control"], ls=(0, (2, 2)), lw=1.6, label="control", zorder=4)
+        ax.set_xlabel("KD weight w")
         ax.set_ylabel(LABELS[m])
-    axes[1].legend(fontsize=7, loc="best")
-    fig.suptitle("kd and rcd against the KD weight (mean ± SEM over seeds)")
+        ax.set_title(f"{m} (mean ± SEM over seeds)", fontsize=10)
+        ax.legend(fontsize=7, loc="best")
+    ax = fig.add_subplot(grid[1, :])
+    diffs = paired_differences(results, "accuracy")
+    names = list(dict.fromkeys(diffs["difference"]))
+    offsets = np.linspace(-0.012, 0.012, max(1, len(names)))  # side by side at each w, not on top of each other
+    for off, name in zip(offsets, names):
+        d = diffs[diffs["difference"] == name].sort_values("kd_weight")
+        ax.errorbar(d["kd_weight"] + off, d["mean"], yerr=d["half_width"], color=_difference_colour(name),
+                    marker="s" if name == "kd - control" else "o", capsize=3, lw=1.4, label=name)
+    ax.axhline(0, color="black", lw=0.8)
+    # linear within ±2 points, logarithmic beyond: a 1-point difference stays visible beside an RCD
+    # collapse of 80 points
+    ax.set_yscale("symlog", linthresh=2.0, linscale=1.5)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:+g}" if v else "0"))
+    ax.grid(axis="y", color="0.92", lw=0.8)
+    ax.set_xlabel("KD weight w  (loss = (1 - w) CE + w T² KL)")
+    ax.set_ylabel("accuracy difference (points)\nlinear within ±2, log beyond")
+    ax.set_title("seed-paired accuracy differences (mean, 95 % CI): above 0, the first arm is more accurate",
+                 fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -278,21 +343,43 @@ def gain_by_setup(summary: pd.DataFrame):
     return fig
 
 
+def _clusters(x: np.ndarray, y: np.ndarray, tol: float) -> list[list[int]]:
+    """Indices of points closer than `tol` (in axis fractions) to a cluster's first point, in order."""
+    out: list[list[int]] = []
+    for i in range(len(x)):
+        for c in out:
+            if abs(x[c[0]] - x[i]) < tol and abs(y[c[0]] - y[i]) < tol:
+                c.append(i)
+                break
+        else:
+            out.append([i])
+    return out
+
+
 def asymmetry_by_setup(summary: pd.DataFrame):
     """Share of headroom closed on A- against A+ per setup; above the diagonal kd copies the teacher's
-    errors more than its right answers, beyond what the lower starting point of A- explains."""
+    errors more than its right answers, beyond what the lower starting point of A- explains. Points carry
+    numbers (one label per group of nearby points) and the key beside the axes names them, so labels
+    never print over each other."""
     colours = [ARM_COLOURS["kd"] if s else "white" for s in summary["significant_transfer"]]
-    x, y = summary["pos_share_closed"], summary["neg_share_closed"]
-    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    x, y = summary["pos_share_closed"].to_numpy(float), summary["neg_share_closed"].to_numpy(float)
+    fig, ax = plt.subplots(figsize=(10, 5.5))
     ax.scatter(x, y, c=colours, edgecolors=ARM_COLOURS["kd"], s=70, zorder=3)
-    for i, (xi, yi, name) in enumerate(zip(x, y, summary["id"])):
-        if np.isfinite(xi) and np.isfinite(yi):
-            ax.annotate(name, (xi, yi), fontsize=7, xytext=(6, 6 - 12 * (i % 2)), textcoords="offset points")
     finite = np.concatenate([x[np.isfinite(x)], y[np.isfinite(y)], [0.0]])
     lo, hi = finite.min() - 0.05, finite.max() + 0.05
     ax.plot([lo, hi], [lo, hi], color="0.6", ls="--", lw=1)
     ax.axhline(0, color="0.85", lw=0.8)
     ax.axvline(0, color="0.85", lw=0.8)
+    ok = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
+    span = max(hi - lo, 1e-9)
+    key = []
+    for c in _clusters((x[ok] - lo) / span, (y[ok] - lo) / span, 0.04):
+        idx = [int(ok[i]) for i in c]
+        ax.annotate(", ".join(str(i + 1) for i in idx), (x[idx[0]], y[idx[0]]), fontsize=8, xytext=(7, 5),
+                    textcoords="offset points")
+    for i, name in enumerate(summary["id"]):
+        key.append(f"{i + 1}  {name}" + ("" if i in ok else "  (undefined)"))
+    ax.text(1.03, 1.0, "\n".join(key), transform=ax.transAxes, fontsize=7.5, va="top", family="monospace")
     ax.set_xlabel("share of A+ headroom kd closes")
     ax.set_ylabel("share of A- headroom kd closes")
     ax.set_title("asymmetry on headroom: above the diagonal = errors copied more (filled: significant transfer)",

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis import collect_summaries, plan_setups
+from .display import breakable, fmt_p
 from .store import RunStore
 from .studyfile import Study, load_study
 
@@ -83,12 +84,17 @@ class BookEvidence:
                     cols[f"{s}, w={w:g}"] = rows
         return cols
 
-    def weight_curve_results(self) -> Optional[pd.DataFrame]:
+    def weight_curve_entry(self) -> Optional[tuple[str, str, pd.DataFrame]]:
+        """(scale, entry id, results) of the first complete entry that ran three or more KD weights."""
         for s in self.summaries:
             for entry_id, cfg in plan_setups(self.study, s):
                 if len(cfg.kd_weights) >= 3 and entry_id not in self.missing.get(s, []):
-                    return self.stores[s].results(cfg)
+                    return s, entry_id, self.stores[s].results(cfg)
         return None
+
+    def weight_curve_results(self) -> Optional[pd.DataFrame]:
+        found = self.weight_curve_entry()
+        return found[2] if found else None
 
     # -------------------------------------------------------------------------- text and tables
     def status(self) -> str:
@@ -108,35 +114,44 @@ class BookEvidence:
 
     @staticmethod
     def overview(summary: pd.DataFrame):
-        t = pd.DataFrame({
-            "setup": summary["id"], "modality": summary["modality"], "seeds": summary["n_seeds"],
-            "teacher acc (%)": 100 * summary["teacher_accuracy"],
-            "teacher train acc (%)": 100 * summary["teacher_train_accuracy"],
-            "teacher errors": summary["teacher_errors"],
-            "control / kd / rcd acc (%)": [f"{100 * c:.1f} / {100 * k:.1f} / {100 * r:.1f}" for c, k, r in
-                                           zip(summary["control_accuracy"], summary["kd_accuracy"], summary["rcd_accuracy"])],
-            "agreement gain (points)": summary["agreement_gain_points"], "p (BY)": summary["agreement_p_by"],
-            "significant transfer": np.where(summary["significant_transfer"], "yes",
-                                             np.where(summary["transfer_testable"], "no", "not testable")),
-        })
-        return (t.style.format({"teacher acc (%)": "{:.1f}", "teacher train acc (%)": "{:.1f}", "teacher errors": "{:.0f}",
-                                "agreement gain (points)": "{:+.2f}", "p (BY)": "{:.2g}"}).hide(axis="index")
-                .set_properties(subset=["setup", "control / kd / rcd acc (%)"], **{"white-space": "nowrap"}))
+        """One row per entry, narrow enough for the text column: paired numbers share a cell, the seed count
+        is a column only where it varies (else it is named in the header), headers wrap."""
+        seeds = summary["n_seeds"].unique()
+        t = pd.DataFrame({"setup": breakable(summary["id"]), "modality": summary["modality"]})
+        if len(seeds) > 1:
+            t["seeds"] = summary["n_seeds"]
+        t["teacher acc test / train (%)"] = [f"{100 * a:.1f} / {100 * b:.1f}" for a, b in
+                                             zip(summary["teacher_accuracy"], summary["teacher_train_accuracy"])]
+        t["teacher errors"] = summary["teacher_errors"]
+        t["control / kd / rcd acc (%)"] = [f"{100 * c:.1f} / {100 * k:.1f} / {100 * r:.1f}" for c, k, r in
+                                           zip(summary["control_accuracy"], summary["kd_accuracy"], summary["rcd_accuracy"])]
+        t["agreement gain (points)"] = summary["agreement_gain_points"]
+        t["p (BY)"] = summary["agreement_p_by"]
+        t["significant transfer" + (f" ({seeds[0]} seeds)" if len(seeds) == 1 else "")] = np.where(
+            summary["significant_transfer"], "yes", np.where(summary["transfer_testable"], "no", "not testable"))
+        return (t.style.format({"teacher errors": "{:,.0f}", "agreement gain (points)": "{:+.2f}", "p (BY)": fmt_p})
+                .hide(axis="index")
+                .set_properties(subset=["teacher acc test / train (%)", "control / kd / rcd acc (%)"],
+                                **{"white-space": "nowrap"}))
 
     @staticmethod
     def transfer(summary: pd.DataFrame):
+        """Transfer per entry: paired A+ / A- numbers share a cell; n/a where a share is undefined."""
+        def pair(a, b, fmt):
+            return [" / ".join("n/a" if v != v else fmt.format(v) for v in ab) for ab in zip(a, b)]
+
         t = pd.DataFrame({
-            "setup": summary["id"], "significant transfer": np.where(summary["significant_transfer"], "yes",
-                                                                     np.where(summary["transfer_testable"], "no", "not testable")),
-            "ΔA+ (points)": summary["pos_gain_points"], "ΔA- (points)": summary["neg_gain_points"],
-            "headroom A+ / A- (%)": [f"{100 * p:.1f} / {100 * n:.1f}" for p, n in zip(summary["pos_headroom"], summary["neg_headroom"])],
-            "share closed A+": summary["pos_share_closed"], "share closed A-": summary["neg_share_closed"],
-            "seeds (shares)": summary["asymmetry_seeds"],
+            "setup": breakable(summary["id"]), "significant transfer": np.where(
+                summary["significant_transfer"], "yes", np.where(summary["transfer_testable"], "no", "not testable")),
+            "ΔA+ / ΔA- (points)": pair(summary["pos_gain_points"], summary["neg_gain_points"], "{:+.2f}"),
+            "headroom A+ / A- (%)": pair(100 * summary["pos_headroom"], 100 * summary["neg_headroom"], "{:.1f}"),
+            "share closed A+ / A- (seeds)": [f"{s} ({n})" for s, n in zip(pair(summary["pos_share_closed"], summary["neg_share_closed"], "{:.2f}"),
+                                                                         summary["asymmetry_seeds"])],
             "A- > A+ share, p": summary["asymmetry_p"],
             "rcd - kd acc (points)": 100 * summary["rcd_kd_accuracy_diff"],
-            "rcd ≈ kd (TOST p)": summary["rcd_kd_equivalence_p"],
+            "rcd ≈ kd, TOST p": summary["rcd_kd_equivalence_p"],
         })
-        return (t.style.format({"ΔA+ (points)": "{:+.2f}", "ΔA- (points)": "{:+.2f}", "share closed A+": "{:.2f}",
-                                "share closed A-": "{:.2f}", "A- > A+ share, p": "{:.2g}", "rcd - kd acc (points)": "{:+.2f}",
-                                "rcd ≈ kd (TOST p)": "{:.2g}"}).hide(axis="index")
-                .set_properties(subset=["setup"], **{"white-space": "nowrap"}))
+        return (t.style.format({"A- > A+ share, p": fmt_p, "rcd - kd acc (points)": "{:+.2f}", "rcd ≈ kd, TOST p": fmt_p})
+                .hide(axis="index")
+                .set_properties(subset=["ΔA+ / ΔA- (points)", "headroom A+ / A- (%)", "share closed A+ / A- (seeds)"],
+                                **{"white-space": "nowrap"}))

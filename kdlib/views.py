@@ -109,8 +109,8 @@ class SetupView:
         prov = "\n".join(f"| {k} | {v} |" for k, v in (c.provenance or {}).items())
         return (f"{c.description}\n\n{table}\n\n**Which choices are the paper's.** The paper's body "
                 "(hyperparameters, tables) is not available to this project; everything marked *reconstructed* is "
-                "our own protocol, and every value above is a parameter (see *How to read this book* for "
-                "rerunning this chapter with other values).\n\n| choice | provenance |\n|---|---|\n"
+                "our own protocol, and every value above is a parameter (see [How to read this book](../../reading.md) "
+                "for rerunning this chapter with other values).\n\n| choice | provenance |\n|---|---|\n"
                 f"{prov}\n| KD weight, T, RCD noise, seeds | reconstructed (alpha = 0.9 is named by public summaries; "
                 "both readings of it are run) |\n")
 

@@ -27,8 +27,9 @@ check_parameters(globals(), _names_before_parameters, "appendix")
 import json
 
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import HTML, Markdown, display
 
+from kdlib.display import csv_link, details
 from kdlib.ledger import compute_ledger, determinism_note
 from kdlib.paths import from_root
 from kdlib.provenance import code_version, package_versions
@@ -70,19 +71,23 @@ for s in [scale] + list(shipped):
         continue
     display(Markdown(f"### Scale `{s}`"))
     display(per_entry.style.format({"seconds": "{:.1f}"}))
-    display(Markdown(f"Every run of scale `{s}` (seconds of training; code version at training time: "
-                     + ", ".join(f"`{v}`" for v in runs["code_version"].unique()) + "):"))
     cols = ["entry", "arm", "seed", "kd_weight", "rcd_noise", "hash", "seconds", "device"]
     if runs["gpu_utilisation"].notna().any():
         cols.append("gpu_utilisation")
-    display(runs[cols].style.format({"seconds": "{:.2f}", "kd_weight": "{:g}", "gpu_utilisation": "{:.0f} %"}, na_rep="-")
-            .hide(axis="index"))
+    table = runs[cols].style.format({"seconds": "{:.2f}", "kd_weight": "{:g}", "gpu_utilisation": "{:.0f} %"},
+                                    na_rep="-").hide(axis="index")
+    # about a thousand rows: one click away, and as a CSV file
+    display(HTML(f"<p>Every run of scale <code>{s}</code> ({len(runs):,} rows; code version at training time: "
+                 + ", ".join(f"<code>{v}</code>" for v in runs["code_version"].unique()) + "): "
+                 + csv_link(runs[cols], f"runs-{s}.csv", "download as CSV") + "</p>"
+                 + details(f"every run of scale {s}, one row each", table.to_html(), raw_html=True)))
 
 driver_log = from_root(results_dir or study.results_dir(scale)) / "driver_log.json"
 if driver_log.is_file():
     log = json.loads(driver_log.read_text())
     display(Markdown("Chapter execution times of the previous driver run (seconds):"))
-    display(pd.Series(log.get("chapters_seconds", {})).to_frame("seconds").T)
+    times = pd.Series(log.get("chapters_seconds", {}), dtype=float).rename_axis("chapter").to_frame("seconds")
+    display(times.style.format("{:.1f}"))  # one row per chapter: a single wide row overflowed the page
 
 # %% [markdown]
 # ## The study file

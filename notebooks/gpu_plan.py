@@ -25,7 +25,7 @@ check_parameters(globals(), _names_before_parameters, "gpu_plan")
 # %% tags=["remove-cell"]
 from IPython.display import Markdown, display
 
-from kdlib.gpuplan import gpu_plan_table, gpu_status
+from kdlib.gpuplan import gpu_plan_table, gpu_status, recipes_note
 from kdlib.studyfile import load_study
 
 study = load_study(study_file)
@@ -45,6 +45,7 @@ display(table.style.hide(axis="index").set_table_attributes('style="font-size: 0
         .set_properties(subset=["per run", "entry total"], **{"white-space": "nowrap"}))
 display(Markdown(total + " Every entry uses the `fast` recipe by default. Each setup chapter lists the provenance of "
                  "every choice (the paper's, reconstructed from the authors' sibling code, or this project's)."))
+display(Markdown(recipes_note(study)))
 
 # %% [markdown]
 # The one command that runs the whole plan on one GPU (it checks every entry and every dataset before
@@ -57,4 +58,4 @@ display(Markdown(total + " Every entry uses the `fast` recipe by default. Each s
 # Each entry takes the `recipe` parameter: `fast` (this project's recipe, tuned for time to accuracy; the
 # default) or `authors` (reconstructed from the authors' sibling code: SGD momentum 0.9, learning rate
 # 1e-3, batch 256, no weight decay, no augmentation, 100 epochs for vision and 200 for language). On
-# a cluster, see *Running the paper scale on a cluster*.
+# a cluster, see [Running the paper scale on a cluster](../cluster.md).

@@ -42,10 +42,12 @@ check_parameters(globals(), _names_before_parameters, "setup")
 
 # %% tags=["remove-cell"]
 import matplotlib
+import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import HTML, Markdown, display
 
 from kdlib import plots
+from kdlib import display as show
 from kdlib.display import details, relabel, tests_table
 from kdlib.views import SetupView
 
@@ -117,7 +119,7 @@ display(HTML(details("full table of tests", view.full_tests().to_html(index=Fals
 # controls are shared; kd and rcd ran under each reading:
 
 # %% tags=["remove-input"]
-display(relabel(view.readings_table(), index=False).style.hide(axis="index").format(precision=2, na_rep="-"))
+display(show.readings_table(view.readings_table()))
 
 # %% [markdown]
 # ## Per seed
@@ -152,7 +154,8 @@ plots.per_seed_tabs(main, ["accuracy", "agreement", "js_divergence", "pos_agreem
 # or more); the mean shares are over the seeds where both are defined, the pairs the asymmetry test uses.
 
 # %% tags=["remove-input"]
-display(relabel(view.transfer_table()).style.format(precision=2))
+display(show.transfer_table(view.transfer_table()))
+display(Markdown(show.undefined_note(view.transfer_table())))
 fig = plots.transfer_figure(main)
 fig = plots.headroom_figure(main, view.cfg.min_disagreements)
 
@@ -171,8 +174,9 @@ if len(view.cfg.noise_variants) > 1:
         "teacher's logit std; `permuted` the teacher's logits under a random class permutation. **`permuted` is "
         "not free of the input**: it keeps how confident the teacher was on each example (the sorted "
         "probabilities), which is information about the input; only which class the teacher pointed to is removed."))
-    display(relabel(view.rcd_variants_table()).style.format(precision=2))
+    display(show.variants_table(view.rcd_variants_table()))
     fig = plots.rcd_variants_figure(view.main_weight_runs)
+    plt.show()  # here, under its heading, not at the end of the cell
 if len(view.cfg.kd_weights) >= 3:
     display(Markdown("## kd and rcd against the KD weight\nWhere the rcd curves meet kd's, the teacher adds "
                      "nothing beyond a soft target; where they fall away, the noise dominates the loss."))

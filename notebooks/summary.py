@@ -103,12 +103,14 @@ for w in other_ws:
         display(Markdown(f"### {label}"))
         display(evidence.overview(summary))
 
-# %% [markdown]
-# kd and rcd against the KD weight, for every RCD noise (the entry that ran the weight sweep):
-
 # %% tags=["remove-input"]
-curve = evidence.weight_curve_results()
+curve = evidence.weight_curve_entry()
 if curve is not None:
-    fig = plots.weight_curve_figure(curve)
+    curve_scale, curve_entry, curve_results = curve
+    display(Markdown(f"kd and rcd against the KD weight, for every RCD noise, in the entry that ran the weight sweep: "
+                     f"**{curve_entry}** ({evidence.label(curve_scale)}). The lower panel shows the seed-paired accuracy "
+                     "differences that the claims test (claim 4 compares rcd with kd), on a scale where a difference of "
+                     "one point is visible; an interval that excludes 0 is a difference the seeds agree on."))
+    fig = plots.weight_curve_figure(curve_results)
 else:
     display(Markdown("No entry of this build ran three or more KD weights."))

@@ -181,7 +181,7 @@ def test_explorer_executes_and_handles_no_arm(book):
 
     src = to_ipynb(ROOT / "notebooks" / "explorer.py", book / "explorer.ipynb")
     nb = nbformat.read(src, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell("arms_w.value = ()  # a reader deselects every arm"))
+    nb.cells.append(nbformat.v4.new_code_cell("explorer.arms_w.value = ()  # a reader deselects every arm"))
     nbformat.write(nb, src)
     pm.execute_notebook(str(src), str(book / "explorer-out.ipynb"), kernel_name="python3", progress_bar=False,
                         parameters={"scale": "smoke", "results_dir": str(book / "results")}, cwd=str(ROOT))
@@ -192,19 +192,48 @@ def test_explorer_executes_and_handles_no_arm(book):
     assert "No arm selected" in state and "AttributeError" not in state
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (run.sh test installs it as root)")
-def test_pages_render_offline_in_chromium(book):
-    from playwright.sync_api import sync_playwright
+# Elements wider than the text column (its content box), outside collapsed <details>: tables, figures,
+# plotly charts, widget tabs; and tables wider than the box that holds them (a widget tab, a scrolling
+# wrapper), whose right edge a reader would not see.
+OVERFLOW_JS = """() => {
+  const col = document.querySelector('.bd-article');
+  if (!col) return [];
+  const box = col.getBoundingClientRect(), style = getComputedStyle(col);
+  const right = box.right - parseFloat(style.paddingRight);
+  return Array.from(col.querySelectorAll('table, img, .js-plotly-plot, .widget-tab'))
+    .filter(e => e.getClientRects().length && !(e.closest('details') && !e.closest('details').open))
+    .map(e => ({what: e.tagName + ' ' + (e.innerText || e.src || '').slice(0, 40).replace(/\\s+/g, ' '),
+                over: Math.round(e.getBoundingClientRect().right - right)}))
+    .filter(x => x.over > 1)
+    .concat(Array.from(col.querySelectorAll('table'))
+      .filter(t => t.getClientRects().length && !t.closest('details'))
+      .map(t => ({what: 'TABLE in its box ' + t.innerText.slice(0, 40).replace(/\\s+/g, ' '),
+                  over: Math.round(t.getBoundingClientRect().width - t.parentElement.clientWidth)}))
+      .filter(x => x.over > 1));
+}"""
 
-    html = book / "_build" / "html"
 
+def _serve(folder: Path):
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(html)))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def _book_pages(book: Path) -> list[str]:
+    toc = yaml.safe_load((book / "_toc.yml").read_text())
+    files = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    return [f + ".html" for f in files]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (run.sh test installs it as root)")
+def test_pages_render_offline_in_chromium(book):
+    from playwright.sync_api import sync_playwright
+
+    server, base = _serve(book / "_build" / "html")
     shots = ROOT / "_build" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     requests, errors = [], []
@@ -225,12 +254,6 @@ def test_pages_render_offline_in_chromium(book):
             assert page.evaluate("document.querySelectorAll('img[src$=\".png\"]').length") >= 5
             body = page.inner_text("body")
             assert "p (BY)" in body and "Primary tests" in body and page.locator("table").count() >= 6
-            # every table fits the text column: nothing cut off on the right
-            overflow = page.evaluate("""Array.from(document.querySelectorAll('article table, .bd-article table'))
-                .filter(t => t.closest('details') === null || t.closest('details').open)
-                .map(t => t.getBoundingClientRect().right - t.closest('.bd-article, article').getBoundingClientRect().right)
-                .filter(d => d > 2).length""")
-            assert overflow == 0
             page.screenshot(path=str(shots / "setup-page.png"), full_page=False)
             page.goto(f"{base}/book/methods.html", wait_until="networkidle")
             page.wait_for_selector("mjx-container", timeout=20000)  # MathJax from the vendored copy
@@ -258,3 +281,43 @@ def test_setup_view_reports_the_debiased_cka_and_the_mi_bias_from_stored_outputs
     assert table.loc["cka_debiased", "kd"] == fmt_mean_sem(want) and table.loc["cka", "kd"] == fmt_mean_sem(kd["cka"])
     logits = view.store.test_logits(kd["teacher_hash"].iloc[0])
     assert table.loc["mi_plugin_bias", "kd"] == f"{mi_plugin_bias(logits.shape[1], logits.shape[1], len(logits)):.3g}"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (run.sh test installs it as root)")
+@pytest.mark.parametrize("width", [1000, 1400])
+def test_every_page_is_clean_and_fits_its_column(book, width):
+    """Every page of the book as a reader meets it: no console error or page error, no failed request
+    (vendored fonts and scripts all found), nothing wider than the text column."""
+    from playwright.sync_api import sync_playwright
+
+    server, base = _serve(book / "_build" / "html")
+    problems = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"])
+            for path in _book_pages(book):
+                page = browser.new_page(viewport={"width": width, "height": 1200})
+                seen = []
+                page.on("pageerror", lambda e: seen.append(f"page error: {e}"))
+                # Chromium sometimes asks for /favicon.ico despite the page's icon link: the browser's, not the book's
+                page.on("requestfailed", lambda r: seen.append(f"failed request: {r.url}")
+                        if not r.url.endswith("/favicon.ico") else None)
+                page.on("response", lambda r: seen.append(f"HTTP {r.status}: {r.url}")
+                        if r.status >= 400 and not r.url.endswith("/favicon.ico") else None)
+                page.on("console", lambda m: seen.append(f"console {m.type}: {m.text}")
+                        if m.type == "error" and "favicon.ico" not in str(m.location.get("url")) else None)
+                page.goto(f"{base}/{path}", wait_until="networkidle")
+                page.wait_for_timeout(300)  # widgets render after the load event
+                wide = page.evaluate(OVERFLOW_JS)
+                for tab in page.locator(".lm-TabBar-tab").all():  # every tab of the per-seed tables, in turn
+                    tab.click()
+                    wide += page.evaluate(OVERFLOW_JS)
+                seen += sorted({f"wider than the column by {x['over']} px: {x['what']}" for x in wide})
+                problems += [f"{path} @ {width} px: {s}" for s in seen]
+                page.close()
+            browser.close()
+    finally:
+        server.shutdown()
+    assert not problems, "\n".join(problems)

@@ -1,7 +1,6 @@
 """The CIFAR-10 mid scale: its setups run at the smoke scale on a few hundred images; its shipped runs are
 found and read without training; a changed config hash is reported with the command that recomputes
 the runs, never retrained silently."""
-import json
 
 import pytest
 

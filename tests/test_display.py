@@ -1,0 +1,135 @@
+"""What a reader sees in the book's tables and figures: p-values never rounded to 0, rows named in words,
+undefined cells explained, tables narrow enough for the text column, labels that do not overlap, each
+inline script once per page."""
+import base64
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from kdlib import display as show  # noqa: E402
+from kdlib import plots  # noqa: E402
+from kdlib.sphinx_assets import unique_scripts  # noqa: E402
+from kdlib.summaries import BookEvidence  # noqa: E402
+
+
+def test_p_values_keep_two_significant_figures():
+    assert show.fmt_p(0.0018) == "0.0018"
+    assert show.fmt_p(0.046875) == "0.047"
+    assert show.fmt_p(0.00049) == "4.9e-04"
+    assert show.fmt_p(float("nan")) == "n/a"
+
+
+def test_readings_table_shows_the_p_value_not_zero():
+    df = pd.DataFrame({"kd_weight": [0.9, 0.9], "arm": ["kd", "rcd"], "accuracy": [93.9, 56.8],
+                       "kd_gt_control_agreement_p_by": [0.0018, float("nan")]})
+    html = show.readings_table(df).to_html()
+    assert "0.0018" in html and "0.00<" not in html
+    assert ">93.90<" in html and ">0.9<" in html and "93.900000" not in html
+
+
+def test_variant_rows_are_named_in_words():
+    idx = pd.MultiIndex.from_tuples([("control", "-"), ("kd", "-"), ("rcd", "permuted")], names=["arm", "rcd_noise"])
+    html = show.variants_table(pd.DataFrame({"accuracy": [90.0, 91.0, 80.0]}, index=idx)).to_html()
+    assert "rcd: permuted" in html and "('rcd'" not in html
+
+
+def test_transfer_table_says_why_a_cell_is_undefined():
+    t = pd.DataFrame({"control": [50.0, 0.0, float("nan"), 1234.0], "kd": [52.0, 2.0, float("nan"), 1234.4]},
+                     index=["neg_agreement", "neg_gain_points", "neg_gain_relative", "teacher_wrong"])
+    shown = show.transfer_table(t)
+    assert "nan" not in shown.to_string().lower()
+    assert shown.loc[show.label("neg_gain_points"), "control"] == "-"  # the reference
+    assert shown.loc[show.label("neg_gain_relative"), "kd"] == "n/a"
+    assert shown.loc[show.label("teacher_wrong"), "kd"] == "1,234"
+    assert "undefined" in show.undefined_note(t)
+
+
+def test_csv_link_carries_the_table():
+    df = pd.DataFrame({"entry": ["a", "b"], "seconds": [1.5, 2.0]})
+    link = show.csv_link(df, "runs.csv", "download")
+    data = link.split("base64,")[1].split('"')[0]
+    assert base64.b64decode(data).decode().splitlines() == ["entry,seconds", "a,1.5", "b,2.0"]
+
+
+def test_duplicate_inline_scripts_are_dropped():
+    from sphinx.builders.html._assets import _JavaScript
+
+    thebe = 'const THEBE_JS_URL = "x"'
+    scripts = [_JavaScript("a.js"), _JavaScript(None, body=thebe), _JavaScript("", body=thebe), _JavaScript("a.js"),
+               _JavaScript("b.js", **{"async": "async"})]
+    assert [(s.filename, s.attributes) for s in unique_scripts(scripts)] == [
+        ("a.js", {}), (None, {"body": thebe}), ("b.js", {"async": "async"})]
+
+
+def _summary(n=3):
+    ids = [f"digits-mlp-standard-s{k}" for k in range(n)]
+    f = np.linspace(0.1, 0.9, n)
+    return pd.DataFrame({
+        "id": ids, "modality": "image", "n_seeds": 10, "teacher_accuracy": f, "teacher_train_accuracy": f,
+        "teacher_errors": 100.0, "control_accuracy": f, "kd_accuracy": f, "rcd_accuracy": f,
+        "agreement_gain_points": f, "agreement_p_by": [0.0018, 0.5, 1.0][:n], "significant_transfer": [True, False, False][:n],
+        "transfer_testable": True, "asymmetry_seeds": 10, "pos_gain_points": f, "neg_gain_points": f, "pos_headroom": f, "neg_headroom": f,
+        "pos_share_closed": f, "neg_share_closed": [0.1, float("nan"), 0.3][:n], "asymmetry_p": f,
+        "rcd_kd_accuracy_diff": f, "rcd_kd_equivalence_p": f})
+
+
+def test_summary_tables_are_narrow_and_name_the_seed_count_once():
+    s = _summary()
+    over, tr = BookEvidence.overview(s), BookEvidence.transfer(s)
+    assert len(over.data.columns) <= 8 and len(tr.data.columns) <= 8
+    assert "seeds" not in over.data.columns and any("10 seeds" in c for c in over.data.columns)
+    html = over.to_html()
+    assert "0.0018" in html and "digits-<wbr>mlp" in html  # long ids may break at hyphens only
+    assert "nan" not in tr.to_html().lower() and "n/a" in tr.to_html()
+
+
+def test_per_seed_tab_tables_use_the_books_labels_and_units():
+    d = pd.DataFrame({"seed": [0, 1], "accuracy": [0.9, 0.8], "cka": [0.5, 0.6], "seconds": [1.0, 2.0]})
+    t = plots.per_seed_table(d, ["accuracy", "cka"])
+    assert list(t.columns) == ["seed", "accuracy (%)", "CKA", "time (s)"]
+    assert t["accuracy (%)"].tolist() == [90.0, 80.0]
+
+
+def _weight_results():
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in range(6):
+        rows.append({"arm": "control", "seed": s, "kd_weight": np.nan, "rcd_noise": None, "accuracy": 0.9 + 0.001 * s,
+                     "agreement": 0.9})
+        for w in (0.1, 0.5, 0.9):
+            rows.append({"arm": "kd", "seed": s, "kd_weight": w, "rcd_noise": None, "accuracy": 0.9 + 0.001 * s,
+                         "agreement": 0.92})
+            rows.append({"arm": "rcd", "seed": s, "kd_weight": w, "rcd_noise": "unit_fixed",
+                         "accuracy": 0.9 + 0.001 * s + (0.0135 if w == 0.1 else -0.3) + rng.normal(0, 0.001),
+                         "agreement": 0.5})
+    return pd.DataFrame(rows)
+
+
+def test_weight_figure_shows_the_paired_differences_with_intervals():
+    r = _weight_results()
+    d = plots.paired_differences(r)
+    small = d[(d.difference == "rcd: unit_fixed - kd") & (d.kd_weight == 0.1)].iloc[0]
+    assert abs(small["mean"] - 1.35) < 0.1 and 0 < small["half_width"] < 0.5  # the flip of claim 4 is visible
+    fig = plots.weight_curve_figure(r)
+    assert len(fig.axes) == 3 and all(ax.get_legend() is not None for ax in fig.axes)
+    assert "difference" in fig.axes[2].get_ylabel()
+    plt.close(fig)
+
+
+def test_asymmetry_labels_do_not_print_over_each_other():
+    s = _summary(3)
+    s["pos_share_closed"] = [0.2, 0.2001, 0.5]
+    s["neg_share_closed"] = [0.3, 0.3001, 0.1]
+    fig = plots.asymmetry_by_setup(s)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    notes = [t for t in ax.texts if t.get_text() and "\n" not in t.get_text()]
+    assert sorted(t.get_text() for t in notes) == ["1, 2", "3"]  # coinciding points share one label
+    boxes = [t.get_window_extent() for t in notes]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    plt.close(fig)
