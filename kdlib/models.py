@@ -196,10 +196,9 @@ class ResNet(nn.Module):
             setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
         self.n_stages = len(blocks)
         self.head = nn.Linear(cin, n_classes)
-        self.to(memory_format=torch.channels_last)  # the CPU's convolutions run 1.4x faster (as on CUDA)
 
     def forward(self, x):
-        x = self.stem(x.contiguous(memory_format=torch.channels_last))
+        x = self.stem(x)
         for i in range(self.n_stages):
             x = getattr(self, f"layer{i + 1}")(x)
         return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
@@ -294,10 +293,9 @@ class VGG(nn.Module):
         self.features = nn.Sequential(*layers)
         self.fc = nn.Sequential(nn.Linear(c * h * w, c), nn.BatchNorm1d(c), nn.ReLU())
         self.head = nn.Linear(c, n_classes)
-        self.to(memory_format=torch.channels_last)  # the CPU's convolutions run 1.5x faster (as on CUDA)
 
     def forward(self, x):
-        return self.head(self.fc(torch.flatten(self.features(x.contiguous(memory_format=torch.channels_last)), 1)))
+        return self.head(self.fc(torch.flatten(self.features(x), 1)))
 
 
 @MODELS.register("vgg19", family="VGG", modalities=("image",),
