@@ -37,7 +37,7 @@ def test_every_problem_of_a_plan_is_reported_naming_the_entry(study):
 
 def test_driver_with_a_bad_last_entry_trains_nothing(tmp_path, capsys):
     text = (load_study().path.read_text()
-            .replace("  cpu:\n    n_seeds: 10\n", "      - {id: typo, setup: digits-mlp-self, params: {alpha: 1.5}}\n  cpu:\n    n_seeds: 10\n", 1))
+            .replace("\n  cpu:\n", "\n      - {id: typo, setup: digits-mlp-self, params: {alpha: 1.5}}\n  cpu:\n", 1))
     path = tmp_path / "study.yaml"
     path.write_text(text)
     results = tmp_path / "results"
