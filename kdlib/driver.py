@@ -304,11 +304,12 @@ def shipped_chapters(study: Study, book_scale: str) -> tuple[list, list[str]]:
                          f"compute them with `python -m kdlib.driver --scale {s}`")
             continue
         store = RunStore(results / "runs")
+        pending = study.pending(s)
         for e in study.plan(s):
             cfg = study.entry_setup(s, e)
             missing = store.missing(cfg)
             entry, title = e, e.title or cfg.title
-            if missing and e.id in study.pending(s):  # still being trained: named, not shown half done
+            if missing and e.id in pending:  # still being trained: named, not shown half done
                 notes.append(f"{s}/{e.id}: not trained yet ({complete_seeds(cfg, store)} of {cfg.n_seeds} seeds "
                              f"complete so far); train it with `python -m kdlib.driver --scale {s} --only {e.id} --train-only`")
                 continue
