@@ -17,7 +17,7 @@ setup() {
     .venv/bin/python -m pip install -q --no-deps -e .   # kdlib, importable from any folder
     cp requirements.txt .venv/.requirements.txt
   fi
-  .venv/bin/python -c "from kdlib import vendor; vendor.ensure()"
+  .venv/bin/python -c "from kdlib.book import vendor; vendor.ensure()"
 }
 
 browser() {

@@ -16,13 +16,14 @@ def run(setup: str, arm: str, seed: int = 0, scale: str = "cpu", results_dir: st
         device: str = "auto", rcd_noise: str | None = None, kd_weight: float | None = None, **overrides) -> dict:
     """Train (or load) one arm of a setup at a seed index (and its teacher first) and return its test
     metrics. Runs are stored in `results_dir` (default: the scale's store, e.g. results/cpu)."""
-    from .executors import Job, LocalExecutor
-    from .store import RunStore
+    from .executors import LocalExecutor
+    from .jobs import Job
+    from .results import ResultsFolder
 
     study = load_study()
     cfg = study.setup(setup, scale, **overrides)
     run_cfg = cfg.run_config(arm, seed, rcd_noise=rcd_noise, kd_weight=kd_weight)
-    store = RunStore.open(results_dir or study.results_dir(scale))
+    store = ResultsFolder.of(study, scale, results_dir).store()
     jobs = [Job(cfg.teacher_run(seed))] + ([Job(run_cfg)] if run_cfg.is_student else [])
     report = LocalExecutor(device).run(jobs, store)
     if report.failed:

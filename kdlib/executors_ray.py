@@ -15,7 +15,7 @@ import time
 import traceback
 from typing import Optional
 
-from .executors import Job, Report, _order, to_train
+from .jobs import Job, Report, job_tree, to_train
 from .progress import ProgressBar
 from .store import StoreUnwritable
 
@@ -53,9 +53,8 @@ def task_options(job: Job, device: str) -> dict:
 
 class RayExecutor:
     def __init__(self, device: str = "auto", address: Optional[str] = None, shared_fs: bool = False,
-                 progress_stream=None, num_cpus: Optional[int] = None):
-        self.device, self.address, self.shared_fs = device, address, shared_fs
-        self.stream, self.num_cpus = progress_stream, num_cpus
+                 num_cpus: Optional[int] = None):
+        self.device, self.address, self.shared_fs, self.num_cpus = device, address, shared_fs, num_cpus
 
     def _init(self):
         import ray
@@ -75,7 +74,7 @@ class RayExecutor:
         task = ray.remote(_task)
         report, started = Report(total=len(jobs)), time.perf_counter()
         todo = to_train(jobs, store, report)
-        roots, children = _order(todo)
+        roots, children = job_tree(todo)
         store_root = str(store.root) if self.shared_fs else None
         refs, by_ref, t0 = {}, {}, {}
 
@@ -97,7 +96,7 @@ class RayExecutor:
                 teacher = ray.put(TeacherArtifacts.from_store(store, job.cfg.teacher_hash, need_logits, need_model))
             submit_tree(job, teacher)
 
-        bar = ProgressBar(len(todo), stream=self.stream)
+        bar = ProgressBar(len(todo))
         pending = list(by_ref)
         slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
         try:

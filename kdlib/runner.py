@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, replace
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -22,9 +22,6 @@ from .evaluate import cka_rows, evaluate
 from .metrics import backdoor_metrics, functional_metrics
 from .provenance import provenance
 from .train import CPU_THREADS, build_for_data, cpu_threads, resolve_device, train
-
-Progress = Optional[Callable[[str], None]]
-
 
 F16_MAX = float(np.finfo(np.float16).max)
 
@@ -140,17 +137,43 @@ def _deterministic(dev: torch.device) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def execute_run(cfg: RunConfig, device: str | torch.device = "auto", teacher: Optional[TeacherArtifacts] = None,
-                progress: Progress = None) -> RunRecord:
+def execute_run(cfg: RunConfig, device: str | torch.device = "auto",
+                teacher: Optional[TeacherArtifacts] = None) -> RunRecord:
     """Train and evaluate one run. Students need `teacher` (the artifacts of `cfg.teacher_hash`)."""
     dev = resolve_device(device)
     _deterministic(dev)
+    data = checked_data(cfg, teacher)
+    arm = build_arm(cfg, len(data.y_train), data.n_classes)
+    teacher_model, teacher_logits = teacher_inputs(cfg, arm, teacher, data)
+    spec, train_data = training_set(cfg, data)
+    with warnings.catch_warnings(record=True) as caught, cpu_threads():
+        warnings.simplefilter("always")
+        res = train(cfg, train_data, arm, dev, teacher_model=teacher_model, teacher_logits=teacher_logits)
+        logits = evaluate_sets(cfg, res.model, data, spec, dev)
+    nondeterministic = sorted({str(w.message).split("\n")[0][:200] for w in caught
+                               if "deterministic" in str(w.message).lower()})
+    check_finite(cfg, logits)
+    outputs, m = run_metrics(cfg, logits, data, teacher, spec)
+    is_teacher = cfg.arm == "teacher"
+    return RunRecord(config=cfg, metrics=m, provenance=run_provenance(dev, res, data, nondeterministic), outputs=outputs,
+                     train_logits=logits["train"].numpy() if is_teacher else None,
+                     model_state={k: v.cpu() for k, v in res.model.state_dict().items()} if is_teacher else None)
+
+
+# ------------------------------------------------------------------ the steps of one run, in order
+def checked_data(cfg: RunConfig, teacher: Optional[TeacherArtifacts]) -> DataBundle:
+    """The run's data (cached per process); a student's teacher must have been computed on the same training
+    and test tensors, and its stored test logits must give its stored accuracy."""
     data = load_run_data(cfg)
     if cfg.is_student:
         if teacher is None or teacher.hash != cfg.teacher_hash:
             raise ValueError(f"{cfg.label}: needs the artifacts of its teacher {cfg.teacher_hash}")
         teacher.check_against(cfg.label, data)
-    arm = build_arm(cfg, len(data.y_train), data.n_classes)
+    return data
+
+
+def teacher_inputs(cfg: RunConfig, arm, teacher: Optional[TeacherArtifacts], data: DataBundle):
+    """(teacher model, teacher training logits), each only if the arm needs it, else None."""
     teacher_model = teacher_logits = None
     if arm.needs_teacher_model:
         if teacher.model_state is None:
@@ -161,32 +184,43 @@ def execute_run(cfg: RunConfig, device: str | torch.device = "auto", teacher: Op
         if teacher.train_logits is None:
             raise ValueError(f"{cfg.label}: this run needs the teacher's training logits")
         teacher_logits = torch.as_tensor(teacher.train_logits)
+    return teacher_model, teacher_logits
+
+
+def training_set(cfg: RunConfig, data: DataBundle) -> tuple[Optional[dict], DataBundle]:
+    """(the backdoor spec or None, the data the run trains on): only a backdoored teacher sees poisoned data."""
     spec = bd.check_spec(cfg.backdoor, data.n_classes, data.input_shape, data.modality,
                          data.extra.get("vocab_size")) if cfg.backdoor else None
-    train_data = data
-    if spec is not None and cfg.arm == "teacher":  # only the teacher sees the poisoned training set
+    if spec is not None and cfg.arm == "teacher":
         x, y, _ = bd.poison(data.x_train, data.y_train, spec, cfg.order_seed)
-        train_data = replace(data, x_train=x, y_train=y)
+        return spec, replace(data, x_train=x, y_train=y)
+    return spec, data
 
-    with warnings.catch_warnings(record=True) as caught, cpu_threads():
-        warnings.simplefilter("always")
-        res = train(cfg, train_data, arm, dev, teacher_model=teacher_model, teacher_logits=teacher_logits,
-                    progress=progress)
-        sets = {"train": data.x_train, "test": data.x_test}  # clean inputs: KD targets, train accuracy
-        if spec is not None:
-            sets["triggered"] = bd.triggered_test(data.x_test, data.y_test, data.x_train, spec)
-        logits = evaluate(res.model, sets, dev, cfg.train["eval_batch_size"], cka_rows(len(data.y_test)))
-    nondeterministic = sorted({str(w.message).split("\n")[0][:200] for w in caught
-                               if "deterministic" in str(w.message).lower()})
 
-    for name in ("test", "train", "features"):  # a diverged model must fail, not be stored as inf / NaN
+def evaluate_sets(cfg: RunConfig, model, data: DataBundle, spec: Optional[dict], dev: torch.device) -> dict:
+    """Logits on the clean training set (KD targets, train accuracy), the test set (and its triggered copy),
+    and the penultimate features of the CKA subsample."""
+    sets = {"train": data.x_train, "test": data.x_test}
+    if spec is not None:
+        sets["triggered"] = bd.triggered_test(data.x_test, data.y_test, data.x_train, spec)
+    return evaluate(model, sets, dev, cfg.train["eval_batch_size"], cka_rows(len(data.y_test)))
+
+
+def check_finite(cfg: RunConfig, logits: dict) -> None:
+    """A diverged model must fail, not be stored as inf / NaN (or beyond the store's float16)."""
+    for name in ("test", "train", "features"):
         worst = float(logits[name].abs().max()) if logits[name].numel() else 0.0
         if not np.isfinite(worst) or worst > F16_MAX:
             raise NonFiniteOutputError(
                 f"run {cfg.label} ({cfg.hash}): its {name} {'features' if name == 'features' else 'logits'} reach "
                 f"{worst:.3g}, beyond float16 (the store's format, max {F16_MAX:g}): the model diverged although its "
                 f"mean training loss stayed finite; lower train.lr (now {cfg.train['lr']}) or add warm-up epochs")
-    # metrics from the float16 outputs as stored, so recomputing them later gives the same numbers
+
+
+def run_metrics(cfg: RunConfig, logits: dict, data: DataBundle, teacher: Optional[TeacherArtifacts],
+                spec: Optional[dict]) -> tuple[dict, dict]:
+    """(outputs to store, metrics). Metrics come from the float16 outputs as stored, so recomputing them
+    later gives the same numbers."""
     outputs = {"test_logits": _f16(logits["test"]), "features": _f16(logits["features"])}
     test16, feats16 = outputs["test_logits"].astype(np.float32), outputs["features"].astype(np.float32)
     y_test = data.y_test.numpy()
@@ -201,29 +235,30 @@ def execute_run(cfg: RunConfig, device: str | torch.device = "auto", teacher: Op
     if spec is not None:
         outputs["backdoor_logits"] = _f16(logits["triggered"])
         m.update(backdoor_metrics(outputs["backdoor_logits"].astype(np.float32), test16, y_test, spec["target"]))
+    return outputs, m
 
+
+def run_provenance(dev: torch.device, res, data: DataBundle, nondeterministic: list) -> dict:
+    """Code and package versions, device, time, per-epoch losses, the data's fingerprints, determinism."""
     prov = provenance(dev, res.seconds)
-    prov.update({"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "epochs": res.epoch_log, "data": {**data.summary(), "fingerprint": data.fingerprint,
-                                                                       "test_fingerprint": data.test_fingerprint},
+    prov.update({"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "epochs": res.epoch_log,
+                 "data": {**data.summary(), "fingerprint": data.fingerprint, "test_fingerprint": data.test_fingerprint},
                  "cpu_threads": CPU_THREADS if dev.type == "cpu" else None,
                  "gpu_utilisation": _mean([e["gpu_util"] for e in res.epoch_log if "gpu_util" in e]),
                  "bitwise_reproducible": dev.type == "cpu" and not nondeterministic,
                  "nondeterminism": nondeterministic + (["bf16 autocast and cuDNN/cuBLAS kernels on CUDA"]
                                                        if dev.type == "cuda" else [])})
-    is_teacher = cfg.arm == "teacher"
-    return RunRecord(config=cfg, metrics=m, provenance=prov, outputs=outputs,
-                     train_logits=logits["train"].numpy() if is_teacher else None,
-                     model_state={k: v.cpu() for k, v in res.model.state_dict().items()} if is_teacher else None)
+    return prov
 
 
-def run_and_store(cfg: RunConfig, store, device="auto", progress: Progress = None) -> dict:
+def run_and_store(cfg: RunConfig, store, device="auto") -> dict:
     """Train one run (its teacher must be in the store), write it, return its metrics."""
     teacher = None
     if cfg.is_student:
         need_logits, need_model = teacher_needs(cfg)
         teacher = TeacherArtifacts.from_store(store, cfg.teacher_hash, need_logits, need_model)
     started = time.perf_counter()
-    record = execute_run(cfg, device, teacher, progress)
+    record = execute_run(cfg, device, teacher)
     record.provenance["wall_seconds"] = round(time.perf_counter() - started, 3)
     store.write(record)
     return record.metrics

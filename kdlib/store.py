@@ -41,15 +41,12 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 import numpy as np
-import pandas as pd
 
 from .config import RunConfig, SetupConfig, canonical_json
-from .paths import from_root
 
 REQUIRED = ("config.json", "metrics.json", "provenance.json", "outputs.npz")
 TEACHER_EXTRAS = ("train_logits.npy", "model.pt")
 MANIFEST = "manifest.json"
-ARM_ORDER = ("teacher", "control", "kd", "rcd")
 # Write errors about the store, not the run: retrying the next run cannot succeed.
 STORE_WIDE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM}
 
@@ -89,7 +86,7 @@ def _stamp() -> str:
     return f"{socket.gethostname()}@{os.getpid()}@{uuid.uuid4().hex[:6]}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -109,17 +106,6 @@ class RunStore:
                 raise StoreError(f"cannot create the run store {self.root} ({e}); pick another folder with --results") from None
         self._manifests: dict[str, Optional[dict]] = {}
         self.removed_stale = self._remove_stale()
-
-    @classmethod
-    def open(cls, results_dir: str | os.PathLike) -> "RunStore":
-        """The store of a results folder (`<results_dir>/runs`), relative paths from the repository root."""
-        return cls(from_root(results_dir) / "runs")
-
-    @classmethod
-    def open_existing(cls, results_dir: str | os.PathLike) -> Optional["RunStore"]:
-        """The store of a results folder if it has one, else None (a reader creates no folders)."""
-        runs = from_root(results_dir) / "runs"
-        return cls(runs) if runs.is_dir() else None
 
     # ------------------------------------------------------------------------------ state
     def path(self, run: RunConfig | str) -> Path:
@@ -172,7 +158,7 @@ class RunStore:
             parts = p.name.split("@")  # .tmp-<hash>@<host>@<pid>@<random>
             if len(parts) == 4 and parts[1] != socket.gethostname():
                 continue  # another machine's writer (shared filesystem): not ours to judge
-            if len(parts) == 4 and parts[2].isdigit() and _pid_alive(int(parts[2])):
+            if len(parts) == 4 and parts[2].isdigit() and pid_alive(int(parts[2])):
                 continue  # a live writer on this machine
             shutil.rmtree(p, ignore_errors=True)
             n += 1
@@ -390,23 +376,6 @@ class RunStore:
                 self._manifests.pop(h, None)
         return n
 
-    # ------------------------------------------------------------------------------ tables
-    def results(self, setup: SetupConfig, runs: Optional[Iterable[RunConfig]] = None) -> pd.DataFrame:
-        """The stored results of exactly this setup configuration, one row per run (missing runs left out;
-        `missing()` lists them)."""
-        rows = []
-        for cfg in runs if runs is not None else setup.runs():
-            if not self.has(cfg):
-                continue
-            prov = self.provenance(cfg)
-            main = cfg.arm not in ("kd", "rcd") or (cfg.kd_weight == setup.kd_weight
-                                                      and (cfg.arm == "kd" or cfg.rcd_noise == setup.rcd_noise))
-            rows.append({"setup": setup.name, "arm": cfg.arm, "seed": cfg.seed, "kd_weight": cfg.kd_weight,
-                         "rcd_noise": cfg.rcd_noise, "is_main": main, "hash": cfg.hash,
-                         "teacher_hash": cfg.teacher_hash, **self.metrics(cfg),
-                         "seconds": prov["seconds"], "device": prov["device"], "code_version": prov["code_version"]})
-        return pd.DataFrame(rows)
-
     def missing(self, setup: SetupConfig) -> list[RunConfig]:
         return [cfg for cfg in setup.runs() if not self.has(cfg)]
 
@@ -432,16 +401,3 @@ class RunStore:
                 out[cfg.hash] = {"label": cfg.label, "stored_hash": h, "fields": diff}
         return out
 
-
-def main_arms(results: pd.DataFrame, kd_weight: Optional[float] = None) -> pd.DataFrame:
-    """The four arms under one reading: teacher and control, kd and rcd at `kd_weight` (default: the
-    setup's main KD weight) with the main RCD noise."""
-    if results.empty:
-        return results
-    if kd_weight is None:
-        return results[results["is_main"]].reset_index(drop=True)
-    main_noise = results.loc[results["is_main"] & (results["arm"] == "rcd"), "rcd_noise"]
-    noise = main_noise.iloc[0] if len(main_noise) else None
-    keep = results["arm"].isin(["teacher", "control"]) | (
-        (results["kd_weight"] == kd_weight) & ((results["arm"] == "kd") | (results["rcd_noise"] == noise)))
-    return results[keep].reset_index(drop=True)

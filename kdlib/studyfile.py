@@ -33,7 +33,8 @@ SCALE_FIELDS = {"n_seeds", "title", "label", "description", "plan", "pending", "
 OVERRIDES = {"kd_weight", "alpha", "kd_weight_variants", "temperature", "n_seeds", "rcd_noise", "rcd_variants",
              "base_seed", "data_args", "variant", "variant_args", "student_args", "backdoor", "recipe"} | set(TRAIN_KEYS)
 PLAN_KEYS = {"id", "setup", "params", "title"}
-TOP_KEYS = {"defaults", "recipes", "scales", "setups"}
+TOP_KEYS = {"defaults", "recipes", "scales", "setups", "book"}
+BOOK_PARTS = ("results", "running")  # the book's own chapters after the setup chapters, part by part
 DEVICE_PATTERN = "auto, cpu, cuda or cuda:N"
 
 
@@ -84,6 +85,7 @@ class Study:
         self.recipes = raw.get("recipes") or {}
         self.scales = raw.get("scales") or {}
         self.setup_specs = raw.get("setups") or {}
+        self.book = self._check_book(raw.get("book") or {})
         unknown = set(self.defaults) - (SETUP_FIELDS - {"scales", "recipes", "title", "dataset", "kind", "teacher",
                                                          "student", "modality"}) - {"recipe"}
         if unknown:
@@ -108,6 +110,26 @@ class Study:
                 if recipe not in self.recipes:
                     raise ConfigError(f"{where}: setup {name!r} names recipe {recipe!r}, which is not under "
                                       f"`recipes:`; there are: {', '.join(self.recipes)}")
+
+    def _check_book(self, book: dict) -> dict:
+        """`book:` names the chapters after the setup chapters, per part: `{chapter: <notebooks/NAME.py>, title}`."""
+        where = self._where()
+        if not isinstance(book, dict) or set(book) - set(BOOK_PARTS):
+            raise ConfigError(f"{where}: `book:` must map parts {list(BOOK_PARTS)} to lists of chapters, got {book!r}")
+        for part, chapters in book.items():
+            for ch in chapters or []:
+                if not isinstance(ch, dict) or set(ch) != {"chapter", "title"}:
+                    raise ConfigError(f"{where}: book part {part!r}: each chapter is {{chapter: NAME, title: TEXT}}, got {ch!r}")
+                if not (REPO_ROOT / "notebooks" / f"{ch['chapter']}.py").is_file():
+                    raise ConfigError(f"{where}: book part {part!r} names chapter {ch['chapter']!r}, but there is no "
+                                      f"notebooks/{ch['chapter']}.py")
+        return book
+
+    def book_chapters(self, part: str) -> list[tuple[str, str]]:
+        """(notebook name, title) of the book's own chapters in one part (study.yaml `book:`), in order."""
+        if part not in BOOK_PARTS:
+            raise ConfigError(f"unknown book part {part!r}; allowed: {', '.join(BOOK_PARTS)}")
+        return [(c["chapter"], c["title"]) for c in self.book.get(part) or []]
 
     def _where(self) -> str:
         return f"study file {self.path}" if self.path else "study file"

@@ -12,7 +12,7 @@ import inspect
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -134,8 +134,7 @@ class TrainResult:
 
 
 def train(cfg: RunConfig, data: DataBundle, arm, device: str | torch.device = "auto",
-          teacher_model: Optional[nn.Module] = None, teacher_logits: Optional[torch.Tensor] = None,
-          progress: Optional[Callable[[str], None]] = None) -> TrainResult:
+          teacher_model: Optional[nn.Module] = None, teacher_logits: Optional[torch.Tensor] = None) -> TrainResult:
     """Train the run `cfg` on `data` with the loss of `arm` (see `kdlib.arms.build_arm`); returns the
     final-epoch model (still on `device`) and the epoch log."""
     dev = resolve_device(device)
@@ -184,10 +183,8 @@ def train(cfg: RunConfig, data: DataBundle, arm, device: str | torch.device = "a
             if not math.isfinite(means[0]):
                 raise NonFiniteLossError(f"run {cfg.label} ({cfg.hash}): non-finite loss {means[0]} at epoch {epoch}; "
                                          f"lower train.lr (now {t['lr']}) or check the inputs")
-            secs = time.perf_counter() - t0
-            log.append({"epoch": epoch, **dict(zip(names, means)), "seconds": secs, **gpu_utilisation(dev)})
-            if progress:
-                progress(f"  {cfg.label}: epoch {epoch}/{t['epochs']} loss {means[0]:.4f} ({secs:.1f} s)")
+            log.append({"epoch": epoch, **dict(zip(names, means)), "seconds": time.perf_counter() - t0,
+                        **gpu_utilisation(dev)})
     finally:
         arm.close()
     if dev.type == "cuda":

@@ -19,7 +19,7 @@ book_scale = None
 shipped = []
 
 # %% tags=["remove-cell"]
-from kdlib.chapters import check_parameters  # a misspelled parameter stops the chapter here
+from kdlib.book.notebooks import check_parameters  # a misspelled parameter stops the chapter here
 
 check_parameters(globals(), _names_before_parameters, "appendix")
 
@@ -29,8 +29,8 @@ import json
 import pandas as pd
 from IPython.display import HTML, Markdown, display
 
-from kdlib.display import csv_link, details
-from kdlib.ledger import compute_ledger, determinism_note
+from kdlib.book.formatting import csv_link, details
+from kdlib.book.compute_ledger import compute_ledger, determinism_note
 from kdlib.paths import from_root
 from kdlib.provenance import code_version, package_versions
 from kdlib.studyfile import load_study

@@ -19,17 +19,17 @@ book_scale = None
 shipped = []
 
 # %% tags=["remove-cell"]
-from kdlib.chapters import check_parameters  # a misspelled parameter stops the chapter here
+from kdlib.book.notebooks import check_parameters  # a misspelled parameter stops the chapter here
 
 check_parameters(globals(), _names_before_parameters, "claims")
 
 # %% tags=["remove-cell"]
 from IPython.display import HTML, Markdown, display
 
-from kdlib.claims import (anchor, closest_to_paper, flips_sentence, independence_table, linked_matrix, verdict_columns,
+from kdlib.book.claims import (anchor, closest_to_paper, flips_sentence, independence_table, linked_matrix, verdict_columns,
                           verdict_matrix)
-from kdlib.display import details
-from kdlib.summaries import BookEvidence
+from kdlib.book.formatting import details
+from kdlib.book.evidence import BookEvidence
 
 evidence = BookEvidence.load(study_file, scale, results_dir, shipped)
 columns = evidence.claim_columns()
@@ -38,7 +38,7 @@ readings = evidence.readings()
 
 # %% tags=["remove-input"]
 display(Markdown(
-    "Each verdict is computed by `kdlib.claims` from this build's stored runs; none is written by hand. A "
+    "Each verdict is computed by `kdlib.book.claims` from this build's stored runs; none is written by hand. A "
     "column is one body of evidence: a scale of the study under one reading of the paper's alpha, the weight w "
     "of the KD term (the study file's readings: "
     + ", ".join(f"**w = {w:g}**" + (" (the main reading)" if i == 0 else "") for i, w in enumerate(readings))

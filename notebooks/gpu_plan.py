@@ -18,14 +18,14 @@ study_file = None
 book_scale = None
 
 # %% tags=["remove-cell"]
-from kdlib.chapters import check_parameters  # a misspelled parameter stops the chapter here
+from kdlib.book.notebooks import check_parameters  # a misspelled parameter stops the chapter here
 
 check_parameters(globals(), _names_before_parameters, "gpu_plan")
 
 # %% tags=["remove-cell"]
 from IPython.display import Markdown, display
 
-from kdlib.gpuplan import gpu_plan_table, gpu_status, recipes_note
+from kdlib.book.gpu_plan import gpu_plan_table, gpu_status, recipes_note
 from kdlib.studyfile import load_study
 
 study = load_study(study_file)

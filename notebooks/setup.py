@@ -36,7 +36,7 @@ study_file = None
 book_scale = None        # the scale of the book this chapter belongs to
 
 # %% tags=["remove-cell"]
-from kdlib.chapters import check_parameters  # a misspelled parameter stops the chapter here
+from kdlib.book.notebooks import check_parameters  # a misspelled parameter stops the chapter here
 
 check_parameters(globals(), _names_before_parameters, "setup")
 
@@ -46,14 +46,20 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import HTML, Markdown, display
 
-from kdlib import plots
-from kdlib import display as show
-from kdlib.display import details, relabel, tests_table
-from kdlib.views import SetupView
+from kdlib.book import figures
+from kdlib.book import formatting as show
+from kdlib.book.formatting import details, relabel, tests_table
+from kdlib.book.setup_chapter import ChapterSetup, SetupView
 
 matplotlib.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False})
 pd.set_option("display.max_columns", 40, "display.width", 200)
-view = SetupView.from_parameters(globals())
+chapter = ChapterSetup.from_parameters(globals())
+trained_now = 0
+if train_missing:  # a rerun with new parameters fills its own gaps; the driver's chapters never train
+    from kdlib.executors import fill_missing
+
+    trained_now = fill_missing(chapter.entry_id, chapter.cfg, chapter.results, device)
+view = SetupView.read(chapter, trained_now)
 main = view.main
 
 # %% tags=["remove-input"]
@@ -68,7 +74,7 @@ display(Markdown(view.description()))
 
 # %% tags=["remove-input"]
 display(Markdown(view.status()))
-fig = plots.loss_curves(main, view.epoch_logs())
+fig = figures.loss_curves(main, view.epoch_logs())
 display(relabel(view.convergence()))
 
 # %% [markdown]
@@ -126,13 +132,13 @@ display(show.readings_table(view.readings_table()))
 # Agreement, JS divergence and accuracy of every run; grey lines join the arms of one seed.
 
 # %% tags=["remove-input"]
-fig = plots.per_seed_figure(main)
+fig = figures.per_seed_figure(main)
 
 # %% [markdown]
 # Pick a metric in the menu above the chart to see every seed of every arm:
 
 # %% tags=["remove-input"]
-plots.show_plotly(plots.metric_explorer(main, ["agreement", "js_divergence", "activation_distance", "kl_teacher_student",
+figures.show_plotly(figures.metric_explorer(main, ["agreement", "js_divergence", "activation_distance", "kl_teacher_student",
                                                "accuracy", "pos_agreement", "neg_agreement", "mi", "cka",
                                                "generalisation_gap"], f"{view.cfg.title}: per-seed values"))
 
@@ -140,7 +146,7 @@ plots.show_plotly(plots.metric_explorer(main, ["agreement", "js_divergence", "ac
 # Per-seed numbers by arm (a tab per arm):
 
 # %% tags=["remove-input"]
-plots.per_seed_tabs(main, ["accuracy", "agreement", "js_divergence", "pos_agreement", "neg_agreement", "cka",
+figures.per_seed_tabs(main, ["accuracy", "agreement", "js_divergence", "pos_agreement", "neg_agreement", "cka",
                            "generalisation_gap"])
 
 # %% [markdown]
@@ -156,14 +162,14 @@ plots.per_seed_tabs(main, ["accuracy", "agreement", "js_divergence", "pos_agreem
 # %% tags=["remove-input"]
 display(show.transfer_table(view.transfer_table()))
 display(Markdown(show.undefined_note(view.transfer_table())))
-fig = plots.transfer_figure(main)
-fig = plots.headroom_figure(main, view.cfg.min_disagreements)
+fig = figures.transfer_figure(main)
+fig = figures.headroom_figure(main, view.cfg.min_disagreements)
 
 # %% [markdown]
 # ## Generalisation gap
 
 # %% tags=["remove-input"]
-fig = plots.gap_figure(main)
+fig = figures.gap_figure(main)
 
 # %% tags=["remove-input"]
 if len(view.cfg.noise_variants) > 1:
@@ -175,12 +181,12 @@ if len(view.cfg.noise_variants) > 1:
         "not free of the input**: it keeps how confident the teacher was on each example (the sorted "
         "probabilities), which is information about the input; only which class the teacher pointed to is removed."))
     display(show.variants_table(view.rcd_variants_table()))
-    fig = plots.rcd_variants_figure(view.main_weight_runs)
+    fig = figures.rcd_variants_figure(view.main_weight_runs)
     plt.show()  # here, under its heading, not at the end of the cell
 if len(view.cfg.kd_weights) >= 3:
     display(Markdown("## kd and rcd against the KD weight\nWhere the rcd curves meet kd's, the teacher adds "
                      "nothing beyond a soft target; where they fall away, the noise dominates the loss."))
-    fig = plots.weight_curve_figure(view.results)
+    fig = figures.weight_curve_figure(view.results)
 
 # %% tags=["remove-input"]
 if view.cfg.backdoor:
@@ -190,4 +196,4 @@ if view.cfg.backdoor:
                      f"triggered test inputs of other classes classified as class {b['target']}. A student that is "
                      "merely biased towards the target class also scores, so the lift (attack success minus the rate "
                      "at which the same inputs *without* the trigger go to the target) is tested too."))
-    fig = plots.per_seed_figure(main, metrics=("backdoor_asr", "backdoor_lift", "accuracy"))
+    fig = figures.per_seed_figure(main, metrics=("backdoor_asr", "backdoor_lift", "accuracy"))

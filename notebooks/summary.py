@@ -19,7 +19,7 @@ book_scale = None
 shipped = []         # scales whose shipped runs this book shows beside its own (e.g. [mid, paper])
 
 # %% tags=["remove-cell"]
-from kdlib.chapters import check_parameters  # a misspelled parameter stops the chapter here
+from kdlib.book.notebooks import check_parameters  # a misspelled parameter stops the chapter here
 
 check_parameters(globals(), _names_before_parameters, "summary")
 
@@ -27,8 +27,8 @@ check_parameters(globals(), _names_before_parameters, "summary")
 import matplotlib
 from IPython.display import Markdown, display
 
-from kdlib import plots
-from kdlib.summaries import BookEvidence
+from kdlib.book import figures
+from kdlib.book.evidence import BookEvidence
 
 matplotlib.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False})
 evidence = BookEvidence.load(study_file, scale, results_dir, shipped)
@@ -68,7 +68,7 @@ for label, summary in evidence.main_tables():
 
 # %% tags=["remove-input"]
 allmain = evidence.all_main()
-fig = plots.gain_by_setup(allmain)
+fig = figures.gain_by_setup(allmain)
 
 # %% [markdown]
 # The share of the control's headroom kd closes on the teacher's errors (A-) against its right answers
@@ -76,13 +76,13 @@ fig = plots.gain_by_setup(allmain)
 # of A- explains:
 
 # %% tags=["remove-input"]
-fig = plots.asymmetry_by_setup(allmain)
+fig = figures.asymmetry_by_setup(allmain)
 
 # %% [markdown]
 # Pick the quantity in the menu:
 
 # %% tags=["remove-input"]
-plots.show_plotly(plots.summary_explorer(allmain))
+figures.show_plotly(figures.summary_explorer(allmain))
 
 # %% [markdown]
 # ## KD against random control distillation
@@ -90,7 +90,7 @@ plots.show_plotly(plots.summary_explorer(allmain))
 # what any soft target does as a regulariser; the claims page tests this with an equivalence margin.
 
 # %% tags=["remove-input"]
-fig = plots.accuracy_by_setup(allmain)
+fig = figures.accuracy_by_setup(allmain)
 
 # %% [markdown]
 # ## The readings of alpha
@@ -111,6 +111,6 @@ if curve is not None:
                      f"**{curve_entry}** ({evidence.label(curve_scale)}). The lower panel shows the seed-paired accuracy "
                      "differences that the claims test (claim 4 compares rcd with kd), on a scale where a difference of "
                      "one point is visible; an interval that excludes 0 is a difference the seeds agree on."))
-    fig = plots.weight_curve_figure(curve_results)
+    fig = figures.weight_curve_figure(curve_results)
 else:
     display(Markdown("No entry of this build ran three or more KD weights."))

@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 
 from kdlib import load_study
-from kdlib.analysis import (BACKDOOR_PRIMARY, arm_table, asymmetry_test, compact_tests, convergence, fmt_mean_sem,
+from kdlib.book.setup_analysis import (BACKDOOR_PRIMARY, arm_table, asymmetry_test, compact_tests, convergence, fmt_mean_sem,
                             headroom_shares, is_flat, primary_family, readings_table, setup_tests, summarise_setup,
                             transfer_table)
 from kdlib.stats import power_limits
-from kdlib.store import main_arms
+from kdlib.book.frames import main_arms
 
 N = 8
 

@@ -6,10 +6,11 @@ import torch
 
 from kdlib import ConfigError, load_study
 from kdlib import backdoor as bd
-from kdlib.claims import NOT_SUPPORTED, NOT_TESTED, SUPPORTED, verdicts
+from kdlib.book.claims import NOT_SUPPORTED, NOT_TESTED, SUPPORTED, verdicts
 from kdlib.data import load_dataset
 from kdlib.evaluate import predict
-from kdlib.executors import LocalExecutor, collect_jobs
+from kdlib.executors import LocalExecutor
+from kdlib.jobs import collect_jobs
 from kdlib.metrics import backdoor_metrics
 from kdlib.store import RunStore
 from kdlib.train import build_for_data

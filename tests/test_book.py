@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from kdlib import load_study
-from kdlib.driver import chapter_metadata, execute_chapter
+from kdlib.book.build import chapter_metadata, execute_chapter
 from kdlib.driver import main as driver_main
 from kdlib.store import RunStore
 
@@ -145,8 +145,9 @@ def test_a_read_only_complete_store_builds_the_book(book, tmp_path, monkeypatch)
 
 
 def test_a_chapter_never_retrains_a_run_that_failed_in_the_training_phase(book, tmp_path, monkeypatch):
-    from kdlib.executors import LocalExecutor, Report
-    from kdlib.views import SetupView
+    from kdlib.book.setup_chapter import ChapterSetup, SetupView
+    from kdlib.executors import LocalExecutor, fill_missing
+    from kdlib.jobs import Report
 
     results = tmp_path / "results"
     shutil.copytree(book / "results", results)
@@ -156,8 +157,9 @@ def test_a_chapter_never_retrains_a_run_that_failed_in_the_training_phase(book, 
     (results / "failed_runs.json").write_text(json.dumps({failed.label: "RuntimeError: diverged"}))
     asked = []
     monkeypatch.setattr(LocalExecutor, "run", lambda self, jobs, store: asked.extend(jobs) or Report())
-    view = SetupView.from_parameters({"setup": "vowels-seqcnn-self", "scale": "smoke", "results_dir": str(results),
-                                      "train_missing": True, "device": "cpu"})
+    chapter = ChapterSetup.from_parameters({"setup": "vowels-seqcnn-self", "scale": "smoke", "results_dir": str(results)})
+    fill_missing(chapter.entry_id, chapter.cfg, chapter.results, "cpu")
+    view = SetupView.read(chapter)
     assert failed.label not in [j.cfg.label for j in asked]
     assert view.missing == [failed.label] and "diverged" in view.failed[failed.label]
 
@@ -177,7 +179,7 @@ def test_ctrl_c_stops_with_one_line(monkeypatch, capsys):
 def test_explorer_executes_and_handles_no_arm(book):
     import papermill as pm
 
-    from kdlib.chapters import to_ipynb
+    from kdlib.book.notebooks import to_ipynb
 
     src = to_ipynb(ROOT / "notebooks" / "explorer.py", book / "explorer.ipynb")
     nb = nbformat.read(src, as_version=4)
@@ -269,9 +271,9 @@ def test_pages_render_offline_in_chromium(book):
 
 
 def test_setup_view_reports_the_debiased_cka_and_the_mi_bias_from_stored_outputs(book):
-    from kdlib.analysis import fmt_mean_sem
+    from kdlib.book.setup_analysis import fmt_mean_sem
     from kdlib.metrics import debiased_cka, mi_plugin_bias
-    from kdlib.views import SetupView
+    from kdlib.book.setup_chapter import SetupView
 
     view = SetupView.from_parameters({"setup": "vowels-seqcnn-self", "scale": "smoke", "results_dir": str(book / "results"),
                                       "train_missing": False})

@@ -4,7 +4,8 @@ import nbformat
 import papermill as pm
 import pytest
 
-from kdlib.chapters import NOTEBOOKS, PARAMETERS, ParameterError, check_parameters, execute, main, to_ipynb
+from kdlib.book.notebooks import NOTEBOOKS, PARAMETERS, ParameterError, check_parameters, execute, to_ipynb
+from kdlib.chapters import main
 
 
 @pytest.mark.parametrize("chapter", sorted(PARAMETERS))

@@ -3,9 +3,9 @@ twice, too few seeds make a claim untestable, and the readings of alpha are comp
 import pytest
 
 from kdlib import load_study
-from kdlib.claims import (NOT_RUN_READING, NOT_SUPPORTED, NOT_TESTABLE, NOT_TESTED, SUPPORTED, anchor, flips_sentence,
+from kdlib.book.claims import (NOT_RUN_READING, NOT_SUPPORTED, NOT_TESTABLE, NOT_TESTED, SUPPORTED, anchor, flips_sentence,
                           independent_groups, linked_matrix, num, verdict_matrix, verdicts)
-from kdlib.display import details
+from kdlib.book.formatting import details
 
 
 def summary(id_, sig=False, gain=1.0, pos_share=0.2, neg_share=0.5, asym_p=0.001, neg_sig=True, equivalent=False,
@@ -157,7 +157,7 @@ def test_backdoor_setups_do_not_count_for_the_clean_claims(missing):
 
 
 def test_closest_to_paper_compares_each_reading_with_the_abstract():
-    from kdlib.claims import closest_to_paper
+    from kdlib.book.claims import closest_to_paper
 
     sig, plain = summary("a", sig=True), summary("b")
     columns = {"mid, w=0.9": [sig, plain], "mid, w=0.1": [summary("a"), summary("b")], "cpu, w=0.9": [sig, plain]}
@@ -171,7 +171,7 @@ def test_closest_to_paper_compares_each_reading_with_the_abstract():
 
 
 def test_the_independence_table_names_what_counts_and_what_shares():
-    from kdlib.claims import independence_table
+    from kdlib.book.claims import independence_table
 
     base = summary("self", teacher=["t"], control=["c"], kd=["k1"])
     std = summary("standard", teacher=["t"], control=["c2"], kd=["k2"])  # shares the teacher
@@ -310,7 +310,7 @@ def test_verdict_cells_link_to_their_evidence_blocks():
 def test_readings_come_from_the_study_file():
     import copy
 
-    from kdlib.summaries import BookEvidence
+    from kdlib.book.evidence import BookEvidence
 
     study = copy.copy(load_study())
     study.defaults = {**study.defaults, "kd_weight": 0.8, "kd_weight_variants": [0.2, 0.8]}

@@ -222,7 +222,8 @@ BAD_STUDY_EDITS = [
     ("  temperature: 4.0 ", "  temperature: 2.0\n  temperature: 4.0 ", r"duplicate key 'temperature' \(first given on line \d+\)"),
     ("  base_seed: 0\n", "  base_seed: abc\n", r"base_seed must be an integer >= 0, got 'abc'"),
     ("    device: cuda\n", "    device: tpu\n", r"scale 'paper' has device 'tpu'; allowed: auto, cpu, cuda or cuda:N"),
-    ("\nsetups:\n", "\nsetup:\n", r"unknown top-level key\(s\) \['setup'\]; allowed: \['defaults', 'recipes', 'scales', 'setups'\]"),
+    ("\nsetups:\n", "\nsetup:\n", r"unknown top-level key\(s\) \['setup'\]; allowed: \['book', 'defaults', 'recipes', 'scales', 'setups'\]"),
+    ("{chapter: claims, title:", "{chapter: claim, title:", r"book part 'results' names chapter 'claim', but there is no notebooks/claim.py"),
 ]
 
 

@@ -11,10 +11,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from kdlib import display as show  # noqa: E402
-from kdlib import plots  # noqa: E402
-from kdlib.sphinx_assets import unique_scripts  # noqa: E402
-from kdlib.summaries import BookEvidence  # noqa: E402
+from kdlib.book import formatting as show  # noqa: E402
+from kdlib.book import figures as plots  # noqa: E402
+from kdlib.book.sphinx_assets import unique_scripts  # noqa: E402
+from kdlib.book.evidence import BookEvidence  # noqa: E402
 
 
 def test_p_values_keep_two_significant_figures():

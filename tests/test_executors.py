@@ -3,8 +3,11 @@ the rest, and the same numbers from one process or a pool of workers."""
 import pytest
 
 from kdlib import load_study
-from kdlib.executors import LocalExecutor, Report, collect_jobs, write_failures
+from kdlib.executors import LocalExecutor
+from kdlib.jobs import collect_jobs
+from kdlib.results import ResultsFolder
 from kdlib.store import RunStore
+from kdlib.book.frames import run_table
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +41,16 @@ def test_a_failed_run_is_reported_and_the_others_go_on(study, tmp_path):
     assert len(report.trained) == len(good.runs()) and not store.missing(good)
     lines = report.summary_lines()
     assert any("FAILED digits-mlp-self/teacher/seed0" in line for line in lines)
-    write_failures(tmp_path, report)
-    assert (tmp_path / "failed_runs.json").is_file()
-    write_failures(tmp_path, Report())
-    assert not (tmp_path / "failed_runs.json").exists()
+    ResultsFolder(tmp_path).write_failures(report.failed)
+    assert set(ResultsFolder(tmp_path).failures()) == set(report.failed)
+
+
+def test_no_run_starts_after_the_time_limit(study, tmp_path):
+    setup = study.setup("digits-mlp-self", "smoke", n_seeds=1, kd_weight_variants=[])
+    for workers in (1, 2):  # the pool of one and the process pool share one scheduler
+        report = LocalExecutor("cpu", workers=workers).run(collect_jobs([("d", setup)]), RunStore(tmp_path / str(workers)),
+                                                           stop_at=0.0)
+        assert not report.trained and sorted(report.skipped) == sorted(r.label for r in setup.runs())
 
 
 def test_a_pool_of_workers_gives_the_same_numbers(study, tmp_path):
@@ -52,7 +61,7 @@ def test_a_pool_of_workers_gives_the_same_numbers(study, tmp_path):
     report = LocalExecutor("cpu", workers=2).run(jobs, two)
     assert not report.failed and len(report.trained) == len(jobs)
     cols = ["arm", "seed", "hash", "accuracy", "loss", "agreement", "js_divergence", "cka"]
-    assert one.results(setup)[cols].equals(two.results(setup)[cols])
+    assert run_table(one, setup)[cols].equals(run_table(two, setup)[cols])
 
 
 def test_workers_must_be_positive():

@@ -9,9 +9,11 @@ import pytest  # noqa: E402
 from IPython.display import Markdown  # noqa: E402
 
 from kdlib import load_study  # noqa: E402
-from kdlib.executors import LocalExecutor, collect_jobs  # noqa: E402
-from kdlib.explore import Explorer, arm_groups, per_class_figure, per_class_values, per_seed_figure  # noqa: E402
-from kdlib.store import RunStore  # noqa: E402
+from kdlib.executors import LocalExecutor  # noqa: E402
+from kdlib.jobs import collect_jobs
+from kdlib.book.explorer import Explorer, arm_groups, per_class_figure, per_class_values, per_seed_figure  # noqa: E402
+from kdlib.book.frames import run_table
+from kdlib.results import ResultsFolder
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +23,11 @@ def smoke(tmp_path_factory):
     entry = next(e for e in study.plan("smoke") if e.id == "digits-mlp-rcd-variants")
     cfg = study.entry_setup("smoke", entry)
     root = tmp_path_factory.mktemp("explore") / "results"
-    store = RunStore.open(root)
+    store = ResultsFolder(root).store()
     report = LocalExecutor("cpu").run(collect_jobs([(entry.id, cfg)]), store)
     assert not report.failed
     return {"study": study, "entry": entry.id, "cfg": cfg, "store": store, "root": root,
-            "results": store.results(cfg)}
+            "results": run_table(store, cfg)}
 
 
 def test_arms_are_grouped_main_first_with_one_colour_and_label_each(smoke):
@@ -92,7 +94,7 @@ def test_a_widget_change_redraws_the_output(smoke, monkeypatch):
 def test_the_scale_menu_lists_scales_with_runs():
     study = load_study()
     ex = Explorer(study_file=None)
-    shipped = [s for s in ("mid",) if RunStore.open_existing(study.results_dir(s)) is not None]
+    shipped = [s for s in ("mid",) if ResultsFolder.of(study, s).existing_store() is not None]
     assert set(shipped) <= set(ex.scale_w.options)
     if "mid" in ex.scale_w.options:
         ex.scale_w.value = "mid"

@@ -14,6 +14,7 @@ import pytest
 from kdlib import load_study
 from kdlib.driver import main as driver_main
 from kdlib.store import RunStore, StoreError
+from kdlib.book.frames import run_table
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTRY = ["--scale", "smoke", "--only", "vowels-seqcnn-self", "--workers", "1"]
@@ -80,7 +81,7 @@ def test_legacy_runs_load_verify_as_no_manifest_and_seal(setup, results, tmp_pat
         (store.path(h) / "manifest.json").unlink()
     store = RunStore(folder / "runs")
     k = setup.run_config("kd", 0)
-    assert store.manifest(k) is None and store.metrics(k) and len(store.results(setup)) == 12
+    assert store.manifest(k) is None and store.metrics(k) and len(run_table(store, setup)) == 12
     # a legacy config.json that does not hash to its folder is named by --verify and not sealed
     t = setup.teacher_run(0)
     cfg = json.loads((store.path(t) / "config.json").read_text())

@@ -6,11 +6,12 @@ import pytest
 
 from kdlib import load_study
 from kdlib.config import canonical_json
-from kdlib.driver import shipped_chapters
-from kdlib.executors import LocalExecutor, collect_jobs
+from kdlib.book.build import shipped_chapters
+from kdlib.executors import LocalExecutor
+from kdlib.jobs import collect_jobs
 from kdlib.paths import REPO_ROOT
 from kdlib.store import RunStore
-from kdlib.trainlog import entry_cost, read_log
+from kdlib.results import ResultsFolder
 from kdlib.studyfile import load_study as load_file
 from tests.conftest import shared_file
 
@@ -85,10 +86,10 @@ def test_shipped_runs_are_complete_slim_and_read_without_training(monkeypatch):
     assert not incomplete, "\n".join(incomplete)
     prov = store.provenance(study.setup("cifar10-mid-self", "mid").teacher_run(0))
     assert prov["device"].startswith("cpu") and prov["finished_at"] and prov["code_version"]
-    phases = read_log(SHIPPED.parent)["phases"]
+    phases = ResultsFolder(SHIPPED.parent).training_log()["phases"]
     assert phases and all(p["runs_failed"] == 0 and "CPU cores" in p["machine"] for p in phases)
     for e in study.plan("mid"):  # every shipped entry's cost can be read back from the log
-        assert e.id in pending or entry_cost(SHIPPED.parent, e.id)["runs"] > 0, e.id
+        assert e.id in pending or ResultsFolder(SHIPPED.parent).entry_cost(e.id)["runs"] > 0, e.id
 
     def boom(*a, **k):
         raise AssertionError("a shipped run was retrained")

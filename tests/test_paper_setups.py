@@ -17,7 +17,8 @@ import pytest
 
 from kdlib import load_study
 from kdlib.data import _load_cached
-from kdlib.executors import LocalExecutor, collect_jobs
+from kdlib.executors import LocalExecutor
+from kdlib.jobs import collect_jobs
 from kdlib.preflight import PreflightError, resolve_plan
 from kdlib.store import RunStore
 from kdlib.studyfile import PlanEntry

@@ -11,9 +11,11 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from kdlib import load_study  # noqa: E402
-from kdlib.executors import LocalExecutor, collect_jobs  # noqa: E402
+from kdlib.executors import LocalExecutor  # noqa: E402
+from kdlib.jobs import collect_jobs
 from kdlib.executors_ray import RayExecutor  # noqa: E402
 from kdlib.store import RunStore  # noqa: E402
+from kdlib.book.frames import run_table
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def test_ray_gives_the_numbers_of_the_local_executor(cluster, study, tmp_path):
     cols = ["arm", "seed", "kd_weight", "rcd_noise", "hash", "accuracy", "loss", "agreement", "js_divergence",
             "neg_agreement", "cka"]
     for _, s in setups:
-        assert local.results(s)[cols].equals(remote.results(s)[cols])
+        assert run_table(local, s)[cols].equals(run_table(remote, s)[cols])
     assert "ray" in remote.provenance(jobs[0].cfg)["executor"]
     again = RayExecutor("cpu").run(jobs, remote)  # a finished study trains nothing
     assert again.loaded == len(jobs) and not again.trained

@@ -9,8 +9,11 @@ import pytest
 
 from kdlib import load_study
 from kdlib import runner as runner_mod
-from kdlib.executors import LocalExecutor, collect_jobs
+from kdlib.executors import LocalExecutor
+from kdlib.jobs import collect_jobs
 from kdlib.store import RunStore, StoreError
+from kdlib.book.frames import run_table
+from kdlib.results import ResultsFolder
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def _copy(store, tmp_path):
 
 def test_run_folder_contents_and_provenance(setup, trained):
     store = trained
-    df = store.results(setup)
+    df = run_table(store, setup)
     assert len(df) == 8 and set(df.arm) == {"teacher", "control", "kd", "rcd"}
     t = setup.teacher_run(0)
     assert {p.name for p in store.path(t).iterdir()} == {"config.json", "metrics.json", "provenance.json",
@@ -91,12 +94,12 @@ def test_killed_run_leaves_nothing_and_resumes_to_the_same_results(setup, traine
     with pytest.raises(KeyboardInterrupt):
         LocalExecutor("cpu").run(collect_jobs([("v", setup)]), store)
     assert len(store.hashes()) == 4 and len(store.stale_tmp()) == 1
-    assert len(store.results(setup)) == 4  # the partial folder is not read as finished
+    assert len(run_table(store, setup)) == 4  # the partial folder is not read as finished
     reopened = RunStore(store.root)  # the next start removes the dead writer's folder and says so
     assert reopened.removed_stale == 1 and not reopened.stale_tmp()
     LocalExecutor("cpu").run(collect_jobs([("v", setup)]), reopened)
     cols = ["arm", "seed", "hash", "accuracy", "agreement", "js_divergence", "pos_agreement", "cka"]
-    assert reopened.results(setup)[cols].equals(trained.results(setup)[cols])
+    assert run_table(reopened, setup)[cols].equals(run_table(trained, setup)[cols])
 
 
 def test_live_writers_folders_are_kept(tmp_path):
@@ -165,4 +168,4 @@ def test_top_level_run_and_paths(tmp_path):
     assert from_root(tmp_path) == tmp_path
     m = kdlib.run("vowels-seqcnn-self", "kd", seed=0, scale="smoke", results_dir=str(tmp_path), device="cpu", epochs=1)
     assert 0 <= m["agreement"] <= 1 and "neg_agreement" in m
-    assert len(RunStore.open(tmp_path).hashes()) == 2  # the teacher was trained first
+    assert len(ResultsFolder(tmp_path).store().hashes()) == 2  # the teacher was trained first

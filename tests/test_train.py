@@ -11,10 +11,12 @@ from kdlib.arms import build_arm
 from kdlib.config import ModelSpec
 from kdlib.data import load_dataset
 from kdlib.evaluate import cka_rows, evaluate, predict
-from kdlib.executors import LocalExecutor, collect_jobs
+from kdlib.executors import LocalExecutor
+from kdlib.jobs import collect_jobs
 from kdlib.runner import execute_run, load_run_data
 from kdlib.store import RunStore
 from kdlib.train import NonFiniteLossError, _crop, lr_at, random_crop_flip, resolve_device, train
+from kdlib.book.frames import run_table
 
 CPU = torch.device("cpu")
 
@@ -68,7 +70,7 @@ def test_same_config_twice_gives_identical_metrics(study, tmp_path):
     setup = study.setup("vowels-seqcnn-self", "smoke", n_seeds=1)
     for name in ("a", "b"):
         LocalExecutor("cpu").run(collect_jobs([("v", setup)]), RunStore(tmp_path / name))
-    a, b = RunStore(tmp_path / "a").results(setup), RunStore(tmp_path / "b").results(setup)
+    a, b = run_table(RunStore(tmp_path / "a"), setup), run_table(RunStore(tmp_path / "b"), setup)
     cols = ["arm", "accuracy", "loss", "agreement", "js_divergence", "neg_agreement", "cka"]
     assert len(a) == len(setup.runs()) and a[cols].equals(b[cols])
 

@@ -6,9 +6,9 @@ import json
 
 import pandas as pd
 
-from .costs import BENCH_RESULTS, arch_label, estimate_costs
-from .progress import fmt_seconds
-from .store import RunStore
+from .run_costs import BENCH_RESULTS, arch_label, estimate_costs
+from ..progress import fmt_seconds
+from ..results import ResultsFolder
 
 
 def latest_report() -> dict | None:
@@ -18,7 +18,7 @@ def latest_report() -> dict | None:
 
 def gpu_status(study) -> str:
     report = latest_report()
-    store = RunStore.open_existing(study.results_dir("paper"))
+    store = ResultsFolder.of(study, "paper").existing_store()
     n_runs = len(store.hashes()) if store is not None else 0
     if report is None:
         lines = ["**The paper scale is untested: no GPU has run this project's code yet.** Every time below is an "
@@ -40,7 +40,7 @@ def recipe_costs(study, recipes=("fast", "authors")) -> dict:
     training recipe: every entry switched to that recipe where its setup offers it."""
     from dataclasses import replace
 
-    from .config import ConfigError
+    from ..config import ConfigError
 
     out = {}
     for recipe in recipes:

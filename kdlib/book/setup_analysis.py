@@ -12,9 +12,10 @@ from typing import Iterable, Optional
 import numpy as np
 import pandas as pd
 
-from .stats import (ALPHA, COMPARISONS, equivalence_test, measured, metrics_for, paired_tests, sem,
+from ..stats import (ALPHA, COMPARISONS, equivalence_test, measured, metrics_for, paired_tests, sem,
                     signed_rank_test)
-from .store import ARM_ORDER, main_arms
+from ..config import ARMS
+from .frames import main_arms, run_table
 
 REPORT_METRICS = ("accuracy", "loss", "ece", "train_accuracy", "generalisation_gap", "agreement", "js_divergence",
                   "activation_distance", "kl_teacher_student", "pos_agreement", "neg_agreement", "mi", "nmi", "cka",
@@ -51,7 +52,7 @@ def fmt_mean_sem(values, percent: bool = False) -> str:
 
 
 def arms_present(results: pd.DataFrame, with_teacher: bool = True) -> list[str]:
-    return [a for a in ARM_ORDER if a in set(results["arm"]) and (with_teacher or a != "teacher")]
+    return [a for a in ARMS if a in set(results["arm"]) and (with_teacher or a != "teacher")]
 
 
 def arm_table(results: pd.DataFrame, metrics=REPORT_METRICS) -> pd.DataFrame:
@@ -255,7 +256,7 @@ def summarise_setup(entry_id: str, setup, results: pd.DataFrame, kd_weight: Opti
         "teacher_gaps": dict(zip(teacher["seed"].astype(int), teacher["generalisation_gap"].astype(float))),
         "has_backdoor": bd_asr is not None,
         **{f"{arm}_backdoor_{m}": mean(arm, f"backdoor_{m}") if bd_asr is not None else float("nan")
-           for arm in ARM_ORDER for m in ("asr", "lift")},
+           for arm in ARMS for m in ("asr", "lift")},
         "backdoor_kd_vs_control_p_by": p(bd_asr), "backdoor_lift_kd_vs_control_p_by": p(bd_lift),
         "backdoor_transfers": sig(bd_asr), "backdoor_lift_transfers": sig(bd_lift),
         "backdoor_lift_testable": reach(bd_lift), "backdoor_lift_primary": bd_lift is not None and bd_lift["family"] == "primary",
@@ -274,7 +275,7 @@ def collect_summaries(study, scale: str, store) -> tuple[list[dict], list[str]]:
     and the ids of incomplete entries."""
     summaries, missing = [], []
     for entry_id, cfg in plan_setups(study, scale):
-        res = store.results(cfg)
+        res = run_table(store, cfg)
         if len(res) < len(cfg.runs()):
             missing.append(entry_id)
             continue

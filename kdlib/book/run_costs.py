@@ -12,8 +12,8 @@ import json
 from functools import lru_cache
 from typing import Optional
 
-from .paths import REPO_ROOT
-from .progress import fmt_seconds
+from ..paths import REPO_ROOT
+from ..progress import fmt_seconds
 
 BENCH_RESULTS = REPO_ROOT / "benchmarks" / "results"
 # Assumed sustained throughput for estimates: on CUDA 25 % of an H100's dense bf16 peak (about 990
@@ -58,7 +58,7 @@ def count_macs(model, example) -> int:
 
 def input_shape(dataset: str, data_args: dict) -> Optional[tuple]:
     """A dataset's example shape without loading it: the registry's, or a text set's `max_len` where given."""
-    from .data import DATASETS
+    from ..data import DATASETS
 
     meta = DATASETS.meta(dataset)
     shape = meta.get("input_shape")
@@ -73,9 +73,9 @@ def input_shape(dataset: str, data_args: dict) -> Optional[tuple]:
 def macs_of(model_name: str, args_json: str, dataset: str, data_args_json: str) -> Optional[int]:
     import torch
 
-    from .config import ModelSpec
-    from .data import DATASETS
-    from .models import build_model
+    from ..config import ModelSpec
+    from ..data import DATASETS
+    from ..models import build_model
 
     args, data_args = json.loads(args_json), json.loads(data_args_json)
     shape = input_shape(dataset, data_args)
@@ -110,12 +110,12 @@ def measured_epoch_seconds(device: str = "cuda") -> dict:
 def estimate_costs(study, scale: str, entries, device: Optional[str] = None) -> dict:
     """entry id -> {setup, per_run_seconds, seconds, source, per_run, total (text)}; '_plan' -> the whole plan
     (distinct runs once)."""
-    from .executors import collect_jobs
-    from .store import RunStore
+    from ..jobs import collect_jobs
+    from ..results import ResultsFolder
 
     device = device or study.scale_info(scale).get("device", "cuda" if scale == "paper" else "cpu")
     measured = measured_epoch_seconds(device)
-    store = RunStore.open_existing(study.results_dir(scale))
+    store = ResultsFolder.of(study, scale).existing_store()
     setups = [(e.id, study.entry_setup(scale, e)) for e in entries]
     per_hash, out = {}, {}
     for entry_id, cfg in setups:
@@ -142,7 +142,7 @@ def run_seconds(run, cfg, measured: dict, store, device: str) -> tuple[float, st
     spec = run.model
     key = (spec.name, json.dumps(spec.args, sort_keys=True), run.dataset)
     epochs = run.train["epochs"]
-    from .data import DATASETS
+    from ..data import DATASETS
 
     meta = DATASETS.meta(run.dataset)  # full split sizes: datasets too large to load just to count them
     if key in measured:

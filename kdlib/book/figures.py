@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .analysis import PERCENT_METRICS, arms_present, paired_shares, transfer_table, weight_curve
-from .display import LABELS, short_label
-from .stats import measured
+from .setup_analysis import PERCENT_METRICS, arms_present, paired_shares, transfer_table, weight_curve
+from .formatting import LABELS, short_label
+from ..stats import measured
 
 ARM_COLOURS = {"teacher": "#555555", "control": "#1f77b4", "kd": "#d62728", "rcd": "#2ca02c"}
 RCD_COLOURS = {"unit_fixed": "#2ca02c", "unit_resampled": "#98df8a", "teacher_scaled": "#8c564b", "permuted": "#bcbd22"}

@@ -1,30 +1,48 @@
 """What a setup chapter shows, gathered once from the study file and the run store, so the notebook reads
-as prose plus one call per table or figure. Reading the store needs no training code; only a chapter
-asked to fill its own gaps (`train_missing`, a papermill rerun with new parameters) trains."""
+as prose plus one call per table or figure. This module reads; it imports no training code. A chapter
+asked to fill its own gaps (`train_missing`, a papermill rerun with new parameters) calls
+`kdlib.executors.fill_missing` itself before it reads."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Optional
 
 import pandas as pd
 
-from .analysis import (arm_table, compact_tests, convergence, fmt_mean_sem, primary_family, readings_table,
-                       setup_tests, transfer_table)
-from .chapters import PARAMETERS, setup_overrides
-from .config import SetupConfig
-from .paths import from_root
-from .metrics import debiased_cka, mi_plugin_bias
-from .stats import ALPHA, power_limits
-from .store import RunStore, main_arms
-from .trainlog import entry_phases
-from .studyfile import load_study
+from .setup_analysis import (arm_table, compact_tests, convergence, fmt_mean_sem, primary_family, readings_table,
+                             setup_tests, transfer_table)
+from .frames import main_arms, run_table
+from .notebooks import PARAMETERS, setup_overrides
+from ..config import SetupConfig
+from ..metrics import debiased_cka, mi_plugin_bias
+from ..results import ResultsFolder
+from ..stats import ALPHA, power_limits
+from ..store import RunStore
+from ..studyfile import load_study
+
+
+@dataclass(frozen=True)
+class ChapterSetup:
+    """A setup chapter's parameters resolved: the setup configuration, its plan entry and results folder."""
+
+    cfg: SetupConfig
+    entry_id: str
+    results: ResultsFolder
+
+    @classmethod
+    def from_parameters(cls, namespace: dict) -> "ChapterSetup":
+        params = {k: namespace[k] for k in PARAMETERS["setup"] if k in namespace}
+        study = load_study(params.get("study_file"))
+        cfg = study.setup(params.get("setup"), params.get("scale"), **setup_overrides(params))
+        return cls(cfg, params.get("entry_id") or cfg.name, ResultsFolder.of(study, params.get("scale"),
+                                                                            params.get("results_dir")))
 
 
 @dataclass
 class SetupView:
     cfg: SetupConfig
     entry_id: str
+    results_folder: ResultsFolder
     store: RunStore
     results: pd.DataFrame
     missing: list = field(default_factory=list)   # labels of runs not in the store
@@ -34,30 +52,19 @@ class SetupView:
     _provenance: dict = field(default_factory=dict, repr=False)  # hash -> provenance.json (read once)
 
     @classmethod
-    def from_parameters(cls, namespace: dict) -> "SetupView":
-        """Resolve the setup from the chapter's parameters (checked by the cell before), read the store,
-        and train what is missing only if the chapter is allowed to."""
-        params = {k: namespace[k] for k in PARAMETERS["setup"] if k in namespace}
-        p = {k: params.get(k) for k in ("scale", "results_dir", "study_file", "entry_id", "setup", "device",
-                                        "train_missing")}
-        study = load_study(p["study_file"])
-        cfg = study.setup(p["setup"], p["scale"], **setup_overrides(params))
-        store = RunStore.open(p["results_dir"] or study.results_dir(p["scale"]))
-        failures_file = from_root(p["results_dir"] or study.results_dir(p["scale"])) / "failed_runs.json"
-        failed = json.loads(failures_file.read_text()) if failures_file.is_file() else {}
-        trained = 0
-        if p["train_missing"] and store.missing(cfg):
-            from .executors import LocalExecutor, collect_jobs
-            from .train import resolve_device
-
-            resolve_device(p["device"] or "auto")  # a bad device stops the chapter here, not in every run
-            # a run the training phase reported as failed is listed as failed, not retried here
-            jobs = [j for j in collect_jobs([(p["entry_id"] or cfg.name, cfg)]) if j.cfg.label not in failed]
-            report = LocalExecutor(p["device"] or "auto").run(jobs, store)
-            trained = len(report.trained)
+    def read(cls, chapter: ChapterSetup, trained_now: int = 0) -> "SetupView":
+        """Read the chapter's runs from its results folder (`trained_now`: how many the chapter trained)."""
+        cfg, folder = chapter.cfg, chapter.results
+        store = folder.store()
         missing = [r.label for r in store.missing(cfg)]
-        return cls(cfg=cfg, entry_id=p["entry_id"] or cfg.name, store=store, results=store.results(cfg),
-                   missing=missing, failed={k: v for k, v in failed.items() if k in missing}, trained_now=trained)
+        return cls(cfg=cfg, entry_id=chapter.entry_id, results_folder=folder, store=store, results=run_table(store, cfg),
+                   missing=missing, failed={k: v for k, v in folder.failures().items() if k in missing},
+                   trained_now=trained_now)
+
+    @classmethod
+    def from_parameters(cls, namespace: dict) -> "SetupView":
+        """Resolve the chapter's parameters and read (never train)."""
+        return cls.read(ChapterSetup.from_parameters(namespace))
 
     # ------------------------------------------------------------------ reading
     @property
@@ -130,7 +137,7 @@ class SetupView:
                          f"{devices}{when}; code version(s) {', '.join(f'`{v}`' for v in r['code_version'].unique())}; "
                          f"data: {'; '.join(sources)}."
                          + (f" This chapter trained {self.trained_now} of them itself." if self.trained_now else ""))
-        phases = entry_phases(self.store.root.parent, self.entry_id) if not self.trained_now else []
+        phases = self.results_folder.entry_phases(self.entry_id) if not self.trained_now else []
         for t in phases:
             mine = t.get("entries", {}).get(self.entry_id)
             runs = f"{mine['trained']} of this entry's runs" if mine else f"{t['runs_trained']} runs"

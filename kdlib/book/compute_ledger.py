@@ -6,18 +6,19 @@ from typing import Optional
 
 import pandas as pd
 
-from .analysis import plan_setups
-from .store import RunStore
+from ..results import ResultsFolder
+from .frames import run_table
+from .setup_analysis import plan_setups
 
 
 def compute_ledger(study, scale: str, results_dir: Optional[str] = None) -> tuple[Optional[pd.DataFrame], Optional[pd.DataFrame]]:
     """(per entry: runs, seeds, seconds, device; with a distinct-runs total) and every run, in plan order."""
-    store = RunStore.open_existing(results_dir or study.results_dir(scale))
+    store = ResultsFolder.of(study, scale, results_dir).existing_store()
     if store is None:
         return None, None
     frames = []
     for entry_id, cfg in plan_setups(study, scale):
-        r = store.results(cfg)
+        r = run_table(store, cfg)
         if len(r):
             frames.append(r.assign(entry=entry_id))
     if not frames:
@@ -36,7 +37,7 @@ def determinism_note(study, scales, results_dir: Optional[str] = None) -> str:
     """One line per scale: threads, devices, and whether every run is bitwise reproducible."""
     lines = []
     for i, s in enumerate(scales):
-        store = RunStore.open_existing(results_dir if i == 0 and results_dir else study.results_dir(s))
+        store = ResultsFolder.of(study, s, results_dir if i == 0 else None).existing_store()
         if store is None:
             continue
         provs = [store.provenance(h) for h in store.hashes()]

@@ -27,8 +27,8 @@ import html
 
 import pandas as pd
 
-from .models import CONVOLUTIONAL, family  # registry metadata: a model's family
-from .stats import ALPHA, by_adjust, reachable, signed_rank_test
+from ..models import CONVOLUTIONAL, family  # registry metadata: a model's family
+from ..stats import ALPHA, by_adjust, reachable, signed_rank_test
 
 SUPPORTED, NOT_SUPPORTED = "supported", "not supported"
 NOT_TESTED, NOT_TESTABLE = "not tested at this scale", "not testable at this seed count"

@@ -8,7 +8,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from .paths import REPO_ROOT
+from ..paths import REPO_ROOT
 
 VENDOR = REPO_ROOT / "book" / "_vendor"
 NPM = {"requirejs@2.3.8": {"package/require.js": "require.min.js"},

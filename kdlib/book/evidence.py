@@ -9,10 +9,11 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from .analysis import collect_summaries, plan_setups
-from .display import breakable, fmt_p
-from .store import RunStore
-from .studyfile import Study, load_study
+from .setup_analysis import collect_summaries, plan_setups
+from .formatting import breakable, fmt_p
+from ..results import ResultsFolder
+from .frames import run_table
+from ..studyfile import Study, load_study
 
 
 
@@ -30,7 +31,7 @@ class BookEvidence:
         study = load_study(study_file)
         ev = cls(study=study, scales=[scale] + [s for s in (shipped or []) if s != scale])
         for s in ev.scales:
-            store = RunStore.open_existing(results_dir if s == scale and results_dir else study.results_dir(s))
+            store = ResultsFolder.of(study, s, results_dir if s == scale else None).existing_store()
             if store is None:
                 ev.absent.append(s)
                 continue
@@ -89,7 +90,7 @@ class BookEvidence:
         for s in self.summaries:
             for entry_id, cfg in plan_setups(self.study, s):
                 if len(cfg.kd_weights) >= 3 and entry_id not in self.missing.get(s, []):
-                    return s, entry_id, self.stores[s].results(cfg)
+                    return s, entry_id, run_table(self.stores[s], cfg)
         return None
 
     def weight_curve_results(self) -> Optional[pd.DataFrame]:

@@ -15,12 +15,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import to_rgb
 
-from . import metrics
-from .analysis import PERCENT_METRICS, compact_tests, plan_setups, primary_family, setup_tests
-from .display import label, tests_table
-from .plots import ARM_COLOURS, RCD_COLOURS
-from .stats import DIRECTIONS, measured
-from .store import RunStore, main_arms
+from .. import metrics
+from .setup_analysis import PERCENT_METRICS, compact_tests, plan_setups, primary_family, setup_tests
+from .formatting import label, tests_table
+from .figures import ARM_COLOURS, RCD_COLOURS
+from ..stats import DIRECTIONS, measured
+from ..results import ResultsFolder
+from ..store import RunStore
+from .frames import main_arms, run_table
 
 METRICS = ("agreement", "accuracy", "js_divergence", "activation_distance", "kl_teacher_student", "pos_agreement",
            "neg_agreement", "mi", "nmi", "cka", "ece", "loss", "generalisation_gap", "backdoor_asr", "backdoor_lift")
@@ -169,7 +171,7 @@ def scales_with_runs(study) -> list[str]:
     """The study's scales whose run store exists and holds at least one run."""
     out = []
     for s in study.scales:
-        store = RunStore.open_existing(study.results_dir(s))
+        store = ResultsFolder.of(study, s).existing_store()
         if store is not None and store.hashes():
             out.append(s)
     return out
@@ -181,7 +183,7 @@ class Explorer:
     def __init__(self, scale: Optional[str] = None, results_dir: Optional[str] = None, study_file: Optional[str] = None):
         import ipywidgets as widgets
 
-        from .studyfile import load_study
+        from ..studyfile import load_study
 
         self.study = load_study(study_file)
         self.results_dir = results_dir  # for `scale` only: another folder than the scale's own
@@ -215,14 +217,14 @@ class Explorer:
     # ------------------------------------------------------------------ state
     def store(self) -> RunStore:
         s = self.scale_w.value
-        return RunStore.open(self.results_dir if (self.results_dir and s == self.home_scale) else self.study.results_dir(s))
+        return ResultsFolder.of(self.study, s, self.results_dir if s == self.home_scale else None).store()
 
     def _entry(self):
         """(cfg, results, groups) of the chosen entry, read once per scale and entry."""
         key = (self.scale_w.value, self.entry_w.value)
         if key not in self._cache:
             cfg = dict(plan_setups(self.study, self.scale_w.value))[self.entry_w.value]
-            results = self.store().results(cfg)
+            results = run_table(self.store(), cfg)
             self._cache[key] = (cfg, results, arm_groups(results, cfg) if len(results) else [])
         return self._cache[key]
 

@@ -1,0 +1,41 @@
+"""The run store as tables: one row per stored run of a setup (its arm, seed, KD weight, noise and metrics),
+and the four arms under one reading of alpha. The store itself holds files; everything tabular is here."""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+import pandas as pd
+
+from ..config import RunConfig, SetupConfig
+from ..store import RunStore
+
+
+def run_table(store: RunStore, setup: SetupConfig, runs: Optional[Iterable[RunConfig]] = None) -> pd.DataFrame:
+    """The stored results of exactly this setup configuration, one row per run (missing runs left out;
+    `RunStore.missing` lists them)."""
+    rows = []
+    for cfg in runs if runs is not None else setup.runs():
+        if not store.has(cfg):
+            continue
+        prov = store.provenance(cfg)
+        main = cfg.arm not in ("kd", "rcd") or (cfg.kd_weight == setup.kd_weight
+                                                  and (cfg.arm == "kd" or cfg.rcd_noise == setup.rcd_noise))
+        rows.append({"setup": setup.name, "arm": cfg.arm, "seed": cfg.seed, "kd_weight": cfg.kd_weight,
+                     "rcd_noise": cfg.rcd_noise, "is_main": main, "hash": cfg.hash,
+                     "teacher_hash": cfg.teacher_hash, **store.metrics(cfg),
+                     "seconds": prov["seconds"], "device": prov["device"], "code_version": prov["code_version"]})
+    return pd.DataFrame(rows)
+
+
+def main_arms(results: pd.DataFrame, kd_weight: Optional[float] = None) -> pd.DataFrame:
+    """The four arms under one reading: teacher and control, kd and rcd at `kd_weight` (default: the
+    setup's main KD weight) with the main RCD noise."""
+    if results.empty:
+        return results
+    if kd_weight is None:
+        return results[results["is_main"]].reset_index(drop=True)
+    main_noise = results.loc[results["is_main"] & (results["arm"] == "rcd"), "rcd_noise"]
+    noise = main_noise.iloc[0] if len(main_noise) else None
+    keep = results["arm"].isin(["teacher", "control"]) | (
+        (results["kd_weight"] == kd_weight) & ((results["arm"] == "kd") | (results["rcd_noise"] == noise)))
+    return results[keep].reset_index(drop=True)

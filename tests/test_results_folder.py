@@ -1,0 +1,54 @@
+"""A results folder's owner: the training log keeps every phase with per-entry counts (and reads the older
+one-phase format), failures are replaced per phase, and a reader creates no folders."""
+import json
+
+from kdlib.results import ResultsFolder
+from kdlib.studyfile import load_study
+
+
+def _phase(entries, wall=100.0):
+    return {"started": "2026-11-30T10:00:00+0000", "finished": "2026-11-30T10:01:40+0000", "wall_seconds": wall,
+            "runs_trained": sum(d["trained"] for d in entries.values()), "entries": entries}
+
+
+def test_phases_accumulate_and_name_their_entries(tmp_path):
+    folder = ResultsFolder(tmp_path)
+    assert folder.training_log() == {"phases": []}
+    folder.append_training_phase(_phase({"a": {"runs": 60, "trained": 60, "failed": 0, "seconds": 500.0}}, wall=300.0))
+    folder.append_training_phase(_phase({"b": {"runs": 60, "trained": 60, "failed": 0, "seconds": 900.0}}, wall=500.0))
+    folder.append_training_phase(_phase({"a": {"runs": 60, "trained": 0, "failed": 0, "seconds": 0.0}}, wall=1.0))
+    assert len(ResultsFolder(tmp_path).training_log()["phases"]) == 3  # read back from the file
+    assert [p["wall_seconds"] for p in folder.entry_phases("a")] == [300.0]  # the phase that trained nothing is not a's
+    assert folder.entry_cost("b") == {"runs": 60, "train_seconds": 900.0, "wall_seconds": 500.0, "phases": 1}
+    assert not list(tmp_path.glob(".*tmp"))  # written by rename
+
+
+def test_a_phase_shared_by_two_entries_has_no_wall_time_of_its_own(tmp_path):
+    folder = ResultsFolder(tmp_path)
+    folder.append_training_phase(_phase({"a": {"runs": 60, "trained": 60, "failed": 0, "seconds": 500.0},
+                                         "b": {"runs": 60, "trained": 50, "failed": 0, "seconds": 250.0}}))
+    assert folder.entry_cost("b")["wall_seconds"] is None and folder.entry_cost("b")["runs"] == 50
+
+
+def test_the_older_flat_log_reads_as_one_phase_for_every_entry(tmp_path):
+    (tmp_path / "training_log.json").write_text(json.dumps({"wall_seconds": 5.0, "runs_trained": 3}))
+    assert ResultsFolder(tmp_path).training_log()["phases"][0]["runs_trained"] == 3
+    assert len(ResultsFolder(tmp_path).entry_phases("anything")) == 1
+
+
+def test_failures_are_replaced_by_each_phase(tmp_path):
+    folder = ResultsFolder(tmp_path)
+    assert folder.failures() == {}
+    folder.write_failures({"s/kd w0.9/seed0": "boom"})
+    assert folder.failures() == {"s/kd w0.9/seed0": "boom"}
+    folder.write_failures({})  # a phase without failures removes the file
+    assert not (tmp_path / ResultsFolder.FAILURES).exists() and folder.failures() == {}
+
+
+def test_a_reader_creates_no_store_and_the_study_names_the_folder(tmp_path):
+    folder = ResultsFolder(tmp_path / "absent")
+    assert folder.existing_store() is None and not (tmp_path / "absent").exists()
+    assert folder.store().root == tmp_path / "absent" / "runs" and folder.existing_store() is not None
+    study = load_study()
+    assert ResultsFolder.of(study, "mid").root.name == "mid"  # the study file's folder for the scale
+    assert ResultsFolder.of(study, "mid", tmp_path) == ResultsFolder(tmp_path)  # an override wins
