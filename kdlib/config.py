@@ -19,7 +19,6 @@ from typing import Any, Optional
 
 ARMS = ("teacher", "control", "kd", "rcd")
 KINDS = ("self", "standard")
-RCD_NOISES = ("unit_fixed", "unit_resampled", "teacher_scaled", "permuted")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "constant", "onecycle")
 # Every training option, with its type check. The values live in study.yaml (`defaults: train:`).
@@ -206,13 +205,6 @@ class SetupConfig:
 
     def __post_init__(self) -> None:
         check_choice("setup kind", self.kind, KINDS)
-        check_choice("RCD noise", self.rcd_noise, RCD_NOISES)
-        for v in self.rcd_variants:
-            check_choice("RCD noise", v, RCD_NOISES)
-        if self.variant != "logit" and "permuted" in self.noise_variants:
-            raise ConfigError(f"setup {self.name!r}: RCD noise 'permuted' needs the teacher's own outputs of each "
-                              f"example, which a feature variant ({self.variant!r}) has no fixed form of; use "
-                              "unit_fixed, unit_resampled or teacher_scaled")
         if self.kind == "self" and self.teacher != self.student:
             raise ConfigError(f"setup {self.name!r} is self-distillation but its student differs from its teacher")
         if self.kd_weight is None:
@@ -278,11 +270,10 @@ class SetupConfig:
         )
         if arm == "control":
             return RunConfig(**common)
-        noise = check_choice("RCD noise", rcd_noise or self.rcd_noise, RCD_NOISES)
         return RunConfig(
             **common, kd_weight=self.kd_weight if kd_weight is None else check_kd_weight(kd_weight),
             temperature=self.temperature, variant=self.variant, variant_args=copy.deepcopy(self.variant_args),
-            rcd_noise=noise if arm == "rcd" else None,
+            rcd_noise=(rcd_noise or self.rcd_noise) if arm == "rcd" else None,
             noise_seed=derive_seed(self.base_seed, seed, "noise") if arm == "rcd" else None,
         )
 

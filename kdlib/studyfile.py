@@ -5,8 +5,8 @@ A setup entry holds its base fields plus per-scale overrides under `scales:`. Re
 protocol defaults -> the setup's base fields -> its `scales[<scale>]` entry -> the caller's overrides.
 The training recipe is built the same way, starting from `defaults: train:`, then the named recipe the
 setup offers (`recipes:`, chosen with the `recipe` parameter), then the setup's and the scale's `train:`.
-Names (datasets, models, variants) are checked against their registries here, so a typo fails when the
-study file is read, naming the file and the setup.
+Names (datasets, models, variants, RCD noises) are checked against their registries here, so a typo fails
+when the study file is read, naming the file and the setup.
 """
 from __future__ import annotations
 
@@ -284,12 +284,20 @@ def _check_names(cfg: SetupConfig) -> None:
     """Dataset, models and variant exist; the backdoor fits the data; the primary family names tests
     that exist. Imported here, not in config, so that the config module depends on nothing."""
     from . import arms, backdoor, data, models
+    from .noises import NOISES, feature_map_noises
     from .stats import COMPARISONS, DIRECTIONS
 
     data.DATASETS.check(cfg.dataset)
     models.MODELS.check(cfg.teacher.name)
     models.MODELS.check(cfg.student.name)
-    arms.VARIANTS.check(cfg.variant)  # RCD noises: SetupConfig checks them itself
+    arms.VARIANTS.check(cfg.variant)
+    for noise in cfg.noise_variants:
+        if noise not in NOISES:
+            raise ConfigError(f"setup {cfg.name!r}: unknown RCD noise {noise!r}; allowed: {', '.join(NOISES.names())}")
+        if cfg.variant != "logit" and noise not in feature_map_noises():
+            raise ConfigError(f"setup {cfg.name!r}: RCD noise {noise!r} needs the teacher's own outputs of each "
+                              f"example, which a feature variant ({cfg.variant!r}) has no fixed form of; use "
+                              f"{', '.join(feature_map_noises())}")
     for triple in cfg.primary:  # a misspelled test would silently leave the family and change its correction
         if len(triple) != 3:
             raise ConfigError(f"setup {cfg.name!r}: primary test {list(triple)!r} must be [metric, arm_a, arm_b]")
