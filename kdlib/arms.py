@@ -5,13 +5,14 @@
     rcd                the kd loss with z_t replaced by noise that carries no information about the input
 
 `w` is the weight of the KD term (`kd_weight`; the paper's "alpha" under one of its two readings, see
-book/methods.md); rcd's noise is one of `kdlib.noises`. Feature variants add `beta * feature_loss`
+book/methods.md). The KD term is the setup's objective (`kdlib.objectives`: Hinton's above by default, or
+e.g. Decoupled KD), and rcd's noise one of `kdlib.noises`. Feature variants add `beta * feature_loss`
 between an intermediate student and teacher feature map picked by module name with forward hooks (no
 model surgery); in rcd the teacher's feature map is replaced by noise too, following `rcd_noise` (fixed
 per example, or resampled every step) at the teacher's feature scale estimated on FEATURE_SCALE_EXAMPLES
-training examples. Every arm's `loss()` returns the total and its named terms (ce, kd, feature), which the
-trainer logs per epoch. `needs_teacher_model` / `needs_teacher_logits` say, in one place, what a run must
-be given from its teacher.
+training examples. Every arm's `loss()` returns the total and its named terms (ce, the objective's terms
+such as kd, feature), which the trainer logs per epoch. `needs_teacher_model` / `needs_teacher_logits`
+say, in one place, what a run must be given from its teacher.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ import torch.nn.functional as F
 
 from .config import ConfigError, RunConfig, derive_seed
 from .noises import NOISES, feature_map_noises
+from .objectives import DEFAULT as DEFAULT_OBJECTIVE
+from .objectives import check_objective, kd_terms
 from .registry import Registry
 
 VARIANTS = Registry("distillation variant")
@@ -40,16 +43,12 @@ class Batch:
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
-            kd_weight: float, temperature: float, label_smoothing: float = 0.0) -> torch.Tensor:
-    """(1 - w) CE + w T^2 KL(p_t^T || p_s^T), KL averaged over the batch. w = 0 is exactly CE."""
-    return _kd_terms(student_logits, teacher_logits, labels, kd_weight, temperature, label_smoothing)[0]
-
-
-def _kd_terms(z_s, z_t, y, w, temperature, label_smoothing):
-    ce = F.cross_entropy(z_s, y, label_smoothing=label_smoothing)
-    kl = F.kl_div(F.log_softmax(z_s / temperature, 1), F.log_softmax(z_t / temperature, 1),
-                  reduction="batchmean", log_target=True)
-    return (1.0 - w) * ce + w * temperature ** 2 * kl, ce, kl
+            kd_weight: float, temperature: float, label_smoothing: float = 0.0,
+            objective: str = DEFAULT_OBJECTIVE, objective_args: Optional[dict] = None) -> torch.Tensor:
+    """(1 - w) CE + w * the objective's KD term (Hinton's: T^2 KL(p_t^T || p_s^T), KL averaged over the
+    batch). w = 0 is exactly CE."""
+    return kd_terms(student_logits, teacher_logits, labels, kd_weight, temperature, label_smoothing, objective,
+                    check_objective(objective, objective_args))[0]
 
 
 # ------------------------------------------------------------------------------------------ targets
@@ -276,14 +275,17 @@ class CrossEntropyArm:
 
 
 class DistillationArm:
-    """kd and rcd: the KD loss towards `targets` (the teacher's logits, or noise), plus a feature term."""
+    """kd and rcd: the KD loss towards `targets` (the teacher's logits, or noise) under the KD objective
+    `objective` (`kdlib.objectives`), plus a feature term."""
 
     def __init__(self, kd_weight: float, temperature: float, targets, feature: Optional[FeatureMatch] = None,
                  label_smoothing: float = 0.0, init_seed: int = 0, noise_seed: Optional[int] = None,
-                 noise: str = "unit_fixed", n_train: Optional[int] = None):
+                 noise: str = "unit_fixed", n_train: Optional[int] = None, objective: str = DEFAULT_OBJECTIVE,
+                 objective_args: Optional[dict] = None):
         self.w, self.temperature, self.targets, self.feature = kd_weight, temperature, targets, feature
         self.label_smoothing, self.init_seed, self.noise_seed = label_smoothing, init_seed, noise_seed
         self.noise, self.n_train = noise, n_train
+        self.objective, self.objective_args = objective, check_objective(objective, objective_args)
         self.needs_teacher_model = targets.needs_model or feature is not None
         self.needs_teacher_logits = targets.needs_logits
 
@@ -301,9 +303,8 @@ class DistillationArm:
                                    noise=self.noise, n_examples=self.n_train)
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict]:
-        total, ce, kl = _kd_terms(logits.float(), self.targets(batch), batch.y, self.w, self.temperature,
-                                  self.label_smoothing)
-        terms = {"ce": ce, "kd": kl}
+        total, terms = kd_terms(logits.float(), self.targets(batch), batch.y, self.w, self.temperature,
+                                self.label_smoothing, self.objective, self.objective_args)
         if self.feature is not None:
             terms["feature"] = self.feature.loss(batch.idx)
             total = total + terms["feature"]
@@ -327,4 +328,5 @@ def build_arm(cfg: RunConfig, n_train: int, n_classes: int):
         targets = RCDNoise(cfg.rcd_noise, n_train, n_classes, cfg.noise_seed)
     return DistillationArm(cfg.kd_weight, cfg.temperature, targets, feature, ls, init_seed=cfg.init_seed,
                            noise_seed=cfg.noise_seed if cfg.arm == "rcd" else None,
-                           noise=cfg.rcd_noise or "unit_fixed", n_train=n_train)
+                           noise=cfg.rcd_noise or "unit_fixed", n_train=n_train, objective=cfg.objective,
+                           objective_args=cfg.objective_args)

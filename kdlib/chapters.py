@@ -28,8 +28,8 @@ NOTEBOOKS = REPO_ROOT / "notebooks"
 COMMON = ("scale", "results_dir", "study_file", "book_scale")
 PARAMETERS = {
     "setup": COMMON + ("entry_id", "setup", "n_seeds", "kd_weight", "alpha", "kd_weight_variants", "temperature",
-                       "epochs", "rcd_noise", "rcd_variants", "variant", "variant_args", "student_args", "backdoor",
-                       "recipe", "device", "train_missing"),
+                       "epochs", "rcd_noise", "rcd_variants", "variant", "variant_args", "objective", "objective_args",
+                       "student_args", "backdoor", "recipe", "device", "train_missing"),
     "summary": COMMON + ("shipped",),
     "claims": COMMON + ("shipped",),
     "appendix": COMMON + ("shipped",),
