@@ -197,3 +197,14 @@ def test_the_arm_follows_the_runs_objective(study):
         a = build_arm(d.run_config(arm, 0), 10, 10)
         assert (a.objective, a.objective_args) == ("dkd", {"alpha": 1.0, "beta": 2.0})
 
+
+def test_the_cpu_plan_runs_dkd_under_the_papers_controls(study):
+    """The DKD entry: control, kd and rcd (both with DKD) at both readings of alpha, the cpu seed count, on the
+    teachers and controls of the Hinton entry it is based on; and the smoke plan runs it end to end."""
+    entry = next(e for e in study.plan("cpu") if e.id == "digits-mlp-standard-dkd")
+    cfg, base = study.entry_setup("cpu", entry), study.setup(entry.setup, "cpu")
+    assert cfg.objective == "dkd" and cfg.kd_weights == base.kd_weights == (0.9, 0.1)
+    assert cfg.n_seeds == study.scale_info("cpu")["n_seeds"] and cfg.noise_variants == ("unit_fixed",)
+    shared = {r.hash for r in base.runs() if r.arm in ("teacher", "control")}
+    assert {r.hash for r in cfg.runs() if r.arm in ("teacher", "control")} == shared
+    assert any(e.params.get("objective") == "dkd" for e in study.plan("smoke"))
