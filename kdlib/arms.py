@@ -5,12 +5,14 @@
     rcd                the kd loss with z_t replaced by noise that carries no information about the input
 
 `w` is the weight of the KD term (`kd_weight`; the paper's "alpha" under one of its two readings, see
-book/methods.md). Feature variants add `beta * feature_loss` between an intermediate student and teacher
-feature map picked by module name with forward hooks (no model surgery); in rcd the teacher's feature
-map is replaced by noise too, following `rcd_noise` (fixed per example, or resampled every step) at the
-teacher's feature scale estimated on FEATURE_SCALE_EXAMPLES training examples. Every arm's `loss()` returns the total and its named terms (ce, kd,
-feature), which the trainer logs per epoch. `needs_teacher_model` / `needs_teacher_logits` say, in one
-place, what a run must be given from its teacher.
+book/methods.md). The KD term is the setup's objective (`kdlib.objectives`: Hinton's above by default, or
+e.g. Decoupled KD), and rcd's noise one of `kdlib.noises`. Feature variants add `beta * feature_loss`
+between an intermediate student and teacher feature map picked by module name with forward hooks (no
+model surgery); in rcd the teacher's feature map is replaced by noise too, following `rcd_noise` (fixed
+per example, or resampled every step) at the teacher's feature scale estimated on FEATURE_SCALE_EXAMPLES
+training examples. Every arm's `loss()` returns the total and its named terms (ce, the objective's terms
+such as kd, feature), which the trainer logs per epoch. `needs_teacher_model` / `needs_teacher_logits`
+say, in one place, what a run must be given from its teacher.
 """
 from __future__ import annotations
 
@@ -22,16 +24,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ConfigError, RunConfig, derive_seed
+from .noises import NOISES, feature_map_noises
+from .objectives import DEFAULT as DEFAULT_OBJECTIVE
+from .objectives import check_objective, kd_terms
 from .registry import Registry
 
 VARIANTS = Registry("distillation variant")
 # RCD in a feature variant: the teacher's feature map becomes Gaussian noise with the teacher's feature
 # standard deviation, estimated on the first this-many training examples (train.py passes them to `bind`).
 FEATURE_SCALE_EXAMPLES = 256
-# How each RCD noise carries over to a feature map: drawn once per training example and kept for the run,
-# or drawn afresh at every step. A unit scale means nothing for a feature map, so every kind uses the
-# teacher's feature scale; `permuted` needs the teacher's own features of each example, which rcd never runs.
-FEATURE_NOISE = {"unit_fixed": "fixed", "teacher_scaled": "fixed", "unit_resampled": "resampled"}
 
 
 @dataclass
@@ -42,16 +43,12 @@ class Batch:
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
-            kd_weight: float, temperature: float, label_smoothing: float = 0.0) -> torch.Tensor:
-    """(1 - w) CE + w T^2 KL(p_t^T || p_s^T), KL averaged over the batch. w = 0 is exactly CE."""
-    return _kd_terms(student_logits, teacher_logits, labels, kd_weight, temperature, label_smoothing)[0]
-
-
-def _kd_terms(z_s, z_t, y, w, temperature, label_smoothing):
-    ce = F.cross_entropy(z_s, y, label_smoothing=label_smoothing)
-    kl = F.kl_div(F.log_softmax(z_s / temperature, 1), F.log_softmax(z_t / temperature, 1),
-                  reduction="batchmean", log_target=True)
-    return (1.0 - w) * ce + w * temperature ** 2 * kl, ce, kl
+            kd_weight: float, temperature: float, label_smoothing: float = 0.0,
+            objective: str = DEFAULT_OBJECTIVE, objective_args: Optional[dict] = None) -> torch.Tensor:
+    """(1 - w) CE + w * the objective's KD term (Hinton's: T^2 KL(p_t^T || p_s^T), KL averaged over the
+    batch). w = 0 is exactly CE."""
+    return kd_terms(student_logits, teacher_logits, labels, kd_weight, temperature, label_smoothing, objective,
+                    check_objective(objective, objective_args))[0]
 
 
 # ------------------------------------------------------------------------------------------ targets
@@ -81,42 +78,29 @@ class LiveTeacher:
 
 
 class RCDNoise:
-    """Noise logits for random control distillation, indexed by training-example index.
-
-    unit_fixed      per-example N(0, 1) logits drawn once for the run (the reconstructed default)
-    unit_resampled  fresh N(0, 1) logits at every step
-    teacher_scaled  per-example fixed Gaussian logits with the teacher's train-logit standard deviation
-    permuted        each example's teacher logits under a random class permutation, fixed for the run;
-                    it keeps how confident the teacher was on the example (information about the
-                    input), removing only which class it pointed to
-    """
+    """Noise logits for random control distillation, indexed by training-example index: the registered
+    noise `kind` (`kdlib.noises`), drawn once for the run or afresh at every step as its metadata says."""
 
     needs_model = False
 
     def __init__(self, kind: str, n_examples: int, n_classes: int, seed: int):
         self.kind, self.n_examples, self.n_classes, self.seed = kind, n_examples, n_classes, seed
-        self.needs_logits = kind in ("teacher_scaled", "permuted")
+        self.draw, meta = NOISES.get(kind), NOISES.meta(kind)
+        self.needs_logits, self.resampled = meta["needs_teacher_logits"], meta["resampled"]
 
     def bind(self, teacher_model, teacher_logits, device) -> None:
         if self.needs_logits and teacher_logits is None:
             raise ConfigError(f"RCD noise {self.kind!r} needs the teacher's training logits")
         self.gen = torch.Generator().manual_seed(self.seed)
-        n, c = self.n_examples, self.n_classes
+        self.teacher_logits = teacher_logits
         self.fixed: Optional[torch.Tensor] = None
-        if self.kind == "unit_fixed":
-            self.fixed = torch.randn(n, c, generator=self.gen)
-        elif self.kind == "teacher_scaled":
-            self.fixed = torch.randn(n, c, generator=self.gen) * teacher_logits.float().std()
-        elif self.kind == "permuted":
-            perm = torch.rand(n, c, generator=self.gen).argsort(1)
-            self.fixed = teacher_logits.float().cpu().gather(1, perm)
-        if self.fixed is not None:
-            self.fixed = self.fixed.to(device)
+        if not self.resampled:
+            self.fixed = self.draw(self.gen, self.n_examples, self.n_classes, teacher_logits).to(device)
 
     def __call__(self, batch: Batch) -> torch.Tensor:
         if self.fixed is not None:
             return self.fixed[batch.idx]
-        return torch.randn(len(batch.idx), self.n_classes, generator=self.gen).to(batch.idx.device)
+        return self.draw(self.gen, len(batch.idx), self.n_classes, self.teacher_logits).to(batch.idx.device)
 
 
 # ------------------------------------------------------------------------------------- feature terms
@@ -156,13 +140,17 @@ class FeatureMatch:
         """Hook both models, read the feature shapes on `example` (training examples: the teacher's feature
         scale is their standard deviation), build any learned parts (seeded by the run, so a run does not
         depend on what ran before it in the process). With `noise_seed` (rcd) the teacher's feature map is
-        replaced by noise of kind `noise` (FEATURE_NOISE); fixed noise is drawn for `n_examples` training
-        examples, indexed like the training set (n_examples x the feature shape floats, on the CPU)."""
+        replaced by noise following the RCD noise `noise` (its `feature_map` form in `kdlib.noises`: a unit
+        scale means nothing for a feature map, so every noise uses the teacher's feature scale); fixed noise is
+        drawn for `n_examples` training examples, indexed like the training set (n_examples x the feature
+        shape floats, on the CPU)."""
+        resampled = False
         if noise_seed is not None:
-            if noise not in FEATURE_NOISE:
+            if noise not in feature_map_noises():
                 raise ConfigError(f"RCD noise {noise!r} has no feature-map form; allowed with a feature variant: "
-                                  f"{', '.join(FEATURE_NOISE)}")
-            if FEATURE_NOISE[noise] == "fixed" and not (isinstance(n_examples, int) and n_examples >= 1):
+                                  f"{', '.join(feature_map_noises())}")
+            resampled = NOISES.meta(noise)["resampled"]
+            if not resampled and not (isinstance(n_examples, int) and n_examples >= 1):
                 raise ConfigError(f"fixed feature noise needs the number of training examples, got {n_examples!r}")
         self.hooks = [FeatureHook(student, self.student_layer), FeatureHook(teacher, self.teacher_layer)]
         with torch.no_grad():
@@ -174,7 +162,7 @@ class FeatureMatch:
         self.teacher_feature_std = float(ft.float().std())
         if noise_seed is not None:
             gen = torch.Generator().manual_seed(derive_seed(noise_seed, "features"))
-            if FEATURE_NOISE[noise] == "fixed":
+            if not resampled:
                 self.fixed_noise = torch.randn((n_examples,) + self.teacher_feature_shape, generator=gen) \
                     * self.teacher_feature_std
             else:
@@ -287,14 +275,17 @@ class CrossEntropyArm:
 
 
 class DistillationArm:
-    """kd and rcd: the KD loss towards `targets` (the teacher's logits, or noise), plus a feature term."""
+    """kd and rcd: the KD loss towards `targets` (the teacher's logits, or noise) under the KD objective
+    `objective` (`kdlib.objectives`), plus a feature term."""
 
     def __init__(self, kd_weight: float, temperature: float, targets, feature: Optional[FeatureMatch] = None,
                  label_smoothing: float = 0.0, init_seed: int = 0, noise_seed: Optional[int] = None,
-                 noise: str = "unit_fixed", n_train: Optional[int] = None):
+                 noise: str = "unit_fixed", n_train: Optional[int] = None, objective: str = DEFAULT_OBJECTIVE,
+                 objective_args: Optional[dict] = None):
         self.w, self.temperature, self.targets, self.feature = kd_weight, temperature, targets, feature
         self.label_smoothing, self.init_seed, self.noise_seed = label_smoothing, init_seed, noise_seed
         self.noise, self.n_train = noise, n_train
+        self.objective, self.objective_args = objective, check_objective(objective, objective_args)
         self.needs_teacher_model = targets.needs_model or feature is not None
         self.needs_teacher_logits = targets.needs_logits
 
@@ -312,9 +303,8 @@ class DistillationArm:
                                    noise=self.noise, n_examples=self.n_train)
 
     def loss(self, logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict]:
-        total, ce, kl = _kd_terms(logits.float(), self.targets(batch), batch.y, self.w, self.temperature,
-                                  self.label_smoothing)
-        terms = {"ce": ce, "kd": kl}
+        total, terms = kd_terms(logits.float(), self.targets(batch), batch.y, self.w, self.temperature,
+                                self.label_smoothing, self.objective, self.objective_args)
         if self.feature is not None:
             terms["feature"] = self.feature.loss(batch.idx)
             total = total + terms["feature"]
@@ -338,4 +328,5 @@ def build_arm(cfg: RunConfig, n_train: int, n_classes: int):
         targets = RCDNoise(cfg.rcd_noise, n_train, n_classes, cfg.noise_seed)
     return DistillationArm(cfg.kd_weight, cfg.temperature, targets, feature, ls, init_seed=cfg.init_seed,
                            noise_seed=cfg.noise_seed if cfg.arm == "rcd" else None,
-                           noise=cfg.rcd_noise or "unit_fixed", n_train=n_train)
+                           noise=cfg.rcd_noise or "unit_fixed", n_train=n_train, objective=cfg.objective,
+                           objective_args=cfg.objective_args)

@@ -5,8 +5,8 @@ A `SetupConfig` is one experiment resolved at one scale (see `kdlib.studyfile`);
 covers exactly the fields that change its result, so a control run is shared by every KD weight /
 temperature of the same setup, and a teacher by every student of it.
 
-This module depends on nothing else in kdlib: names (datasets, models, variants, RCD noises) are
-checked against their registries where the study file is read (`kdlib.studyfile`), numbers here.
+This module depends on nothing else in kdlib: names (datasets, models, variants, KD objectives, RCD noises)
+are checked against their registries where the study file is read (`kdlib.studyfile`), numbers here.
 """
 from __future__ import annotations
 
@@ -19,12 +19,15 @@ from typing import Any, Optional
 
 ARMS = ("teacher", "control", "kd", "rcd")
 KINDS = ("self", "standard")
-RCD_NOISES = ("unit_fixed", "unit_resampled", "teacher_scaled", "permuted")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "constant", "onecycle")
 # Every training option, with its type check. The values live in study.yaml (`defaults: train:`).
 TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule",
               "warmup_epochs", "label_smoothing", "augment", "eval_batch_size")
+# RunConfig fields added after runs were stored, with the values that mean "as every earlier run": None (the arm
+# has no such field) or the old behaviour (Hinton's KD, no arguments). The stored config and the hash leave
+# them out then.
+HASH_NEUTRAL = {"objective": (None, "hinton"), "objective_args": (None, {})}
 
 
 class ConfigError(ValueError):
@@ -144,9 +147,18 @@ class RunConfig:
     rcd_noise: Optional[str] = None
     noise_seed: Optional[int] = None
     backdoor: Optional[dict] = None  # teacher: trains poisoned; every arm: measured on triggered inputs
+    objective: Optional[str] = None  # kd, rcd: the KD objective (kdlib.objectives) and its arguments, defaults filled in
+    objective_args: Optional[dict] = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The stored form of the config (config.json), which the hash covers. Fields added after runs were
+        stored are left out while they hold what every earlier run had (HASH_NEUTRAL), so those runs keep
+        their hashes: a Hinton kd run is the run it was before objectives had names."""
+        d = asdict(self)
+        for key, neutral in HASH_NEUTRAL.items():
+            if d[key] in neutral:
+                del d[key]
+        return d
 
     @property
     def hash(self) -> str:
@@ -160,6 +172,7 @@ class RunConfig:
     def label(self) -> str:
         extra = f" w{self.kd_weight:g}" if self.arm in ("kd", "rcd") else ""
         extra += f" {self.rcd_noise}" if self.arm == "rcd" else ""
+        extra += f" {self.objective}" if self.objective not in HASH_NEUTRAL["objective"] else ""
         return f"{self.setup}/{self.arm}{extra}/seed{self.seed}"
 
     @property
@@ -189,6 +202,8 @@ class SetupConfig:
     recipe: Optional[str] = None
     variant: str = "logit"
     variant_args: dict = field(default_factory=dict)
+    objective: str = "hinton"  # the KD term of kd and rcd (kdlib.objectives); its arguments are filled in by the study file
+    objective_args: dict = field(default_factory=dict)
     kd_weight: Optional[float] = None  # the main reading of alpha: the study file's `defaults: kd_weight`
     kd_weight_variants: tuple = ()
     temperature: float = 4.0
@@ -206,13 +221,6 @@ class SetupConfig:
 
     def __post_init__(self) -> None:
         check_choice("setup kind", self.kind, KINDS)
-        check_choice("RCD noise", self.rcd_noise, RCD_NOISES)
-        for v in self.rcd_variants:
-            check_choice("RCD noise", v, RCD_NOISES)
-        if self.variant != "logit" and "permuted" in self.noise_variants:
-            raise ConfigError(f"setup {self.name!r}: RCD noise 'permuted' needs the teacher's own outputs of each "
-                              f"example, which a feature variant ({self.variant!r}) has no fixed form of; use "
-                              "unit_fixed, unit_resampled or teacher_scaled")
         if self.kind == "self" and self.teacher != self.student:
             raise ConfigError(f"setup {self.name!r} is self-distillation but its student differs from its teacher")
         if self.kd_weight is None:
@@ -278,12 +286,12 @@ class SetupConfig:
         )
         if arm == "control":
             return RunConfig(**common)
-        noise = check_choice("RCD noise", rcd_noise or self.rcd_noise, RCD_NOISES)
         return RunConfig(
             **common, kd_weight=self.kd_weight if kd_weight is None else check_kd_weight(kd_weight),
             temperature=self.temperature, variant=self.variant, variant_args=copy.deepcopy(self.variant_args),
-            rcd_noise=noise if arm == "rcd" else None,
+            rcd_noise=(rcd_noise or self.rcd_noise) if arm == "rcd" else None,
             noise_seed=derive_seed(self.base_seed, seed, "noise") if arm == "rcd" else None,
+            objective=self.objective, objective_args=copy.deepcopy(self.objective_args),
         )
 
     def runs(self) -> list[RunConfig]:

@@ -5,8 +5,8 @@ A setup entry holds its base fields plus per-scale overrides under `scales:`. Re
 protocol defaults -> the setup's base fields -> its `scales[<scale>]` entry -> the caller's overrides.
 The training recipe is built the same way, starting from `defaults: train:`, then the named recipe the
 setup offers (`recipes:`, chosen with the `recipe` parameter), then the setup's and the scale's `train:`.
-Names (datasets, models, variants) are checked against their registries here, so a typo fails when the
-study file is read, naming the file and the setup.
+Names (datasets, models, variants, KD objectives and their arguments, RCD noises) are checked against their
+registries here, so a typo fails when the study file is read, naming the file and the setup.
 """
 from __future__ import annotations
 
@@ -24,14 +24,15 @@ from .paths import REPO_ROOT
 
 DEFAULT_STUDY = REPO_ROOT / "study.yaml"
 SETUP_FIELDS = {"title", "modality", "kind", "dataset", "data_args", "teacher", "student", "train", "variant",
-                "variant_args", "kd_weight", "kd_weight_variants", "temperature", "rcd_noise", "rcd_variants",
-                "n_seeds", "base_seed", "provenance", "description", "scales", "backdoor", "recipes", "primary",
-                "equivalence_margin", "min_disagreements", "resources"}
+                "variant_args", "objective", "objective_args", "kd_weight", "kd_weight_variants", "temperature",
+                "rcd_noise", "rcd_variants", "n_seeds", "base_seed", "provenance", "description", "scales", "backdoor",
+                "recipes", "primary", "equivalence_margin", "min_disagreements", "resources"}
 SCALE_FIELDS = {"n_seeds", "title", "label", "description", "plan", "pending", "results", "include_shipped", "shipped",
                 "device"}
 # What a caller (a plan entry, a papermill parameter) may change; `alpha` is accepted as the KD weight.
 OVERRIDES = {"kd_weight", "alpha", "kd_weight_variants", "temperature", "n_seeds", "rcd_noise", "rcd_variants",
-             "base_seed", "data_args", "variant", "variant_args", "student_args", "backdoor", "recipe"} | set(TRAIN_KEYS)
+             "base_seed", "data_args", "variant", "variant_args", "objective", "objective_args", "student_args",
+             "backdoor", "recipe"} | set(TRAIN_KEYS)
 PLAN_KEYS = {"id", "setup", "params", "title"}
 TOP_KEYS = {"defaults", "recipes", "scales", "setups", "book"}
 BOOK_PARTS = ("results", "running")  # the book's own chapters after the setup chapters, part by part
@@ -213,12 +214,15 @@ class Study:
         for key in ("rcd_variants", "kd_weight_variants"):
             if key in overrides:
                 overrides[key] = as_list(key, overrides[key])
-        for key in ("variant_args", "backdoor"):
+        for key in ("variant_args", "objective_args", "backdoor"):
             if key in overrides:
                 overrides[key] = as_mapping(key, overrides[key])
+        if overrides.get("objective", fields.get("objective")) != fields.get("objective") and "objective_args" not in overrides:
+            fields.pop("objective_args", None)  # another objective than the study file's: not that one's arguments
         fields.update(overrides)
         fields.setdefault("title", name)
         fields["data_args"] = fields.get("data_args") or {}
+        fields["objective_args"] = _objective_args(name, fields.get("objective", "hinton"), fields.get("objective_args"))
         cfg = SetupConfig(name=name, scale=scale, teacher=teacher, student=student, train=train, recipe=recipe,
                           **fields)
         _check_names(cfg)
@@ -302,16 +306,35 @@ def as_mapping(what: str, value: Any) -> dict:
     return value
 
 
+def _objective_args(setup: str, objective: Any, args: Any) -> dict:
+    """The KD objective's arguments with its defaults filled in (so `dkd` and `dkd` with its default arguments
+    spelt out are one run); an unknown objective or argument fails naming the setup."""
+    from .objectives import check_objective
+
+    try:
+        return check_objective(objective, args)
+    except ConfigError as e:
+        raise ConfigError(f"setup {setup!r}: {e}") from None
+
+
 def _check_names(cfg: SetupConfig) -> None:
     """Dataset, models and variant exist; the backdoor fits the data; the primary family names tests
     that exist. Imported here, not in config, so that the config module depends on nothing."""
     from . import arms, backdoor, data, models
+    from .noises import NOISES, feature_map_noises
     from .stats import COMPARISONS, DIRECTIONS
 
     data.DATASETS.check(cfg.dataset)
     models.MODELS.check(cfg.teacher.name)
     models.MODELS.check(cfg.student.name)
-    arms.VARIANTS.check(cfg.variant)  # RCD noises: SetupConfig checks them itself
+    arms.VARIANTS.check(cfg.variant)
+    for noise in cfg.noise_variants:
+        if noise not in NOISES:
+            raise ConfigError(f"setup {cfg.name!r}: unknown RCD noise {noise!r}; allowed: {', '.join(NOISES.names())}")
+        if cfg.variant != "logit" and noise not in feature_map_noises():
+            raise ConfigError(f"setup {cfg.name!r}: RCD noise {noise!r} needs the teacher's own outputs of each "
+                              f"example, which a feature variant ({cfg.variant!r}) has no fixed form of; use "
+                              f"{', '.join(feature_map_noises())}")
     for triple in cfg.primary:  # a misspelled test would silently leave the family and change its correction
         if len(triple) != 3:
             raise ConfigError(f"setup {cfg.name!r}: primary test {list(triple)!r} must be [metric, arm_a, arm_b]")

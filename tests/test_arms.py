@@ -218,7 +218,6 @@ def test_rcd_feature_noise_rejects_what_it_cannot_follow():
         FitNets("features.3", "features.3").attach(student, teacher, x, init_seed=0, noise_seed=1, noise="permuted")
     with pytest.raises(ConfigError, match="number of training examples, got None"):
         FitNets("features.3", "features.3").attach(student, teacher, x, init_seed=0, noise_seed=1, noise="unit_fixed")
-    s = load_study().setup("mnist5k-lenet-standard", "smoke")
-    with pytest.raises(ConfigError, match="'permuted' needs the teacher's own outputs"):
-        s.with_changes(variant="fitnets", variant_args={"student_layer": "features.3", "teacher_layer": "features.3"},
-                       rcd_variants=("permuted",))
+    with pytest.raises(ConfigError, match="'permuted' needs the teacher's own outputs"):  # refused when the study file is read
+        load_study().setup("mnist5k-lenet-standard", "smoke", variant="fitnets", rcd_variants=["permuted"],
+                           variant_args={"student_layer": "features.3", "teacher_layer": "features.3"})

@@ -24,7 +24,7 @@ def summary(id_, sig=False, gain=1.0, pos_share=0.2, neg_share=0.5, asym_p=0.001
             "rcd_kd_accuracy_diff": -0.002, "equivalence_margin": 0.01, "equivalence_testable": testable,
             "rcd_better_p": rcd_better_p, "dataset": dataset, "teacher_model": model, "student_model": model,
             "teacher_gaps": gaps or {s: 5.0 for s in range(10)}, "teacher_gap": 5.0, "kind": kind, "variant": "logit",
-            "epochs": epochs, "optimizer": "sgd", "kd_weight": 0.9, "teacher_hashes": teacher,
+            "objective": "hinton", "epochs": epochs, "optimizer": "sgd", "kd_weight": 0.9, "teacher_hashes": teacher,
             "control_hashes": control or [f"c-{id_}"], "kd_hashes": kd or [f"k-{id_}"], **extra}
 
 
@@ -319,6 +319,9 @@ def test_readings_come_from_the_study_file():
     ev = BookEvidence(study=study, scales=["cpu"], summaries={"cpu": rows})
     assert ev.readings() == (0.8, 0.2) and ev.other_readings() == (0.2,)
     assert list(ev.claim_columns()) == ["cpu, w=0.8", "cpu, w=0.2"]
+    # an entry distilled with another KD objective (the DKD check) is not evidence for the paper's (Hinton's) KD
+    ev.summaries["cpu"] = rows + [{**summary("a-dkd", sig=True), "kd_weight": 0.8, "objective": "dkd"}]
+    assert [x["id"] for x in ev.claim_columns()["cpu, w=0.8"]] == ["a", "b"]
     study.defaults = {k: v for k, v in study.defaults.items() if k != "kd_weight"}
     with pytest.raises(ValueError, match="names no kd_weight"):
         ev.readings()

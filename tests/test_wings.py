@@ -7,7 +7,7 @@ from pathlib import Path
 
 KDLIB = Path(__file__).resolve().parent.parent / "kdlib"
 # the modules that train: building arms, the loop, evaluation, a run from config to record, executors, checks
-TRAINING = {"train", "runner", "arms", "objectives", "evaluate", "executors", "executors_ray", "preflight", "backdoor"}
+TRAINING = {"train", "runner", "arms", "objectives", "noises", "evaluate", "executors", "executors_ray", "preflight", "backdoor"}
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -76,11 +76,12 @@ class BookEvidence:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def claim_columns(self) -> dict[str, list[dict]]:
-        """Bodies of evidence for the claims page: each scale under each reading of alpha."""
+        """Bodies of evidence for the claims page: each scale under each reading of alpha. The claims are about
+        the paper's KD (Hinton's): entries distilled with another objective (the DKD check) are left out."""
         cols = {}
         for s in self.summaries:
             for w in self.readings():
-                rows = [x for x in self.summaries[s] if x["kd_weight"] == w]
+                rows = [x for x in self.summaries[s] if x["kd_weight"] == w and x["objective"] == "hinton"]
                 if rows:
                     cols[f"{s}, w={w:g}"] = rows
         return cols

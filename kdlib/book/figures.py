@@ -215,7 +215,7 @@ def loss_curves(results: pd.DataFrame, epoch_logs: dict):
         curve = np.mean([[e["loss"] for e in log[:n]] for log in logs], axis=0)
         ax1.plot(range(1, n + 1), curve, color=ARM_COLOURS[arm], label=arm, marker="o" if n < 15 else None, ms=3)
         if arm in ("kd", "rcd"):
-            for term, ls in (("ce", "-"), ("kd", "--"), ("feature", ":")):
+            for term, ls in (("ce", "-"), ("kd", "--"), ("tckd", "--"), ("nckd", "-."), ("feature", ":")):
                 if term in logs[0][0]:
                     ax2.plot(range(1, n + 1), np.mean([[e[term] for e in log[:n]] for log in logs], axis=0),
                              color=ARM_COLOURS[arm], ls=ls, label=f"{arm}: {term}")

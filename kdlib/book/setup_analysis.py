@@ -218,7 +218,7 @@ def summarise_setup(entry_id: str, setup, results: pd.DataFrame, kd_weight: Opti
         "dataset": setup.dataset, "kind": setup.kind, "teacher_model": setup.teacher.name,
         "student_model": setup.student.name, "student_args": dict(setup.student.args), "kd_weight": w,
         "main_kd_weight": setup.kd_weight, "temperature": setup.temperature, "rcd_noise": setup.rcd_noise,
-        "variant": setup.variant, "recipe": setup.recipe, "epochs": setup.train["epochs"],
+        "variant": setup.variant, "objective": setup.objective, "recipe": setup.recipe, "epochs": setup.train["epochs"],
         "optimizer": setup.train["optimizer"], "teacher_args": dict(setup.teacher.args), "n_seeds": n_seeds,
         "min_disagreements": setup.min_disagreements,
         "teacher_hashes": sorted(r.loc[r.arm == "teacher", "hash"]), "control_hashes": sorted(r.loc[r.arm == "control", "hash"]),

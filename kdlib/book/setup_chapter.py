@@ -101,7 +101,8 @@ class SetupView:
                           f"scale `{c.scale}`"),
                 ("modality / dataset", f"{c.modality} / `{c.dataset}` {c.data_args or ''}"),
                 ("teacher", f"`{c.teacher.name}` {c.teacher.args or ''}"), ("student", student),
-                ("distillation", f"`{c.variant}` {c.variant_args or ''}, KD weight w = "
+                ("distillation", f"`{c.variant}` {c.variant_args or ''}, KD objective `{c.objective}` "
+                                 f"{c.objective_args or ''}, KD weight w = "
                                  f"{', '.join(f'{w:g}' for w in c.kd_weights)} (main first), T = {c.temperature:g}"),
                 ("RCD noise", f"`{c.rcd_noise}`" + (f" (side by side: {', '.join(c.rcd_variants)})" if c.rcd_variants else "")),
                 ("training recipe", (f"`{c.recipe}`: " if c.recipe else "") + ", ".join(f"{k} {v}" for k, v in c.train.items())),
@@ -114,12 +115,27 @@ class SetupView:
                                      f"other-class training examples poisoned with {trig}; students train on clean data"))
         table = "| what | value |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
         prov = "\n".join(f"| {k} | {v} |" for k, v in (c.provenance or {}).items())
-        return (f"{c.description}\n\n{table}\n\n**Which choices are the paper's.** The paper's body "
+        return (f"{c.description}{self.objective_note()}\n\n{table}\n\n**Which choices are the paper's.** The paper's body "
                 "(hyperparameters, tables) is not available to this project; everything marked *reconstructed* is "
                 "our own protocol, and every value above is a parameter (see [How to read this book](../../reading.md) "
                 "for rerunning this chapter with other values).\n\n| choice | provenance |\n|---|---|\n"
                 f"{prov}\n| KD weight, T, RCD noise, seeds | reconstructed (alpha = 0.9 is named by public summaries; "
                 "both readings of it are run) |\n")
+
+    def objective_note(self) -> str:
+        """For an entry distilled with another KD objective than the paper's (Hinton's): what kd and rcd minimise
+        here, and that the entry is not part of the claim verdicts."""
+        c = self.cfg
+        if c.objective == "hinton":
+            return ""
+        name = c.objective.upper()
+        return (f"\n\n**KD ({name}).** In this entry kd and rcd minimise (1 - w) CE + w times the KD objective "
+                f"`{c.objective}` of `kdlib.objectives` with {c.objective_args}, in place of Hinton's "
+                f"T² KL: **kd** below is KD ({name}) with the teacher's logits, **rcd** the same objective with the RCD "
+                "noise in their place; teachers and controls do not depend on the objective, so they are the same runs "
+                "as in this setup's Hinton entries. "
+                f"It is the {name} check of the paper's controls, not part of the claim verdicts, which are about the "
+                "paper's Hinton KD.")
 
     def status(self) -> str:
         r, lines = self.results, []
