@@ -295,18 +295,21 @@ class Explorer:
         return items
 
     def refresh(self, *_):
-        """Redraw the output (every widget's change calls this)."""
+        """Redraw the output (every widget's change calls this). The outputs are formatted here and set on the
+        Output widget in one assignment, not captured with `with out:` (whose capture of the kernel's streams
+        can stall a papermill run of ipykernel 7 on a loaded machine, and flickers)."""
         if self._quiet:
             return
-        from IPython.display import display
+        from IPython.core.interactiveshell import InteractiveShell
 
-        self.out.clear_output(wait=True)
-        with self.out:
-            for item in self.render():
-                if isinstance(item, plt.Figure):
-                    display(item)
-                    plt.close(item)  # shown once, not again by the inline backend
-                elif isinstance(item, str):
-                    print(item)
-                else:
-                    display(item)
+        fmt = InteractiveShell.instance().display_formatter.format
+        outputs = []
+        for item in self.render():
+            if isinstance(item, str):
+                outputs.append({"output_type": "stream", "name": "stdout", "text": item + "\n"})
+                continue
+            data, metadata = fmt(item)
+            outputs.append({"output_type": "display_data", "data": data, "metadata": metadata})
+            if isinstance(item, plt.Figure):
+                plt.close(item)  # shown once, not again by the inline backend
+        self.out.outputs = tuple(outputs)
