@@ -129,10 +129,10 @@ class LocalExecutor:
                 if stop_at is not None and time.perf_counter() >= stop_at:
                     report.skipped += [j.cfg.label] + [c.cfg.label for c in descendants(j, children)]
                     continue
-                bar.update(running=len(running) + 1)
                 running[pool.submit(_task, j.cfg, target, self.device)] = j
             if not running:
                 break
+            bar.update(running=len(running))
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for fut in finished:
                 j = running.pop(fut)
@@ -145,14 +145,14 @@ class LocalExecutor:
                         report.done(j, store.provenance(j.cfg)["seconds"])
                     else:
                         report.found(j)
-                    bar.update(done=1, running=len(running))
+                    bar.update(done=1)
                     ready.extendleft(reversed(children.get(j.cfg.hash, [])))
                 else:
                     failed = [j] + descendants(j, children)
                     message = getattr(err, "formatted", None) or repr(err)
                     for k, job in enumerate(failed):
                         report.fail(job, message if k == 0 else "its teacher failed")
-                    bar.update(failed=len(failed), running=len(running))
+                    bar.update(failed=len(failed))
 
 
 def fill_missing(entry_id: str, cfg: SetupConfig, results, device: str = "auto") -> int:
