@@ -280,10 +280,7 @@ def book_parts(study: Study, book_scale: str, chapters: list[Chapter], out: Path
     parts: dict[str, list[str]] = {}
     for ch in chapters:
         meta = chapter_metadata(gen / f"{ch.relpath}.ipynb")
-        ok = (meta.get("scale") == ch.scale and meta.get("results_dir") == str(ch.results.root)
-              and meta.get("study_file") == study_file and meta.get("setup_key") == ch.setup_key
-              and meta.get("runs") == ch.runs)
-        if ok:
+        if executed_for(meta, ch, study_file) and meta.get("runs") == ch.runs:
             parts.setdefault(ch.scale, []).append(ch.relpath)
         elif meta:
             _log(f"note: {ch.relpath} in {gen} was executed for another configuration; left out of the book")
@@ -293,9 +290,13 @@ def book_parts(study: Study, book_scale: str, chapters: list[Chapter], out: Path
 def stale_kept(ch: Chapter, gen: Path, study: Study) -> bool:
     """A chapter executed earlier for this configuration whose runs in the store have changed since."""
     meta = chapter_metadata(gen / f"{ch.relpath}.ipynb")
+    return executed_for(meta, ch, str(study.path.resolve())) and meta.get("runs") != ch.runs
+
+
+def executed_for(meta: dict, ch: Chapter, study_file: str) -> bool:
+    """A chapter's recorded metadata match this chapter's scale, results folder, study file and setup."""
     return (meta.get("scale") == ch.scale and meta.get("results_dir") == str(ch.results.root)
-            and meta.get("study_file") == str(study.path.resolve()) and meta.get("setup_key") == ch.setup_key
-            and meta.get("runs") != ch.runs)
+            and meta.get("study_file") == study_file and meta.get("setup_key") == ch.setup_key)
 
 
 @dataclass

@@ -43,19 +43,20 @@ def declared_parameters(chapter: str) -> tuple[str, ...]:
 class _Parameters(Mapping):
     """chapter name -> its declared parameters, for every notebook with a parameters cell (read once)."""
 
+    @functools.cached_property
     def _chapters(self) -> list[str]:
         return sorted(p.stem for p in NOTEBOOKS.glob("*.py") if '# %% tags=["parameters"]' in p.read_text())
 
     def __getitem__(self, chapter: str) -> tuple[str, ...]:
-        if chapter not in self._chapters():
+        if chapter not in self._chapters:
             raise KeyError(chapter)
         return declared_parameters(chapter)
 
     def __iter__(self):
-        return iter(self._chapters())
+        return iter(self._chapters)
 
     def __len__(self) -> int:
-        return len(self._chapters())
+        return len(self._chapters)
 
 
 PARAMETERS = _Parameters()
