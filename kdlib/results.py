@@ -89,13 +89,16 @@ class ResultsFolder:
 
     def entry_cost(self, entry_id: str) -> dict:
         """Runs trained, seconds of training and wall time (the phases' wall time, where a phase trained this
-        entry alone) of one entry over every phase of the log."""
+        entry alone) of one entry over every phase of the log, with the phases' notes (a phase that shared
+        the machine with other work, or was interrupted, says so: its wall time is not the entry's cost alone)."""
         phases = [p for p in self.entry_phases(entry_id) if "entries" in p]
         runs = sum(p["entries"][entry_id]["trained"] for p in phases)
         seconds = sum(p["entries"][entry_id]["seconds"] for p in phases)
         alone = [p for p in phases if set(p["entries"]) == {entry_id}]
         wall = sum(p["wall_seconds"] for p in alone) if alone and len(alone) == len(phases) else None
-        return {"runs": runs, "train_seconds": round(seconds, 1), "wall_seconds": wall, "phases": len(phases)}
+        notes = [n for p in phases for n in (p.get("note"), p.get("interrupted")) if n]
+        return {"runs": runs, "train_seconds": round(seconds, 1), "wall_seconds": wall, "phases": len(phases),
+                "notes": notes}
 
     def write_driver_log(self, log: dict) -> None:
         _write_json(self.root / self.DRIVER_LOG, log)

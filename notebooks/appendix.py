@@ -60,7 +60,10 @@ display(Markdown(determinism_note(study, [scale] + list(shipped), results_dir)))
 # ## Compute ledger
 # Device and seconds of every run, summed per plan entry in plan order (training time only; chapter and
 # book time are printed by the driver). Teachers and controls shared by several entries (sweeps, variants)
-# count in each entry that uses them; the total counts every distinct run once. Each run's folder in the
+# count in each entry that uses them; the total counts every distinct run once. `wall_minutes` is the wall
+# time of the training phases that trained an entry alone (from the scale's training log; empty where one
+# phase trained the whole plan), with the phases' notes: a phase that shared the cores with other work says
+# so, and its wall time (and its runs' seconds) overstate the cost on an idle machine. Each run's folder in the
 # store, named by its config hash, also holds its config, metrics, test logits and provenance.
 
 # %% tags=["remove-input"]
@@ -70,7 +73,7 @@ for s in [scale] + list(shipped):
         display(Markdown(f"**{s}**: no runs in this build."))
         continue
     display(Markdown(f"### Scale `{s}`"))
-    display(per_entry.style.format({"seconds": "{:.1f}"}))
+    display(per_entry.style.format({"seconds": "{:.1f}", "wall_minutes": "{:.1f}"}, na_rep="-"))
     cols = ["entry", "arm", "seed", "kd_weight", "rcd_noise", "hash", "seconds", "device"]
     if runs["gpu_utilisation"].notna().any():
         cols.append("gpu_utilisation")

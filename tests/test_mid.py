@@ -124,3 +124,24 @@ def test_a_changed_hash_is_reported_not_retrained(tmp_path):
     note = next(n for n in notes if n.startswith("mid/cifar10-mid-self"))
     assert "under another config hash" in note and "train" in note
     assert "python -m kdlib.driver --scale mid --only cifar10-mid-self" in note
+
+
+@pytest.mark.skipif(not SHIPPED.is_dir(), reason="results/mid is not in this checkout")
+def test_the_ledger_reads_each_entry_wall_time_and_notes_from_the_training_log(tmp_path):
+    from kdlib.book.compute_ledger import compute_ledger
+
+    (tmp_path / "runs").symlink_to(SHIPPED)
+    folder = ResultsFolder(tmp_path)
+
+    def phase(entries, wall, **extra):
+        return {"wall_seconds": wall, "runs_trained": 60 * len(entries), **extra,
+                "entries": {e: {"runs": 60, "trained": 60, "failed": 0, "seconds": 1.0} for e in entries}}
+
+    folder.append_training_phase(phase(["cifar10-mid-vgg-self"], 600.0, note="shared the cores with a test suite"))
+    folder.append_training_phase(phase(["cifar10-mid-resnet-self", "imdb-mid-self"], 120.0))
+    per, _ = compute_ledger(load_study(), "mid", tmp_path)
+    assert per.loc["cifar10-mid-vgg-self", "wall_minutes"] == 10.0
+    assert per.loc["cifar10-mid-vgg-self", "wall_note"] == "shared the cores with a test suite"
+    # trained beside another entry, or in no logged phase: no wall time of its own
+    assert per[["wall_minutes"]].loc[["cifar10-mid-resnet-self", "cifar10-mid-self"]].isna().all().all()
+    assert per.loc["total (distinct runs)", "wall_minutes"] == 12.0

@@ -19,7 +19,8 @@ def test_phases_accumulate_and_name_their_entries(tmp_path):
     folder.append_training_phase(_phase({"a": {"runs": 60, "trained": 0, "failed": 0, "seconds": 0.0}}, wall=1.0))
     assert len(ResultsFolder(tmp_path).training_log()["phases"]) == 3  # read back from the file
     assert [p["wall_seconds"] for p in folder.entry_phases("a")] == [300.0]  # the phase that trained nothing is not a's
-    assert folder.entry_cost("b") == {"runs": 60, "train_seconds": 900.0, "wall_seconds": 500.0, "phases": 1}
+    assert folder.entry_cost("b") == {"runs": 60, "train_seconds": 900.0, "wall_seconds": 500.0, "phases": 1,
+                                      "notes": []}
     assert not list(tmp_path.glob(".*tmp"))  # written by rename
 
 
@@ -28,6 +29,16 @@ def test_a_phase_shared_by_two_entries_has_no_wall_time_of_its_own(tmp_path):
     folder.append_training_phase(_phase({"a": {"runs": 60, "trained": 60, "failed": 0, "seconds": 500.0},
                                          "b": {"runs": 60, "trained": 50, "failed": 0, "seconds": 250.0}}))
     assert folder.entry_cost("b")["wall_seconds"] is None and folder.entry_cost("b")["runs"] == 50
+
+
+def test_a_phase_note_reaches_the_entry_cost(tmp_path):
+    folder = ResultsFolder(tmp_path)
+    folder.append_training_phase(_phase({"a": {"runs": 60, "trained": 60, "failed": 0, "seconds": 500.0}}))
+    folder.append_training_phase({**_phase({"a": {"runs": 60, "trained": 0, "failed": 0, "seconds": 0.0}}),
+                                  "note": "shared the cores"})  # trained none of a's runs: not a's phase
+    folder.append_training_phase({**_phase({"b": {"runs": 60, "trained": 60, "failed": 0, "seconds": 500.0}}),
+                                  "note": "shared the cores"})
+    assert folder.entry_cost("a")["notes"] == [] and folder.entry_cost("b")["notes"] == ["shared the cores"]
 
 
 def test_the_older_flat_log_reads_as_one_phase_for_every_entry(tmp_path):

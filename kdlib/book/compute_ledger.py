@@ -12,8 +12,10 @@ from .setup_analysis import plan_setups
 
 
 def compute_ledger(study, scale: str, results_dir: Optional[str] = None) -> tuple[Optional[pd.DataFrame], Optional[pd.DataFrame]]:
-    """(per entry: runs, seeds, seconds, device; with a distinct-runs total) and every run, in plan order."""
-    store = ResultsFolder.of(study, scale, results_dir).existing_store()
+    """(per entry: runs, seeds, seconds, device, and the wall time of the training phases that trained the
+    entry alone, with their notes; with a distinct-runs total) and every run, in plan order."""
+    folder = ResultsFolder.of(study, scale, results_dir)
+    store = folder.existing_store()
     if store is None:
         return None, None
     frames = []
@@ -28,8 +30,15 @@ def compute_ledger(study, scale: str, results_dir: Optional[str] = None) -> tupl
     ledger["gpu_utilisation"] = [store.provenance(h).get("gpu_utilisation") for h in ledger["hash"]]
     per = ledger.groupby("entry", sort=False).agg(runs=("hash", "size"), seeds=("seed", "nunique"),
                                                   seconds=("seconds", "sum"), device=("device", "first"))
+    costs = {e: folder.entry_cost(e) for e in per.index}
+    # an entry trained beside others (one phase for the whole plan, as the offline study) has no wall time of its own
+    per["wall_minutes"] = [c["wall_seconds"] / 60 if c["wall_seconds"] is not None else float("nan") for c in costs.values()]
+    per["wall_note"] = ["; ".join(dict.fromkeys(c["notes"])) for c in costs.values()]
     distinct = ledger.drop_duplicates("hash")
-    per.loc["total (distinct runs)"] = [len(distinct), "", distinct["seconds"].sum(), ", ".join(distinct["device"].unique())]
+    phases = folder.training_log()["phases"]
+    per.loc["total (distinct runs)"] = [len(distinct), "", distinct["seconds"].sum(), ", ".join(distinct["device"].unique()),
+                                        sum(p.get("wall_seconds", 0) for p in phases) / 60 if phases else float("nan"),
+                                        f"{len(phases)} training phase(s)" if phases else ""]
     return per, ledger
 
 

@@ -160,7 +160,7 @@ class SetupView:
             lines.append(f"Trained in a phase of {t['runs_trained']} runs ({runs}) on {t['machine']} "
                          f"({t['executor']} executor, {t['workers']} workers), {t['started'][:16].replace('T', ' ')} to "
                          f"{t['finished'][:16].replace('T', ' ')}, {t['wall_seconds'] / 60:.1f} min wall time, code "
-                         f"`{t['code_version']}`.")
+                         f"`{t['code_version']}`." + "".join(f" {n[0].upper()}{n[1:]}." for n in (t.get("note"), t.get("interrupted")) if n))
         if self.missing:
             lines.append(f"**{len(self.missing)} of {len(self.cfg.runs())} runs are missing** and are left out of "
                          "every table and test below: " + ", ".join(self.missing[:12])
