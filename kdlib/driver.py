@@ -78,8 +78,17 @@ def training_phase(args, study: Study, scale: str, setups: list, results: Result
 
     code_version()  # read (and cached) now: the code that trains, not what the tree holds when the phase ends
     executor = make_executor(args.executor, args.device, args.workers, args.address, args.shared_fs)
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    report = executor.run(jobs, store)  # StoreUnwritable (disk full, read-only) stops it at the first write
+    started, t0 = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()
+    try:
+        report = executor.run(jobs, store)  # StoreUnwritable (disk full, read-only) stops it at the first write
+    except KeyboardInterrupt:
+        # the runs that finished before the stop are stored: the log keeps their cost, so an entry trained
+        # over several phases (one stopped at the end of a working session) still adds up
+        report = stored_since(missing, store, time.perf_counter() - t0)
+        _best_effort(lambda: write_training_log(results, args, report, started, interrupted="stopped before the "
+                                                "end (Ctrl-C or SIGTERM); the store resumes"),
+                     f"could not log the interrupted phase in {results.root}")
+        raise
     for line in report.summary_lines():
         _log(line)
     results.write_failures(report.failed)
@@ -87,13 +96,26 @@ def training_phase(args, study: Study, scale: str, setups: list, results: Result
     return not report.failed
 
 
-def write_training_log(results: ResultsFolder, args, report, started: str) -> None:
-    """Append what this training phase did, where and how long, to the store's training log."""
+def stored_since(missing: list, store, seconds: float):
+    """A report of the jobs that were missing when the phase began and are stored now, with each run's own
+    seconds of training (what an interrupted executor could not report itself)."""
+    from .jobs import Report
+
+    report = Report(total=len(missing), seconds=seconds)
+    for j in missing:
+        if store.has(j.cfg):
+            report.done(j, store.provenance(j.cfg)["seconds"])
+    return report
+
+
+def write_training_log(results: ResultsFolder, args, report, started: str, **extra) -> None:
+    """Append what this training phase did, where and how long, to the store's training log (`extra`: e.g.
+    why it stopped early)."""
     import platform
 
     from .provenance import code_version
 
-    results.append_training_phase({
+    results.append_training_phase({**extra,
         "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(report.seconds, 1),
         "executor": args.executor, "workers": args.workers, "device": args.device,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}",

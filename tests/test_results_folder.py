@@ -63,3 +63,33 @@ def test_a_reader_creates_no_store_and_the_study_names_the_folder(tmp_path):
     study = load_study()
     assert ResultsFolder.of(study, "mid").root.name == "mid"  # the study file's folder for the scale
     assert ResultsFolder.of(study, "mid", tmp_path) == ResultsFolder(tmp_path)  # an override wins
+
+
+def test_an_interrupted_phase_logs_the_runs_it_stored_and_the_next_phase_the_rest(tmp_path, monkeypatch):
+    """Ctrl-C after three runs: the log keeps those three with their seconds, marked interrupted, so an entry
+    trained over two phases adds up to all of its runs."""
+    import kdlib.runner as runner_mod
+    from kdlib.driver import main
+
+    real, calls = runner_mod.run_and_store, []
+
+    def stop_at_the_fourth(cfg, store, device):
+        calls.append(cfg.label)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(cfg, store, device)
+
+    monkeypatch.setattr(runner_mod, "run_and_store", stop_at_the_fourth)
+    argv = ["--scale", "smoke", "--only", "digits-mlp-self", "--results", str(tmp_path), "--workers", "1",
+            "--device", "cpu", "--train-only"]
+    assert main(argv) == 130
+    folder = ResultsFolder(tmp_path)
+    (phase,) = folder.training_log()["phases"]
+    assert phase["interrupted"] and phase["runs_trained"] == 3
+    assert phase["entries"]["digits-mlp-self"]["trained"] == 3 and phase["entries"]["digits-mlp-self"]["seconds"] > 0
+    monkeypatch.setattr(runner_mod, "run_and_store", real)
+    assert main(argv) == 0
+    n_runs = len(load_study().entry_setup("smoke", next(e for e in load_study().plan("smoke")
+                                                             if e.id == "digits-mlp-self")).runs())
+    assert folder.entry_cost("digits-mlp-self")["runs"] == n_runs
+    assert "interrupted" not in folder.training_log()["phases"][1]
