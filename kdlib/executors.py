@@ -96,6 +96,14 @@ def _die_with_parent() -> None:
         pass
 
 
+def _stop_workers(pool) -> None:
+    """Ctrl-C or SIGTERM: cancel what has not started and end the worker processes now. A run cut short
+    leaves only its temporary folder, which the next start of the store removes."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
+
+
 class LocalExecutor:
     def __init__(self, device: str = "auto", workers: int = 1):
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -111,7 +119,11 @@ class LocalExecutor:
         try:
             in_process = self.workers == 1 or len(todo) <= 1
             with InProcessPool() if in_process else _process_pool(self.workers) as pool:
-                self._schedule(pool, todo, store if in_process else str(store.root), store, report, bar, stop_at)
+                try:
+                    self._schedule(pool, todo, store if in_process else str(store.root), store, report, bar, stop_at)
+                except KeyboardInterrupt:
+                    _stop_workers(pool)  # else leaving the `with` waits for the runs in flight (minutes)
+                    raise
         finally:
             bar.close()
             report.seconds = time.perf_counter() - started

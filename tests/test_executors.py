@@ -67,3 +67,26 @@ def test_a_pool_of_workers_gives_the_same_numbers(study, tmp_path):
 def test_workers_must_be_positive():
     with pytest.raises(ValueError, match="workers must be an integer >= 1"):
         LocalExecutor("cpu", workers=0)
+
+
+def test_ctrl_c_ends_the_worker_processes_at_once(study, tmp_path, monkeypatch):
+    """Without stopping them, leaving the pool waits for the runs in flight (minutes at the mid scale); a
+    run cut short leaves nothing in the store."""
+    import time
+
+    import kdlib.executors as ex
+
+    long_teacher = study.setup("digits-mlp-self", "smoke", n_seeds=2, kd_weight_variants=[], epochs=20000)
+    jobs = [j for j in collect_jobs([("d", long_teacher)]) if j.cfg.arm == "teacher"]
+
+    def interrupted(futures, return_when):
+        time.sleep(3)  # the workers have started their runs
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ex, "wait", interrupted)
+    store = RunStore(tmp_path / "runs")
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        LocalExecutor("cpu", workers=2).run(jobs, store)
+    assert time.perf_counter() - started < 60  # a run alone takes minutes
+    assert not store.hashes()
