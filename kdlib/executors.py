@@ -99,9 +99,12 @@ def _die_with_parent() -> None:
 def _stop_workers(pool) -> None:
     """Ctrl-C or SIGTERM: cancel what has not started and end the worker processes now. A run cut short
     leaves only its temporary folder, which the next start of the store removes."""
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
+    for proc in procs:
         proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.join(10)
 
 
 class LocalExecutor:

@@ -72,6 +72,7 @@ def test_workers_must_be_positive():
 def test_ctrl_c_ends_the_worker_processes_at_once(study, tmp_path, monkeypatch):
     """Without stopping them, leaving the pool waits for the runs in flight (minutes at the mid scale); a
     run cut short leaves nothing in the store."""
+    import multiprocessing
     import time
 
     import kdlib.executors as ex
@@ -89,4 +90,5 @@ def test_ctrl_c_ends_the_worker_processes_at_once(study, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         LocalExecutor("cpu", workers=2).run(jobs, store)
     assert time.perf_counter() - started < 60  # a run alone takes minutes
+    assert not multiprocessing.active_children()  # the workers are gone, not training on in the background
     assert not store.hashes()
