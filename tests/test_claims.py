@@ -131,6 +131,16 @@ def test_claim6_is_a_paired_test_with_matched_training():
     assert verdict([cnn], 6) == NOT_TESTED
 
 
+
+def test_claim6_says_when_a_teacher_does_not_fit_its_training_set():
+    """An unfitted teacher's gap is capped by its train accuracy: the evidence says so, for that teacher only."""
+    vit = summary("v", dataset="cifar10", model="vit", gaps={s: 20.0 + s for s in range(10)}, teacher_train_accuracy=0.90)
+    cnn = summary("r", dataset="cifar10", model="resnet18", gaps={s: 8.0 + s / 2 for s in range(10)},
+                  teacher_train_accuracy=1.0)
+    text = evidence([vit, cnn], 6)
+    assert text.count("not fitted") == 1 and "ViT gap 5.0 (train accuracy 90.0 %, not fitted: its gap is capped) vs" in text
+    assert "not fitted" not in evidence([{**vit, "teacher_train_accuracy": 0.99}, cnn], 6)
+
 def test_claim7_not_tested_without_a_backdoor():
     assert verdict([summary("a", sig=True)], 7) == NOT_TESTED
 

@@ -36,6 +36,7 @@ NOT_RUN_READING = "not run under this reading"  # the setups ran at this scale, 
 NO_BACKDOOR = "no backdoor setup ran at this scale"
 SMALL_TRANSFER_POINTS = 5.0  # "a few points of agreement over the control"
 STRONG_BACKDOOR = 0.5  # the teacher's own lift: below it there is no backdoor worth asking about
+FITTED = 0.99  # train accuracy from which a teacher counts as fitting its training set (the sizing rule)
 
 CLAIMS = {
     1: "KD produces statistically significant functional transfer (kd more teacher-like than control) "
@@ -284,9 +285,16 @@ def _claim6(groups):
         return NOT_TESTABLE, "too few seeds (non-zero gap differences) to test the gap difference"
     ok = all(res["p"] <= ALPHA for _, _, res, _ in out)
     return SUPPORTED if ok else NOT_SUPPORTED, "; ".join(
-        f"{v['dataset']}: ViT gap {num(v['teacher_gap'], '.1f')} vs {c['teacher_model']} {num(c['teacher_gap'], '.1f')} points "
+        f"{v['dataset']}: ViT gap {num(v['teacher_gap'], '.1f')}{_unfitted(v)} vs {c['teacher_model']} "
+        f"{num(c['teacher_gap'], '.1f')} points{_unfitted(c)} "
         f"({len(seeds)} seeds, {v['epochs']} epochs of {v.get('optimizer')} each; one-sided p {num(res['p'], '.2g')})"
         for v, c, res, seeds in out)
+
+
+def _unfitted(teacher) -> str:
+    """A teacher that does not fit its training set has its generalisation gap capped by that: say so."""
+    acc = teacher.get("teacher_train_accuracy")
+    return "" if acc is None or acc >= FITTED else f" (train accuracy {100 * acc:.1f} %, not fitted: its gap is capped)"
 
 
 def _claim7(groups):
