@@ -97,7 +97,7 @@ def _die_with_parent() -> None:
 
 
 def _stop_workers(pool) -> None:
-    """Ctrl-C or SIGTERM: cancel what has not started and end the worker processes now. A run cut short
+    """Ctrl-C, SIGTERM or an unwritable store: cancel what has not started and end the worker processes now. A run cut short
     leaves only its temporary folder, which the next start of the store removes."""
     procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
     for proc in procs:
@@ -153,7 +153,7 @@ class LocalExecutor:
                 j = running.pop(fut)
                 err = fut.exception()
                 if isinstance(err, StoreUnwritable):
-                    pool.shutdown(wait=False, cancel_futures=True)
+                    _stop_workers(pool)  # the runs in flight cannot be stored either: do not wait for them
                     raise err
                 if err is None:
                     if fut.result():

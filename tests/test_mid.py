@@ -102,6 +102,33 @@ def test_shipped_runs_are_complete_slim_and_read_without_training(monkeypatch):
     assert all("not trained yet" in n for n in notes if n.startswith("mid"))
 
 
+PAPER = REPO_ROOT / "results" / "paper" / "runs"
+
+
+@pytest.mark.skipif(not PAPER.is_dir(), reason="results/paper is not in this checkout")
+def test_shipped_paper_entries_are_complete_slim_and_marked_as_computed_on_the_cpu(monkeypatch):
+    """The paper-scale entries trained on the CPU (fsdd-audiocnn-self): every run of an entry with shipped
+    runs is there under the current hashes, slim, from the CPU, and the book shows it without training."""
+    import kdlib.runner as runner_mod
+
+    study, store = load_study(), RunStore(PAPER)
+    shipped = [e for e in study.plan("paper") if any(store.has(r) for r in study.entry_setup("paper", e).runs())]
+    assert "fsdd-audiocnn-self" in [e.id for e in shipped]
+    for e in shipped:
+        cfg = study.entry_setup("paper", e)
+        assert not store.missing(cfg), f"{e.id}: recompute with `python -m kdlib.driver --scale paper --only {e.id}`"
+        assert cfg.n_seeds == 10, e.id
+        assert not any(store.has_teacher_extras(r) for r in cfg.runs() if r.arm == "teacher"), f"{e.id} is not slim"
+        assert all(store.provenance(r)["device"].startswith("cpu") for r in cfg.runs()), e.id
+        assert ResultsFolder(PAPER.parent).entry_cost(e.id)["runs"] > 0, e.id
+
+    def boom(*a, **k):
+        raise AssertionError("a shipped run was retrained")
+
+    monkeypatch.setattr(runner_mod, "train", boom)
+    chapters, _ = shipped_chapters(study, "cpu")
+    assert [c.entry.id for c in chapters if c.scale == "paper"] == [e.id for e in shipped]
+
 def test_pending_entries_must_be_plan_entries(tmp_path):
     text = (REPO_ROOT / "study.yaml").read_text()
     path = tmp_path / "study.yaml"
