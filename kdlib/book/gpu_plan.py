@@ -19,10 +19,15 @@ def latest_report() -> dict | None:
 def gpu_status(study) -> str:
     report = latest_report()
     store = ResultsFolder.of(study, "paper").existing_store()
-    n_runs = len(store.hashes()) if store is not None else 0
+    hashes = store.hashes() if store is not None else []
+    n_runs = len(hashes)
+    on_cpu = sum(str(store.provenance(h).get("device", "")).startswith("cpu") for h in hashes)
     if report is None:
-        lines = ["**The paper scale is untested: no GPU has run this project's code yet.** Every time below is an "
-                 "estimate, and no chapter of the paper's setups is in this book."]
+        lines = ["**The paper scale is untested on a GPU: no GPU has run this project's code yet.** Every GPU time "
+                 "below is an estimate"
+                 + (f"; the {on_cpu} paper-scale runs in this checkout were computed on the CPU (their chapters are in "
+                    "this book, marked so) and do not count as GPU measurements." if on_cpu else
+                    ", and no chapter of the paper's setups is in this book.")]
     else:
         r = report
         lines = [f"Last GPU check: {r.get('device', '?')} on {r.get('date', '?')} (code `{r.get('code_version', '?')}`), "

@@ -136,9 +136,13 @@ def estimate_costs(study, scale: str, entries, device: Optional[str] = None) -> 
 
 
 def run_seconds(run, cfg, measured: dict, store, device: str) -> tuple[float, str]:
-    """Seconds one run takes: measured (this store, or a GPU check's epoch time), else estimated."""
+    """Seconds one run takes: measured (this store, on the planned kind of device, or a GPU check's epoch
+    time), else estimated. A run stored from another device (a paper-scale entry computed on the CPU) says
+    nothing of the GPU's time."""
     if store is not None and store.has(run):
-        return float(store.provenance(run)["seconds"]), "measured"
+        prov = store.provenance(run)
+        if str(prov.get("device", "")).split(":")[0] == device.split(":")[0]:
+            return float(prov["seconds"]), "measured"
     spec = run.model
     key = (spec.name, json.dumps(spec.args, sort_keys=True), run.dataset)
     epochs = run.train["epochs"]
