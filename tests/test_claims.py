@@ -335,3 +335,22 @@ def test_readings_come_from_the_study_file():
     study.defaults = {k: v for k, v in study.defaults.items() if k != "kd_weight"}
     with pytest.raises(ValueError, match="names no kd_weight"):
         ev.readings()
+
+
+def test_status_tells_never_run_entries_from_incomplete_ones(tmp_path):
+    """A scale whose plan is mostly unrun (the paper scale with one entry computed on the CPU) lists those
+    entries as not run here, not as incomplete; an entry with some runs stored is incomplete."""
+    from kdlib.book.evidence import BookEvidence
+    from kdlib.executors import LocalExecutor
+    from kdlib.jobs import collect_jobs
+    from kdlib.store import RunStore
+
+    study = load_study()
+    cfg = study.setup("digits-mlp-self", "cpu")
+    store = RunStore(tmp_path / "runs")
+    LocalExecutor("cpu", workers=1).run([j for j in collect_jobs([("d", cfg)]) if j.cfg == cfg.teacher_run(0)], store)
+    ev = BookEvidence(study=study, scales=["cpu"], summaries={"cpu": [{**summary("x"), "main_kd_weight": 0.9}]},
+                      missing={"cpu": ["digits-mlp-self", "mnist5k-lenet-self"]}, stores={"cpu": store})
+    text = ev.status()
+    assert "1 entry with complete results" in text
+    assert "incomplete and left out: digits-mlp-self;" in text and "not run here (1): mnist5k-lenet-self" in text

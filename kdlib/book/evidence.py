@@ -109,8 +109,12 @@ class BookEvidence:
             pending = set(self.study.pending(s))
             miss = [m for m in self.missing.get(s, []) if m not in pending]
             waiting = [m for m in self.missing.get(s, []) if m in pending]
-            lines.append(f"- **{self.label(s)}**: {n} entries with complete results"
+            store, setups = self.stores.get(s), dict(plan_setups(self.study, s))
+            never = [m for m in miss if store is None or not any(store.has(r) for r in setups[m].runs())]
+            miss = [m for m in miss if m not in never]
+            lines.append(f"- **{self.label(s)}**: {n} entr{'y' if n == 1 else 'ies'} with complete results"
                          + (f"; incomplete and left out: {', '.join(miss)}" if miss else "")
+                         + (f"; not run here ({len(never)}): {', '.join(never)}" if never else "")
                          + (f"; not trained yet (pending in study.yaml): {', '.join(waiting)}" if waiting else "") + ".")
         return "\n".join(lines)
 
