@@ -97,8 +97,8 @@ def _die_with_parent() -> None:
 
 
 def _stop_workers(pool) -> None:
-    """Ctrl-C, SIGTERM or an unwritable store: cancel what has not started and end the worker processes now. A run cut short
-    leaves only its temporary folder, which the next start of the store removes."""
+    """Ctrl-C, SIGTERM or an unwritable store: cancel what has not started and end the worker processes now.
+    A run cut short leaves only its temporary folder, which the next start of the store removes."""
     procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
     for proc in procs:
         proc.terminate()

@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 
-from .run_costs import BENCH_RESULTS, arch_label, estimate_costs
+from .run_costs import BENCH_RESULTS, arch_label, device_kind, estimate_costs
 from ..progress import fmt_seconds
 from ..results import ResultsFolder
 
@@ -21,7 +21,7 @@ def gpu_status(study) -> str:
     store = ResultsFolder.of(study, "paper").existing_store()
     hashes = store.hashes() if store is not None else []
     n_runs = len(hashes)
-    on_cpu = sum(str(store.provenance(h).get("device", "")).startswith("cpu") for h in hashes)
+    on_cpu = sum(device_kind(store.provenance(h).get("device", "")) == "cpu" for h in hashes)
     if report is None:
         lines = ["**The paper scale is untested on a GPU: no GPU has run this project's code yet.** Every GPU time "
                  "below is an estimate"

@@ -135,13 +135,19 @@ def estimate_costs(study, scale: str, entries, device: Optional[str] = None) -> 
     return out
 
 
+def device_kind(device) -> str:
+    """The kind of device a run's provenance names ("cpu: x86_64, 2 cores" -> "cpu", "cuda: NVIDIA H200" -> "cuda"),
+    or a planned device ("cuda:1" -> "cuda")."""
+    return str(device).split(":")[0]
+
+
 def run_seconds(run, cfg, measured: dict, store, device: str) -> tuple[float, str]:
     """Seconds one run takes: measured (this store, on the planned kind of device, or a GPU check's epoch
     time), else estimated. A run stored from another device (a paper-scale entry computed on the CPU) says
     nothing of the GPU's time."""
     if store is not None and store.has(run):
         prov = store.provenance(run)
-        if str(prov.get("device", "")).split(":")[0] == device.split(":")[0]:
+        if device_kind(prov.get("device", "")) == device_kind(device):
             return float(prov["seconds"]), "measured"
     spec = run.model
     key = (spec.name, json.dumps(spec.args, sort_keys=True), run.dataset)

@@ -13,6 +13,7 @@ from .setup_analysis import (arm_table, compact_tests, convergence, fmt_mean_sem
                              setup_tests, transfer_table)
 from .frames import main_arms, run_table
 from .notebooks import PARAMETERS, setup_overrides
+from .run_costs import device_kind
 from ..config import SetupConfig
 from ..metrics import debiased_cka, mi_plugin_bias
 from ..results import ResultsFolder
@@ -139,7 +140,7 @@ class SetupView:
 
     def status(self) -> str:
         r, lines = self.results, []
-        if len(r) and self.cfg.scale == "paper" and not any(str(d).startswith("cuda") for d in r["device"]):
+        if len(r) and self.cfg.scale == "paper" and not any(device_kind(d) == "cuda" for d in r["device"]):
             lines.append("**Computed on the CPU.** This paper-scale entry ran unchanged (the paper plan's own "
                          "config and recipe) on the project's 2-core CPU machine, not on a GPU: its numbers are the "
                          "paper scale's, only slower to get.")
