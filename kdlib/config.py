@@ -21,13 +21,17 @@ ARMS = ("teacher", "control", "kd", "rcd")
 KINDS = ("self", "standard")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "constant", "onecycle")
+PRECISIONS = ("fp32", "bf16")
 # Every training option, with its type check. The values live in study.yaml (`defaults: train:`).
 TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule",
-              "warmup_epochs", "label_smoothing", "augment", "eval_batch_size")
+              "warmup_epochs", "label_smoothing", "augment", "eval_batch_size", "precision", "crop_pad", "lookahead")
 # RunConfig fields added after runs were stored, with the values that mean "as every earlier run": None (the arm
 # has no such field) or the old behaviour (Hinton's KD, no arguments). The stored config and the hash leave
 # them out then.
 HASH_NEUTRAL = {"objective": (None, "hinton"), "objective_args": (None, {})}
+# Training options added after runs were stored, with the value every earlier run trained with: left out of the
+# stored config and the hash at that value, so a fp32 run keeps the hash it had before `precision` existed.
+TRAIN_HASH_NEUTRAL = {"precision": "fp32", "crop_pad": 4, "lookahead": False}
 
 
 class ConfigError(ValueError):
@@ -78,6 +82,8 @@ def check_train(train: dict) -> dict:
     unknown = set(train) - set(TRAIN_KEYS)
     if unknown:
         raise ConfigError(f"unknown training option(s) {sorted(unknown)}; allowed: {sorted(TRAIN_KEYS)}")
+    # an option added later that a study file does not set means what it meant before the option existed
+    train = {**{k: v for k, v in TRAIN_HASH_NEUTRAL.items() if k not in train}, **train}
     missing = set(TRAIN_KEYS) - set(train)
     if missing:
         raise ConfigError(f"training option(s) {sorted(missing)} have no value (set them under "
@@ -100,11 +106,15 @@ def check_train(train: dict) -> dict:
         raise ConfigError(f"train.warmup_epochs must be an integer in [0, epochs = {t['epochs']}), got {w!r}")
     if not 0.0 <= _number("train.label_smoothing", t["label_smoothing"]) < 1.0:
         raise ConfigError(f"train.label_smoothing must lie in [0, 1), got {t['label_smoothing']!r}")
-    for key in ("augment", "nesterov"):
+    cp = t["crop_pad"]
+    if isinstance(cp, bool) or not isinstance(cp, int) or not 0 <= cp <= 16:
+        raise ConfigError(f"train.crop_pad (the random crop's padding, pixels) must be an integer in [0, 16], got {cp!r}")
+    for key in ("augment", "nesterov", "lookahead"):
         if not isinstance(t[key], bool):
             raise ConfigError(f"train.{key} must be true or false, got {t[key]!r}")
     check_choice("optimizer", t["optimizer"], OPTIMIZERS)
     check_choice("learning-rate schedule", t["schedule"], SCHEDULES)
+    check_choice("train.precision", t["precision"], PRECISIONS)
     return t
 
 
@@ -158,6 +168,9 @@ class RunConfig:
         for key, neutral in HASH_NEUTRAL.items():
             if d[key] in neutral:
                 del d[key]
+        for key, neutral in TRAIN_HASH_NEUTRAL.items():
+            if d["train"].get(key) == neutral:
+                del d["train"][key]
         return d
 
     @property
@@ -217,6 +230,7 @@ class SetupConfig:
     primary: tuple = ()  # (metric, arm_a, arm_b) triples: the setup's primary test family
     equivalence_margin: float = 0.01  # claim 4: "rcd reaches kd" within this many accuracy (fraction)
     min_disagreements: int = 10  # fewer control-teacher disagreements than this: no headroom to judge (claims 1, 3)
+    fitted_train_accuracy: float = 0.99  # a teacher below this train accuracy has not fitted its data (claims 2, 6)
     resources: dict = field(default_factory=dict)  # what one run asks of a scheduler (num_gpus, num_cpus)
 
     def __post_init__(self) -> None:
@@ -240,6 +254,10 @@ class SetupConfig:
         if isinstance(md, bool) or not isinstance(md, int) or md < 1:
             raise ConfigError(f"min_disagreements (test examples where the control disagrees with its teacher) must be "
                               f"an integer >= 1, got {md!r}")
+        fitted = _number("fitted_train_accuracy", self.fitted_train_accuracy)
+        if not 0.0 < fitted <= 1.0:
+            raise ConfigError(f"fitted_train_accuracy (a training accuracy as a fraction) must lie in (0, 1], got {fitted!r}")
+        object.__setattr__(self, "fitted_train_accuracy", fitted)
         margin = _number("equivalence_margin", self.equivalence_margin)
         object.__setattr__(self, "equivalence_margin", margin)
         if not 0.0 < margin < 1.0:

@@ -75,6 +75,11 @@ def training_phase(args, study: Study, scale: str, setups: list, results: Result
         _best_effort(lambda: results.write_failures({}), f"could not update the failures in {results.root}")
         return True
     from .provenance import code_version
+    from .train import bf16_warning, resolve_device
+
+    warning = bf16_warning(resolve_device(args.device), [j.cfg.train["precision"] for j in missing])
+    if warning:  # this machine's CPU; a Ray cluster's workers may differ (each run's provenance says)
+        _log(warning)
 
     code_version()  # read (and cached) now: the code that trains, not what the tree holds when the phase ends
     executor = make_executor(args.executor, args.device, args.workers, args.address, args.shared_fs)

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from .models import classifier_of
-from .train import autocast
+from .train import autocast, channels_last
 
 CKA_EXAMPLES = 512  # test examples whose penultimate features every run stores (float16)
 
@@ -21,18 +21,21 @@ def cka_rows(n_test: int, k: int = CKA_EXAMPLES) -> np.ndarray:
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.device,
-            features: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Logits (float32, CPU) in eval mode, batch by batch; with `features`, also the penultimate
-    representation of every row."""
+            features: bool = False, precision: str = "fp32") -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Logits (float32, CPU) in eval mode, batch by batch, in the arithmetic the model trained in
+    (`precision`, see `kdlib.train.autocast`); with `features`, also the penultimate representation of
+    every row."""
     model.eval()
     out, feats = [], []
     hook = None
     if features:
         hook = classifier_of(model).register_forward_pre_hook(lambda _m, inputs: feats.append(inputs[0].float().cpu()))
+    cl = channels_last(device, precision, x)
     try:
         for i in range(0, len(x), batch_size):
-            with autocast(device):
-                out.append(model(x[i: i + batch_size].to(device, non_blocking=True)).float().cpu())
+            xb = x[i: i + batch_size].to(device, non_blocking=True)
+            with autocast(device, precision):
+                out.append(model(xb.contiguous(memory_format=torch.channels_last) if cl else xb).float().cpu())
     finally:
         if hook is not None:
             hook.remove()
@@ -41,13 +44,14 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int, device: torch.de
 
 
 def evaluate(model: nn.Module, sets: dict[str, torch.Tensor], device: torch.device, batch_size: int,
-             feature_rows: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+             feature_rows: np.ndarray | None = None, precision: str = "fp32") -> dict[str, torch.Tensor]:
     """Logits of `model` on each named input set (e.g. train, test, triggered); with `feature_rows`,
     also `features`: the penultimate representation of those rows of the `test` set."""
     model = model.to(device)
-    out = {name: predict(model, x, batch_size, device) for name, x in sets.items()}
+    out = {name: predict(model, x, batch_size, device, precision=precision) for name, x in sets.items()}
     if feature_rows is not None:
-        _, out["features"] = predict(model, sets["test"][torch.as_tensor(feature_rows)], batch_size, device, features=True)
+        _, out["features"] = predict(model, sets["test"][torch.as_tensor(feature_rows)], batch_size, device,
+                                     features=True, precision=precision)
     if device.type == "cuda":
         torch.cuda.synchronize()
     model.cpu()

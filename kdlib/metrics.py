@@ -35,6 +35,22 @@ def accuracy(logits, labels) -> float:
     return float(np.mean(_np(logits).argmax(1) == _np(labels)))
 
 
+def mutual_disagreement(logits_list) -> float:
+    """Mean over every pair of models of the fraction of examples on which their predicted labels differ:
+    how much independently trained models (e.g. the controls of different seeds) disagree among themselves.
+    NaN for fewer than two models."""
+    preds = [_np(z).argmax(1) for z in logits_list]
+    pairs = [(preds[i] != preds[j]).mean() for i in range(len(preds)) for j in range(i + 1, len(preds))]
+    return float(np.mean(pairs)) if pairs else float("nan")
+
+
+def share_closed(kd_agreement: float, control_agreement: float) -> float:
+    """(kd - control) / (1 - control), of mean agreements with the teacher: the net fraction of the examples on
+    which the control disagrees with its teacher where kd agrees instead. NaN where the control agrees everywhere."""
+    room = 1.0 - control_agreement
+    return (kd_agreement - control_agreement) / room if room > 0 else float("nan")
+
+
 def cross_entropy(logits, labels) -> float:
     """Mean negative log-likelihood of the true class (one entry per example, not a B x B matrix)."""
     lp, y = log_softmax(logits), _np(labels).astype(int)

@@ -260,6 +260,63 @@ def _cifar_cnn(input_shape, n_classes, widths=(32, 64, 128), stem=24):
     return CifarCNN(input_shape, n_classes, tuple(widths), stem)
 
 
+class AirbenchCNN(nn.Module):
+    """The airbench network (Jordan, "94 % on CIFAR-10 in 3.29 seconds", 2024) as a plain model: a 2x2 conv stem
+    (24 channels, GELU), three stages of conv -> 2x2 max-pool -> BN -> GELU -> conv -> BN -> GELU at `widths`
+    (airbench93: 64/128/128, airbench94: 64/256/256), global max pooling and a linear head. Without the
+    airbench training tricks that change what a model learns from its labels (label smoothing) or how it is
+    evaluated (test-time augmentation). With `whiten`, the stem is airbench's frozen whitening layer: its
+    2 x 3 x 2 x 2 = 24 filters are the eigenvectors of the covariance of the training images' 2x2 patches,
+    scaled by 1 / sqrt(eigenvalue) and negated in the second half (`init_from_data`, which the trainer calls
+    before training on the run's own training set); only its bias trains."""
+
+    WHITEN_IMAGES = 5000  # training images whose patches set the whitening (airbench's choice)
+
+    def __init__(self, input_shape, n_classes, widths=(64, 128, 128), stem=24, whiten=False):
+        super().__init__()
+        self.whiten = bool(whiten)
+        self.stem = nn.Sequential(nn.Conv2d(input_shape[0], stem, 2, bias=True), nn.GELU())
+        if self.whiten:
+            if stem != 2 * input_shape[0] * 4:
+                raise ConfigError(f"airbench_cnn with whiten needs stem = {2 * input_shape[0] * 4} (two signs of each "
+                                  f"2x2 patch eigenvector), got {stem}")
+            self.stem[0].weight.requires_grad_(False)
+        stages, cin = [], stem
+        for w in widths:
+            stages.append(nn.Sequential(
+                nn.Conv2d(cin, w, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(w), nn.GELU(),
+                nn.Conv2d(w, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.GELU()))
+            cin = w
+        self.layers = nn.Sequential(*stages)
+        self.head = nn.Linear(cin, n_classes)
+
+    @torch.no_grad()
+    def init_from_data(self, x: torch.Tensor) -> None:
+        """Set the whitening filters from the first WHITEN_IMAGES training images (no-op without `whiten`)."""
+        if not self.whiten:
+            return
+        conv = self.stem[0]
+        c, k = x.shape[1], conv.kernel_size[0]
+        patches = x[: self.WHITEN_IMAGES].float().unfold(2, k, 1).unfold(3, k, 1)  # n, c, h', w', k, k
+        flat = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * k * k).double()
+        cov = flat.T @ flat / len(flat)
+        eigenvalues, eigenvectors = torch.linalg.eigh(cov)
+        filters = (eigenvectors.T / torch.sqrt(eigenvalues + 5e-4)[:, None]).flip(0).reshape(-1, c, k, k)
+        conv.weight.copy_(torch.cat([filters, -filters]).to(conv.weight.dtype))
+
+    def forward(self, x):
+        return self.head(torch.flatten(F.adaptive_max_pool2d(self.layers(self.stem(x)), 1), 1))
+
+
+@MODELS.register("airbench_cnn", family="CNN", modalities=("image",),
+                 description="the airbench CIFAR-10 network without its training tricks (widths knob; 64/128/128 is "
+                             "airbench93's)")
+def _airbench_cnn(input_shape, n_classes, widths=(64, 128, 128), stem=24, whiten=False):
+    if len(input_shape) != 3 or min(input_shape[1:]) < 2 ** len(widths) + 1:
+        raise ConfigError(f"airbench_cnn needs images of at least {2 ** len(widths) + 1} pixels a side, got {input_shape}")
+    return AirbenchCNN(input_shape, n_classes, tuple(widths), stem, whiten)
+
+
 # ---------------------------------------------------------------------------------------------- VGG
 VGG_CFGS = {
     11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],

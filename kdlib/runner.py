@@ -21,7 +21,7 @@ from .data import DataBundle, load_dataset
 from .evaluate import cka_rows, evaluate
 from .metrics import backdoor_metrics, functional_metrics
 from .provenance import provenance
-from .train import CPU_THREADS, build_for_data, cpu_threads, resolve_device, train
+from .train import CPU_THREADS, build_for_data, cpu_threads, precision_used, resolve_device, train
 
 F16_MAX = float(np.finfo(np.float16).max)
 
@@ -155,7 +155,7 @@ def execute_run(cfg: RunConfig, device: str | torch.device = "auto",
     check_finite(cfg, logits)
     outputs, m = run_metrics(cfg, logits, data, teacher, spec)
     is_teacher = cfg.arm == "teacher"
-    return RunRecord(config=cfg, metrics=m, provenance=run_provenance(dev, res, data, nondeterministic), outputs=outputs,
+    return RunRecord(config=cfg, metrics=m, provenance=run_provenance(dev, res, data, nondeterministic, cfg), outputs=outputs,
                      train_logits=logits["train"].numpy() if is_teacher else None,
                      model_state={k: v.cpu() for k, v in res.model.state_dict().items()} if is_teacher else None)
 
@@ -203,7 +203,7 @@ def evaluate_sets(cfg: RunConfig, model, data: DataBundle, spec: Optional[dict],
     sets = {"train": data.x_train, "test": data.x_test}
     if spec is not None:
         sets["triggered"] = bd.triggered_test(data.x_test, data.y_test, data.x_train, spec)
-    return evaluate(model, sets, dev, cfg.train["eval_batch_size"], cka_rows(len(data.y_test)))
+    return evaluate(model, sets, dev, cfg.train["eval_batch_size"], cka_rows(len(data.y_test)), cfg.train["precision"])
 
 
 def check_finite(cfg: RunConfig, logits: dict) -> None:
@@ -238,9 +238,11 @@ def run_metrics(cfg: RunConfig, logits: dict, data: DataBundle, teacher: Optiona
     return outputs, m
 
 
-def run_provenance(dev: torch.device, res, data: DataBundle, nondeterministic: list) -> dict:
-    """Code and package versions, device, time, per-epoch losses, the data's fingerprints, determinism."""
+def run_provenance(dev: torch.device, res, data: DataBundle, nondeterministic: list, cfg: RunConfig) -> dict:
+    """Code and package versions, device, time, the arithmetic it trained in, per-epoch losses, the data's
+    fingerprints, determinism."""
     prov = provenance(dev, res.seconds)
+    prov["precision"] = precision_used(dev, cfg.train["precision"], data.x_train.dim() == 4)
     prov.update({"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "epochs": res.epoch_log,
                  "data": {**data.summary(), "fingerprint": data.fingerprint, "test_fingerprint": data.test_fingerprint},
                  "cpu_threads": CPU_THREADS if dev.type == "cpu" else None,

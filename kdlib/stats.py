@@ -56,6 +56,31 @@ def sem(values) -> float:
     return float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")
 
 
+def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, lower, upper): the Student t interval of the mean of paired per-seed differences. NaN bounds
+    for fewer than two values."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return float("nan"), float("nan"), float("nan")
+    m = float(v.mean())
+    if len(v) < 2:
+        return m, float("nan"), float("nan")
+    half = float(sps.t.ppf(0.5 + confidence / 2, len(v) - 1)) * sem(v)
+    return m, m - half, m + half
+
+
+def spearman(x, y) -> dict:
+    """Spearman's rank correlation with its two-sided p (scipy; exact permutation p for n <= 9 would differ
+    little and is not used), over the pairs where both values are finite."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3:
+        return {"rho": float("nan"), "p": float("nan"), "n": int(ok.sum())}
+    r = sps.spearmanr(x[ok], y[ok])
+    return {"rho": float(r.statistic), "p": float(r.pvalue), "n": int(ok.sum())}
+
+
 def by_constant(m: int) -> float:
     """c(m) = sum_{i=1..m} 1/i, the Benjamini-Yekutieli penalty for arbitrary dependence."""
     return float(sum(1.0 / i for i in range(1, m + 1)))

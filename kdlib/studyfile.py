@@ -26,7 +26,7 @@ DEFAULT_STUDY = REPO_ROOT / "study.yaml"
 SETUP_FIELDS = {"title", "modality", "kind", "dataset", "data_args", "teacher", "student", "train", "variant",
                 "variant_args", "objective", "objective_args", "kd_weight", "kd_weight_variants", "temperature",
                 "rcd_noise", "rcd_variants", "n_seeds", "base_seed", "provenance", "description", "scales", "backdoor",
-                "recipes", "primary", "equivalence_margin", "min_disagreements", "resources"}
+                "recipes", "primary", "equivalence_margin", "min_disagreements", "fitted_train_accuracy", "resources"}
 SCALE_FIELDS = {"n_seeds", "title", "label", "description", "plan", "pending", "results", "include_shipped", "shipped",
                 "device"}
 # What a caller (a plan entry, a papermill parameter) may change; `alpha` is accepted as the KD weight.

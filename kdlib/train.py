@@ -1,4 +1,5 @@
-"""One training loop for every arm, the same code on CUDA (bf16 autocast) and on the CPU.
+"""One training loop for every arm, the same code on CUDA (bf16 autocast) and on the CPU (fp32, or bf16
+autocast with channels-last images where `train.precision` is bf16).
 
 Data lives on the device as tensors and is batched by slicing a seeded permutation: no DataLoader,
 no per-sample Python. What an arm minimises is the arm object's business (`kdlib.arms`); the loop only
@@ -88,8 +89,45 @@ def _crop(xp: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Ten
     return row_sel.gather(3, cols)
 
 
-def autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+def autocast(device: torch.device, precision: str = "fp32"):
+    """bf16 autocast on CUDA (whatever `precision` says, as every GPU run has trained), and on the CPU where
+    `precision` is bf16; plain fp32 otherwise."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def channels_last(device: torch.device, precision: str, x: torch.Tensor) -> bool:
+    """Images in channels-last memory where convolutions run faster in it: on CUDA, and in bf16 on the CPU
+    (oneDNN's bf16 kernels; in fp32 it gains less and changes the rounding of every earlier CPU run)."""
+    return x.dim() == 4 and (device.type == "cuda" or precision == "bf16")
+
+
+def cpu_bf16_units() -> Optional[str]:
+    """The CPU's bf16 matrix units that oneDNN uses under bf16 autocast: 'AMX', 'AVX512-BF16', or None
+    (then bf16 runs, emulated, slower than fp32)."""
+    if torch.cpu._is_amx_tile_supported():
+        return "AMX"
+    if torch.cpu._is_avx512_bf16_supported():
+        return "AVX512-BF16"
+    return None
+
+
+def precision_used(device: torch.device, precision: str, images: bool) -> str:
+    """What a run trained in, for its provenance: the arithmetic, the memory format and the units."""
+    if device.type == "cuda":
+        return "bf16 autocast" + (", channels-last" if images else "") + " (CUDA)"
+    if precision != "bf16":
+        return "fp32 (CPU)"
+    return "bf16 autocast" + (", channels-last" if images else "") + f" (CPU, {cpu_bf16_units() or 'no bf16 units'})"
+
+
+def bf16_warning(device: torch.device, precisions) -> Optional[str]:
+    """One line for the start of a training phase whose CPU runs ask for bf16 on a CPU without bf16 units."""
+    if device.type == "cpu" and "bf16" in set(precisions) and cpu_bf16_units() is None:
+        return ("note: runs with precision bf16 train on this CPU without AMX or AVX512-BF16 units: they run "
+                "(the same numbers as on a CPU with them need not follow) but slower than in fp32")
+    return None
 
 
 def lr_at(step: int, total: int, warmup: int, base: float, schedule: str = "cosine") -> float:
@@ -126,6 +164,26 @@ def gpu_utilisation(dev: torch.device) -> dict:
         return {}
 
 
+class Lookahead:
+    """Airbench's lookahead (Jordan 2024): every `every` steps the weights (and batch-norm statistics) move to
+    an exponential moving average of themselves, whose decay rises as (step / total)^3 from 0 towards
+    0.95^5; at the end the model takes the average."""
+
+    def __init__(self, model: nn.Module, total: int, every: int = 5):
+        self.every, self.total = every, total
+        self.ema = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def step(self, model: nn.Module, step: int, final: bool = False) -> None:
+        if not final and step % self.every:
+            return
+        decay = 1.0 if final else 0.95 ** 5 * (step / self.total) ** 3
+        for k, v in model.state_dict().items():
+            if k in self.ema:
+                self.ema[k].lerp_(v, 1.0 - decay)
+                v.copy_(self.ema[k])
+
+
 @dataclass
 class TrainResult:
     model: nn.Module
@@ -140,10 +198,17 @@ def train(cfg: RunConfig, data: DataBundle, arm, device: str | torch.device = "a
     dev = resolve_device(device)
     t = cfg.train
     started = time.perf_counter()
+    precision = t["precision"]
     model = build_for_data(cfg.model, data, cfg.init_seed).to(dev)
-    if dev.type == "cuda" and data.x_train.dim() == 4:
-        model = model.to(memory_format=torch.channels_last)
     x, y = data.x_train.to(dev), data.y_train.to(dev)
+    if hasattr(model, "init_from_data"):  # a data-dependent first layer (airbench's whitening), before training
+        model.init_from_data(x)
+    cl = channels_last(dev, precision, x)
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+        if teacher_model is not None:
+            teacher_model = teacher_model.to(memory_format=torch.channels_last)
     n = len(y)
     # the examples a feature variant reads its shapes and (rcd) the teacher's feature scale from
     extra_params = arm.bind(model, x[:FEATURE_SCALE_EXAMPLES], teacher_model, teacher_logits, dev)
@@ -155,6 +220,7 @@ def train(cfg: RunConfig, data: DataBundle, arm, device: str | torch.device = "a
     bs = t["batch_size"]
     n_steps = steps_per_epoch(n, bs)
     total, warmup = t["epochs"] * n_steps, t["warmup_epochs"] * n_steps
+    lookahead = Lookahead(model, total) if t["lookahead"] else None
     log, step, names = [], 0, None
     try:
         for epoch in range(1, t["epochs"] + 1):
@@ -166,10 +232,12 @@ def train(cfg: RunConfig, data: DataBundle, arm, device: str | torch.device = "a
                 idx = perm[b * bs: (b + 1) * bs]
                 xb, yb = x[idx], y[idx]
                 if t["augment"]:
-                    xb = random_crop_flip(xb, aug_gen)
+                    xb = random_crop_flip(xb, aug_gen, t["crop_pad"])
+                if cl:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
                 for g in opt.param_groups:
                     g["lr"] = lr_at(step, total, warmup, t["lr"], t["schedule"])
-                with autocast(dev):
+                with autocast(dev, precision):
                     out = model(xb)
                     loss, terms = arm.loss(out, Batch(xb, yb, idx))
                 opt.zero_grad(set_to_none=True)
@@ -179,12 +247,16 @@ def train(cfg: RunConfig, data: DataBundle, arm, device: str | torch.device = "a
                 vals = torch.stack([loss.detach().float()] + [v.detach().float() for v in terms.values()])
                 sums = vals if sums is None else sums + vals
                 step += 1
+                if lookahead is not None:
+                    lookahead.step(model, step)
             means = (sums / n_steps).tolist()  # one device sync per epoch
             if not math.isfinite(means[0]):
                 raise NonFiniteLossError(f"run {cfg.label} ({cfg.hash}): non-finite loss {means[0]} at epoch {epoch}; "
                                          f"lower train.lr (now {t['lr']}) or check the inputs")
             log.append({"epoch": epoch, **dict(zip(names, means)), "seconds": time.perf_counter() - t0,
                         **gpu_utilisation(dev)})
+        if lookahead is not None:
+            lookahead.step(model, step, final=True)
     finally:
         arm.close()
     if dev.type == "cuda":

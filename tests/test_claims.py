@@ -3,8 +3,9 @@ twice, too few seeds make a claim untestable, and the readings of alpha are comp
 import pytest
 
 from kdlib import load_study
-from kdlib.book.claims import (NOT_RUN_READING, NOT_SUPPORTED, NOT_TESTABLE, NOT_TESTED, SUPPORTED, anchor, flips_sentence,
-                          independent_groups, linked_matrix, num, verdict_matrix, verdicts)
+from kdlib.book.claims import (CONTRADICTED, NOT_RUN_READING, NOT_SUPPORTED, NOT_TESTABLE, NOT_TESTED, NOTHING_TO_JUDGE, SUPPORTED,
+                          anchor, flips_sentence, independent_groups, linked_matrix, num, verdict_matrix, verdict_table,
+                          verdicts)
 from kdlib.book.formatting import details
 
 
@@ -40,7 +41,8 @@ def evidence(summaries, k):
 
 def test_claim1_some_but_not_all():
     assert verdict([summary("a", sig=True), summary("b")], 1) == SUPPORTED
-    assert verdict([summary("a", sig=True), summary("b", sig=True)], 1) == NOT_SUPPORTED
+    # significant everywhere is the opposite of "some but not all"; nowhere is no support
+    assert verdict([summary("a", sig=True), summary("b", sig=True)], 1) == CONTRADICTED
     assert verdict([summary("a"), summary("b")], 1) == NOT_SUPPORTED
     assert verdict([summary("a")], 1) == NOT_TESTED
 
@@ -73,8 +75,8 @@ def test_sweeps_sharing_teachers_and_controls_count_once():
 
 def test_claim2_small_transfer():
     assert verdict([summary("a", sig=True, gain=2.0)], 2) == SUPPORTED
-    assert verdict([summary("a", sig=True, gain=12.0)], 2) == NOT_SUPPORTED
-    assert verdict([summary("a", gain=12.0)], 2) == NOT_TESTED
+    assert verdict([summary("a", sig=True, gain=12.0)], 2) == CONTRADICTED  # significantly above the bound
+    assert verdict([summary("a", gain=12.0)], 2) == NOTHING_TO_JUDGE
 
 
 def test_claim3_is_judged_on_the_share_of_headroom():
@@ -83,7 +85,10 @@ def test_claim3_is_judged_on_the_share_of_headroom():
     assert verdict([summary("a", sig=True, pos_share=0.4, neg_share=0.4, asym_p=0.6)], 3) == NOT_SUPPORTED
     # the rise of A- itself must be significant
     assert verdict([summary("a", sig=True, neg_sig=False)], 3) == NOT_SUPPORTED
-    assert verdict([summary("a", sig=False)], 3) == NOT_TESTED
+    assert verdict([summary("a", sig=False)], 3) == NOTHING_TO_JUDGE
+    # a larger share closed on the teacher's right answers, significantly: the opposite of the claim
+    assert verdict([summary("a", sig=True, pos_share=0.6, neg_share=0.2, asym_p=0.99, asymmetry_p_reverse=0.001)],
+                   3) == CONTRADICTED
     # the asymmetry p-values are corrected across the significant setups
     two = [summary("a", sig=True, asym_p=0.04, teacher=["ta"]), summary("b", sig=True, asym_p=0.04, teacher=["tb"])]
     assert verdict(two, 3) == NOT_SUPPORTED  # BY over 2 tests: 0.04 * 2 * 1.5 > 0.05
@@ -121,7 +126,9 @@ def test_claim6_is_a_paired_test_with_matched_training():
     cnn = summary("r", dataset="cifar10", model="resnet18", gaps={s: 8.0 + s / 2 for s in range(10)})
     assert verdict([vit, cnn], 6) == SUPPORTED
     smaller = summary("v", dataset="cifar10", model="vit", gaps={s: 1.0 for s in range(10)})
-    assert verdict([smaller, cnn], 6) == NOT_SUPPORTED
+    assert verdict([smaller, cnn], 6) == CONTRADICTED  # the ViT's gap significantly smaller
+    level = summary("v", dataset="cifar10", model="vit", gaps={s: cnn["teacher_gaps"][s] + (1 if s % 2 else -1) for s in range(10)})
+    assert verdict([level, cnn], 6) == NOT_SUPPORTED
     longer = summary("v", dataset="cifar10", model="vit", gaps=vit["teacher_gaps"], epochs=100)
     assert verdict([longer, cnn], 6) == NOT_TESTED  # different training lengths are not compared
     adam = summary("v", dataset="cifar10", model="vit", gaps=vit["teacher_gaps"], optimizer="adamw")
@@ -132,14 +139,26 @@ def test_claim6_is_a_paired_test_with_matched_training():
 
 
 
-def test_claim6_says_when_a_teacher_does_not_fit_its_training_set():
-    """An unfitted teacher's gap is capped by its train accuracy: the evidence says so, for that teacher only."""
+def test_claim6_leaves_out_a_teacher_that_does_not_fit_its_training_set():
+    """An unfitted teacher's gap is capped by its train accuracy: it does not decide claim 6, and is named."""
     vit = summary("v", dataset="cifar10", model="vit", gaps={s: 20.0 + s for s in range(10)}, teacher_train_accuracy=0.90)
     cnn = summary("r", dataset="cifar10", model="resnet18", gaps={s: 8.0 + s / 2 for s in range(10)},
                   teacher_train_accuracy=1.0)
-    text = evidence([vit, cnn], 6)
-    assert text.count("not fitted") == 1 and "ViT gap 5.0 (train accuracy 90.0 %, not fitted: its gap is capped) vs" in text
-    assert "not fitted" not in evidence([{**vit, "teacher_train_accuracy": 0.99}, cnn], 6)
+    assert verdict([vit, cnn], 6) == NOT_TESTABLE  # under the old rule: supported, with a note
+    assert "teacher not fitted (its gap is capped): v (90.0 % train)" in evidence([vit, cnn], 6)
+    assert verdict([{**vit, "teacher_train_accuracy": 0.99}, cnn], 6) == SUPPORTED
+    # the threshold is the setup's (the study file's fitted_train_accuracy)
+    assert verdict([{**vit, "fitted_train_accuracy": 0.9}, {**cnn, "fitted_train_accuracy": 0.9}], 6) == SUPPORTED
+
+
+def test_claim2_is_not_decided_by_a_teacher_that_does_not_fit():
+    """The ViT's kd copies its teacher's own training errors (+21 points): an unfitted teacher decides nothing."""
+    unfitted = summary("vit", sig=True, gain=21.0, teacher_train_accuracy=0.90)
+    fitted = summary("cnn", sig=True, gain=2.0, teacher=["tc"], teacher_train_accuracy=1.0)
+    assert verdict([unfitted, fitted], 2) == SUPPORTED  # under the old rule: contradicted by the ViT
+    assert "vit: not testable, teacher not fitted (90.0 % train" in evidence([unfitted, fitted], 2)
+    assert verdict([unfitted], 2) == NOT_TESTABLE
+
 
 def test_claim7_not_tested_without_a_backdoor():
     assert verdict([summary("a", sig=True)], 7) == NOT_TESTED
@@ -207,7 +226,7 @@ def test_claim1_a_setup_whose_test_cannot_reach_significance_is_not_counted():
 def test_claim1_a_setup_at_the_ceiling_counts_neither_way():
     # the control disagrees with its teacher on about 4 test examples per seed: nothing left to copy
     ceiling = summary("digits-self", control_disagreements=4.2)
-    assert verdict([summary("a", sig=True), summary("b", sig=True), ceiling], 1) == NOT_SUPPORTED
+    assert verdict([summary("a", sig=True), summary("b", sig=True), ceiling], 1) == CONTRADICTED
     assert "2 of 2 testable" in evidence([summary("a", sig=True), summary("b", sig=True), ceiling], 1)
     assert "digits-self (4.2 per seed, not significant)" in evidence([summary("a", sig=True), summary("b", sig=True), ceiling], 1)
 
@@ -218,14 +237,14 @@ def test_claim2_a_near_ceiling_setup_neither_supports_nor_refutes():
     assert "at the ceiling" in evidence([near], 2) and "97.9 %" in evidence([near], 2)
     # beside a setup away from the ceiling, only that one decides
     big = summary("far", sig=True, gain=12.0, teacher=["tf"])
-    assert verdict([near, big], 2) == NOT_SUPPORTED
+    assert verdict([near, big], 2) == CONTRADICTED
 
 
 def test_claim2_needs_the_gain_shown_below_the_threshold_not_a_point_estimate():
     # mean gain 4 points but seeds spread from -6 to +14: the upper bound is far above 5
     spread = summary("a", sig=True, gain=4.0, agreement_gains={s: (4.0 + (10 if s % 2 else -10)) / 100 for s in range(10)})
-    assert verdict([spread], 2) == NOT_SUPPORTED
-    assert "not shown small" in evidence([spread], 2)
+    assert verdict([spread], 2) == NOT_SUPPORTED  # neither shown below 5 nor above it
+    assert "not shown below 5 points" in evidence([spread], 2)
     assert verdict([summary("a", sig=True, gain=4.0)], 2) == SUPPORTED  # 10 seeds all near 4
 
 
@@ -247,6 +266,37 @@ def test_claim4_rcd_more_accurate_is_corrected_across_setups():
     assert verdict(two, 4) == NOT_SUPPORTED  # BY over 2 equal p-values: 2 c(2) 0.04 / 2 = 0.06
     assert "rcd > kd p (BY over these setups) 0.06" in evidence(two, 4)
     assert verdict([summary("a", rcd_better_p=0.04)], 4) == SUPPORTED  # a family of one
+
+
+def test_claim4_tost_is_corrected_across_setups_as_rcd_better_is():
+    """One equivalence p of 0.02 among six setups passes uncorrected, not after BY over the six."""
+    six = [summary(f"s{i}", teacher=[f"t{i}"], rcd_kd_equivalence_p=0.02 if i == 0 else 0.6) for i in range(6)]
+    six[0]["rcd_kd_equivalent"] = True  # what the setup's own, uncorrected TOST says
+    assert verdict(six, 4) == NOT_SUPPORTED
+    assert "s0: rcd - kd accuracy -0.20 points, not shown equivalent within ±1 (TOST p 0.02, BY over these setups 0.29)" \
+        in evidence(six, 4)
+    assert verdict(six[:1], 4) == SUPPORTED  # a family of one: 0.02 stands
+
+
+def test_claim4_is_contradicted_only_where_kd_beats_rcd_everywhere():
+    both = [summary("a", kd_beats_rcd_accuracy=True), summary("b", kd_beats_rcd_accuracy=True, teacher=["tb"])]
+    assert verdict(both, 4) == CONTRADICTED
+    assert verdict([both[0], summary("b", teacher=["tb"])], 4) == NOT_SUPPORTED
+
+
+def test_negative_transfer_is_named_in_claim1_whatever_the_ceiling_rule():
+    neg = summary("fsdd", gain=-2.5, negative_transfer_p=0.001, control_disagreements=5.7)  # at the ceiling
+    text = evidence([summary("a", sig=True), summary("b"), neg], 1)
+    assert "Negative transfer" in text and "fsdd (-2.50 points" in text
+    assert "Negative transfer" not in evidence([summary("a", sig=True), summary("b")], 1)
+
+
+def test_the_table_shows_a_short_reason_per_cell():
+    matrix, _, reasons = verdict_table({"cpu, w=0.9": [summary("a", sig=True), summary("b", sig=True)]})
+    assert reasons[("cpu, w=0.9", 1)] == "significant in 2 of 2 (transfer everywhere)"
+    assert "<small>significant in 2 of 2 (transfer everywhere)</small>" in linked_matrix(matrix, reasons).loc[1, "cpu, w=0.9"]
+    assert "share" not in reasons[("cpu, w=0.9", 2)] and "% of the control's headroom" in \
+        verdict_table({"c, w=0.9": [summary("a", sig=True, agreement_share_closed=0.2)]})[1][("c, w=0.9", 2)]
 
 
 def test_claim6_needs_the_same_optimiser_too():

@@ -40,7 +40,7 @@ def test_alpha_is_the_kd_weight(study):
 def test_errors_name_the_bad_value_and_the_allowed_ones(study):
     with pytest.raises(ConfigError, match=r"unknown setup 'nope'; allowed: .*digits-mlp-self"):
         study.setup("nope", "cpu")
-    with pytest.raises(ConfigError, match=r"unknown scale 'huge'; .* has: smoke, cpu, mid, paper"):
+    with pytest.raises(ConfigError, match=r"unknown scale 'huge'; .* has: smoke, cpu, mid, full, paper"):
         study.setup("digits-mlp-self", "huge")
     with pytest.raises(ConfigError, match=r"has no 'cpu' scale"):
         study.setup("cifar10-vgg19-self", "cpu")

@@ -172,3 +172,29 @@ def test_the_ledger_reads_each_entry_wall_time_and_notes_from_the_training_log(t
     # trained beside another entry, or in no logged phase: no wall time of its own
     assert per[["wall_minutes"]].loc[["cifar10-mid-resnet-self", "cifar10-mid-self"]].isna().all().all()
     assert per.loc["total (distinct runs)", "wall_minutes"] == 12.0
+
+
+FULL = REPO_ROOT / "results" / "full" / "runs"
+
+
+@pytest.mark.skipif(not FULL.is_dir(), reason="results/full is not in this checkout")
+def test_shipped_full_entries_are_the_plans_runs_and_complete_where_not_pending():
+    """The regime sweep (`full` scale): every stored run is one of the plan's runs under the current hashes (a
+    half-trained entry too: its next phase resumes it); an entry no longer pending is complete and slim, with
+    10 seeds and both readings; the full-data teachers average at least 88 % test accuracy."""
+    study, store = load_study(), RunStore(FULL)
+    pending = study.pending("full")
+    planned = {r.hash for e in study.plan("full") for r in study.entry_setup("full", e).runs()}
+    assert set(store.hashes()) <= planned, "runs in results/full that no plan entry has (a changed config hash?)"
+    for e in study.plan("full"):
+        cfg = study.entry_setup("full", e)
+        assert cfg.n_seeds == 10 and set(cfg.kd_weights) == {0.9, 0.1} and cfg.train["precision"] == "bf16", e.id
+        if e.id in pending:
+            continue
+        assert not store.missing(cfg), f"{e.id}: recompute with `python -m kdlib.driver --scale full --only {e.id} --train-only`"
+        assert not any(store.has_teacher_extras(r) for r in cfg.runs() if r.arm == "teacher"), f"{e.id} is not slim"
+        assert all(store.provenance(r)["precision"].startswith("bf16 autocast, channels-last (CPU") for r in cfg.runs())
+    main = study.setup("cifar10-full-self", "full")
+    teachers = [main.teacher_run(s) for s in range(main.n_seeds) if store.has(main.teacher_run(s))]
+    if "cifar10-full-self" not in pending:
+        assert sum(store.metrics(t)["accuracy"] for t in teachers) / len(teachers) >= 0.88

@@ -15,14 +15,14 @@ from kdlib.models import MODELS, build_model, classifier_of, load_init, n_params
 SHAPES = {"mlp": (1, 8, 8), "lenet": (1, 28, 28), "resnet18": (3, 32, 32), "resnet": (3, 32, 32),
           "resnet50": (3, 32, 32), "vgg19": (3, 32, 32), "vgg11": (3, 32, 32), "vit": (3, 32, 32),
           "audio_cnn": (1, 40, 101), "seq_cnn": (12, 29), "text_cnn": (200,), "text_transformer": (200,),
-          "gpt2_classifier": (64,), "cifar_cnn": (3, 32, 32)}
+          "gpt2_classifier": (64,), "cifar_cnn": (3, 32, 32), "airbench_cnn": (3, 32, 32)}
 TEXT = {"text_cnn", "text_transformer", "gpt2_classifier"}
 SMALL = {"resnet18": {"width": 8}, "resnet": {"depth": 8, "width": 8}, "resnet50": {"width": 4},
          "vgg19": {"width": 0.125}, "vgg11": {"width": 0.125},
          "vit": {"dim": 32, "depth": 1, "heads": 2, "dim_head": 8, "mlp_dim": 16},
          "text_cnn": {"vocab_size": 1000}, "text_transformer": {"vocab_size": 1000},
          "gpt2_classifier": {"vocab_size": 1000, "n_embd": 32, "n_layer": 1, "n_head": 2},
-         "cifar_cnn": {"widths": [8, 16, 32], "stem": 8}}
+         "cifar_cnn": {"widths": [8, 16, 32], "stem": 8}, "airbench_cnn": {"widths": [8, 16, 16]}}
 
 
 def _small(name, n_classes=7, seed=0):

@@ -18,8 +18,15 @@ Rules that keep a verdict from saying more than the data do:
   its right answers (A+), per seed and paired, and needs the rise of A- itself to be significant; only the
   setups whose asymmetry test is reachable form its correction family;
 - claim 4 ("RCD reaches KD") needs equivalence within a stated margin (two one-sided tests), or rcd
-  significantly more accurate than kd (BY over the setups): "not significantly worse" is not enough;
+  significantly more accurate than kd, each BY-corrected over the setups (one standard for both): "not
+  significantly worse" is not enough;
 - claim 7 is decided by the trigger's lift, a primary test of each backdoor setup.
+
+A verdict says which way the evidence points: "supported", "not supported" (no significant evidence for
+it), or "contradicted" (significant evidence of the opposite: transfer significant in every setup for claim
+1, a gain significantly above the bound for claim 2, a larger share closed on A+ than on A- for claim 3, kd
+significantly more accurate than rcd everywhere for claim 4, negative transfer for claim 5, a smaller ViT
+gap for claim 6). Each rule returns (verdict, a short reason for the table, the full evidence).
 """
 from __future__ import annotations
 
@@ -31,12 +38,15 @@ from ..models import CONVOLUTIONAL, family  # registry metadata: a model's famil
 from ..stats import ALPHA, by_adjust, reachable, signed_rank_test
 
 SUPPORTED, NOT_SUPPORTED = "supported", "not supported"
+CONTRADICTED = "contradicted"  # the data show the opposite of the claim, significantly (not merely no support)
 NOT_TESTED, NOT_TESTABLE = "not tested at this scale", "not testable at this seed count"
+NOTHING_TO_JUDGE = "no significant transfer to judge"  # claims 2 and 3 ask about setups with significant transfer
+JUDGED = (SUPPORTED, NOT_SUPPORTED, CONTRADICTED)  # verdicts that say something about the claim
 NOT_RUN_READING = "not run under this reading"  # the setups ran at this scale, but not under this KD weight
 NO_BACKDOOR = "no backdoor setup ran at this scale"
 SMALL_TRANSFER_POINTS = 5.0  # "a few points of agreement over the control"
 STRONG_BACKDOOR = 0.5  # the teacher's own lift: below it there is no backdoor worth asking about
-FITTED = 0.99  # train accuracy from which a teacher counts as fitting its training set (the sizing rule)
+FITTED = 0.99  # the default of the study file's fitted_train_accuracy (each summary carries its setup's value)
 
 CLAIMS = {
     1: "KD produces statistically significant functional transfer (kd more teacher-like than control) "
@@ -118,7 +128,8 @@ def _untestable_transfer(r) -> str:
 def _claim1(groups):
     reps = [r for r, _ in groups]
     if len(reps) < 2:
-        return NOT_TESTED, f"needs at least two independent setups; {len(reps)} ran"
+        return NOT_TESTED, f"{len(reps)} independent setup{'' if len(reps) == 1 else 's'}", \
+            f"needs at least two independent setups; {len(reps)} ran"
     untestable = [r for r in reps if not r["transfer_testable"]]
     ceiling = [r for r in reps if r["transfer_testable"] and _at_ceiling(r)]
     judged = [r for r in reps if r["transfer_testable"] and not _at_ceiling(r)]
@@ -131,28 +142,55 @@ def _claim1(groups):
                   f"{ceiling[0]['min_disagreements']} test examples per seed): "
                   + "; ".join(f"{r['id']} ({num(r['control_disagreements'], '.1f')} per seed, "
                               f"{'significant' if r['significant_transfer'] else 'not significant'})" for r in ceiling) + ".")
+    notes += _negative_transfer_note(reps)
     if len(judged) < 2:
-        return NOT_TESTABLE, (f"{len(reps)} independent setups, {len(judged)} testable and away from the ceiling; "
-                              "claim 1 needs two." + notes)
-    sig = [r["id"] for r in judged if r["significant_transfer"]]
-    ok = 0 < len(sig) < len(judged)
-    return (SUPPORTED if ok else NOT_SUPPORTED,
+        return NOT_TESTABLE, f"{len(judged)} of {len(reps)} setups testable", (
+            f"{len(reps)} independent setups, {len(judged)} testable and away from the ceiling; claim 1 needs two." + notes)
+    sig = [r for r in judged if r["significant_transfer"]]
+    verdict = SUPPORTED if 0 < len(sig) < len(judged) else CONTRADICTED if sig else NOT_SUPPORTED
+    return (verdict, f"significant in {len(sig)} of {len(judged)}"
+            + (" (transfer everywhere)" if verdict == CONTRADICTED else ""),
             f"significant kd > control agreement (primary family, BY-corrected) in {len(sig)} of {len(judged)} "
-            f"testable independent setups" + (f": {', '.join(sig)}" if sig else "") + "." + notes
+            f"testable independent setups" + (f": {', '.join(_gain(r) for r in sig)}" if sig else "") + "."
+            + (" The claim is that transfer is significant in some setups but not all: significant in every "
+               "testable setup is the opposite." if verdict == CONTRADICTED else "") + notes
             + _sweeps_note(groups, lambda s: True, lambda s: f"{s['id']} {'significant' if s['significant_transfer'] else 'not significant'}"))
+
+
+def _gain(r) -> str:
+    """A setup's agreement gain in points and as the share of the control's headroom it closes."""
+    share = r.get("agreement_share_closed", float("nan"))
+    return (f"{r['id']} ({num(r['agreement_gain_points'], '+.2f')} points"
+            + (f", {num(100 * share, '.0f')} % of the control's headroom" if share == share else "") + ")")
+
+
+def _negative_transfer_note(reps) -> str:
+    """Setups where kd is significantly *less* teacher-like than its control (one-sided, BY over the setups),
+    named whatever the ceiling rule says."""
+    ps = [r.get("negative_transfer_p", float("nan")) for r in reps]
+    p_by = by_adjust(ps)
+    neg = [(r, p) for r, p in zip(reps, p_by) if p <= ALPHA]
+    if not neg:
+        return ""
+    return (" Negative transfer (kd significantly less teacher-like than its control; one-sided signed-rank test, "
+            "BY over these setups): " + "; ".join(f"{_gain(r)}, p (BY) {num(p, '.2g')}" for r, p in neg) + ".")
 
 
 def _significant(groups):
     return [r for r, _ in groups if r["transfer_testable"] and r["significant_transfer"]]
 
 
-def _why_none_significant(groups) -> tuple[str, str]:
+def _why_none_significant(groups) -> tuple[str, str, str]:
     """The verdict of claims 2 and 3, which ask about the significant setups, when there are none."""
     if not groups:
-        return NOT_TESTED, "no setups ran"
+        return NOT_TESTED, "no setups ran", "no setups ran"
     if not any(r["transfer_testable"] for r, _ in groups):
-        return NOT_TESTABLE, "no setup's kd > control agreement test can pass its correction with the differences it kept"
-    return NOT_TESTED, "no independent setup shows significant transfer"
+        return NOT_TESTABLE, "no testable setup", \
+            "no setup's kd > control agreement test can pass its correction with the differences it kept"
+    n = sum(1 for r, _ in groups if r["transfer_testable"])
+    return NOTHING_TO_JUDGE, f"0 of {n} significant", (
+        f"the claim is about the setups with significant transfer, and none of the {n} testable independent setups "
+        "shows it (claim 1's evidence)")
 
 
 def _claim2(groups):
@@ -164,8 +202,12 @@ def _claim2(groups):
     if not sig:
         return _why_none_significant(groups)
     thr = SMALL_TRANSFER_POINTS
-    parts, judged = [], []
+    parts, judged, above = [], [], []
     for x in sig:
+        if _unfitted(x):
+            parts.append(f"{x['id']}: not testable, teacher not fitted ({100 * x['teacher_train_accuracy']:.1f} % train; "
+                         "its students copy its own training errors)")
+            continue
         headroom = 100 * (1 - x["control_agreement"])
         if headroom < thr:
             parts.append(f"{x['id']}: at the ceiling, counted neither way (the control agrees with its teacher on "
@@ -173,17 +215,26 @@ def _claim2(groups):
             continue
         gains = [100 * g for g in x["agreement_gains"].values()]
         below = signed_rank_test([g - thr for g in gains], [0.0] * len(gains), "less")
-        head = f"{x['id']}: gain {num(x['agreement_gain_points'], '+.2f')} points"
+        over = signed_rank_test([g - thr for g in gains], [0.0] * len(gains), "greater")
+        head = f"{_gain(x)}"
         if below["min_p"] > ALPHA:
-            parts.append(f"{head}, not testable (gain < {thr:g}: {below['n_nonzero']} non-zero differences)")
+            parts.append(f"{head}: not testable (gain < {thr:g}: {below['n_nonzero']} non-zero differences)")
             continue
         judged.append(below["p"] <= ALPHA)
-        parts.append(f"{head}, below {thr:g} with one-sided p {num(below['p'], '.2g')} "
-                     f"({'shown small' if below['p'] <= ALPHA else 'not shown small'})")
+        if over["p"] <= ALPHA:
+            above.append(x["id"])
+        parts.append(f"{head}: " + ("shown below" if below["p"] <= ALPHA else
+                                    "significantly above" if over["p"] <= ALPHA else "not shown below")
+                     + f" {thr:g} points (one-sided p, gain < {thr:g}: {num(below['p'], '.2g')}; gain > {thr:g}: "
+                     f"{num(over['p'], '.2g')})")
     if not judged:
-        return NOT_TESTABLE, "; ".join(parts) + "."
-    return (SUPPORTED if all(judged) else NOT_SUPPORTED,
-            f"agreement gain of kd over control, judged on the upper bound (threshold {thr:g} points): " + "; ".join(parts) + ".")
+        return NOT_TESTABLE, f"{len(sig)} significant, none testable", "; ".join(parts) + "."
+    verdict = SUPPORTED if all(judged) else CONTRADICTED if above else NOT_SUPPORTED
+    reason = (f"small in {sum(judged)} of {len(judged)}" if verdict != CONTRADICTED
+              else f"above {thr:g} points in {len(above)} of {len(judged)}")
+    return (verdict, reason, f"agreement gain of kd over control, judged on its one-sided tests against {thr:g} "
+            "points (every significant setup must be shown below it; one significantly above it contradicts the claim): "
+            + "; ".join(parts) + ".")
 
 
 def _claim3(groups):
@@ -197,44 +248,58 @@ def _claim3(groups):
     family = [x for x, ok in zip(cands, reach) if ok]
     untestable = [x for x in sig if not any(x is f for f in family)]
     p_by = by_adjust([x["asymmetry_p"] for x in family])
-    parts, ok = [], 0
-    for x, pb in zip(family, p_by):
+    p_rev = by_adjust([x.get("asymmetry_p_reverse", float("nan")) for x in family])
+    parts, ok, opposite = [], 0, 0
+    for x, pb, pr in zip(family, p_by, p_rev):
         holds = x["neg_rise_significant"] and pb <= ALPHA and x["neg_share_closed"] > x["pos_share_closed"]
         ok += holds
+        opposite += bool(pr <= ALPHA)
         excl = f", {x['asymmetry_excluded']} seed(s) excluded (too few control disagreements or no teacher errors)" \
             if x["asymmetry_excluded"] else ""
         parts.append(f"{x['id']}: share of headroom closed A- {num(x['neg_share_closed'])} vs A+ {num(x['pos_share_closed'])} "
-                     f"(A- > A+ p (BY over these setups) {num(pb, '.2g')}; rise of A- itself p (BY) "
-                     f"{num(x['neg_rise_p_by'], '.2g')}{excl})")
+                     f"(A- > A+ p (BY over these setups) {num(pb, '.2g')}; A+ > A- p (BY) {num(pr, '.2g')}; rise of "
+                     f"A- itself p (BY) {num(x['neg_rise_p_by'], '.2g')}{excl})")
     notes = [f"{x['id']}: not testable ({x['asymmetry_n']} seeds with both shares defined and a non-zero difference, "
              f"smallest p {num(x.get('asymmetry_min_p', float('nan')), '.2g')})" for x in untestable]
     if not family:
-        return NOT_TESTABLE, "; ".join(notes) + "."
-    return (SUPPORTED if ok == len(family) else NOT_SUPPORTED,
-            f"{ok} of {len(family)} testable significant setups show the asymmetry; " + "; ".join(parts + notes) + ".")
+        return NOT_TESTABLE, f"{len(sig)} significant, none testable", "; ".join(notes) + "."
+    verdict = SUPPORTED if ok == len(family) else CONTRADICTED if opposite else NOT_SUPPORTED
+    reason = f"asymmetry in {ok} of {len(family)}" + (f", A+ > A- in {opposite}" if opposite else "")
+    return (verdict, reason, f"{ok} of {len(family)} testable significant setups show the asymmetry"
+            + (f", {opposite} the opposite (a larger share closed on the teacher's right answers)" if opposite else "")
+            + "; " + "; ".join(parts + notes) + ".")
 
 
 def _claim4(groups):
     reps = [r for r, _ in groups]
     if not reps:
-        return NOT_TESTED, "no setups ran"
+        return NOT_TESTED, "no setups ran", "no setups ran"
     testable = [r for r in reps if r["equivalence_testable"]]
     if not testable:
-        return NOT_TESTABLE, f"the equivalence test cannot reach p <= {ALPHA} with {sorted({r['n_seeds'] for r in reps})} seeds"
-    # "rcd significantly more accurate" is asked of every setup: its p-values are one family, BY-corrected
+        return NOT_TESTABLE, "no testable setup", \
+            f"the equivalence test cannot reach p <= {ALPHA} with {sorted({r['n_seeds'] for r in reps})} seeds"
+    # both ways of reaching kd are asked of every setup, each one family BY-corrected over the setups: the
+    # equivalence (TOST) p-values and the "rcd significantly more accurate" ones, one standard for both
+    equiv_by = by_adjust([r["rcd_kd_equivalence_p"] for r in testable])
     better_by = by_adjust([r["rcd_better_p"] for r in testable])
     parts, reached = [], []
-    for r, pb in zip(testable, better_by):
-        better = pb <= ALPHA
-        if r["rcd_kd_equivalent"] or better:
+    for r, pe, pb in zip(testable, equiv_by, better_by):
+        equivalent, better = pe <= ALPHA, pb <= ALPHA
+        if equivalent or better:
             reached.append(r["id"])
         parts.append(f"{r['id']}: rcd - kd accuracy {num(100 * r['rcd_kd_accuracy_diff'], '+.2f')} points, "
-                     f"{'equivalent' if r['rcd_kd_equivalent'] else 'not shown equivalent'} within "
-                     f"±{100 * r['equivalence_margin']:g} (TOST p {num(r['rcd_kd_equivalence_p'], '.2g')})"
+                     f"{'equivalent' if equivalent else 'not shown equivalent'} within "
+                     f"±{100 * r['equivalence_margin']:g} (TOST p {num(r['rcd_kd_equivalence_p'], '.2g')}, "
+                     f"BY over these setups {num(pe, '.2g')})"
                      + ("; rcd significantly more accurate" if better else "")
                      + f" (rcd > kd p (BY over these setups) {num(pb, '.2g')})")
-    return (SUPPORTED if reached else NOT_SUPPORTED,
-            f"rcd reaches kd in {len(reached)} of {len(testable)} independent setups: " + "; ".join(parts) + ".")
+    kd_better = [r["id"] for r in testable if r.get("kd_beats_rcd_accuracy")]
+    verdict = SUPPORTED if reached else CONTRADICTED if len(kd_better) == len(testable) else NOT_SUPPORTED
+    return (verdict, f"reaches kd in {len(reached)} of {len(testable)}"
+            + (", kd more accurate in all" if verdict == CONTRADICTED else ""),
+            f"rcd reaches kd in {len(reached)} of {len(testable)} independent setups: " + "; ".join(parts) + "."
+            + (f" kd is significantly more accurate than rcd (its setup's test family, BY) in {len(kd_better)} of "
+               f"{len(testable)}" + (f": {', '.join(kd_better)}" if kd_better else "") + "."))
 
 
 PAPER_MODELS = {"ResNet": ("resnet18", {}), "VGG": ("vgg19", {})}  # claim 5 names ResNet-18 and VGG-19
@@ -249,7 +314,8 @@ def _claim5(groups):
             if x["dataset"] == "cifar10" and x["kind"] == "self" and x["variant"] == "logit":
                 by_family.setdefault(family(x["student_model"]), []).append(x)
     if not set(PAPER_MODELS) <= set(by_family):
-        return NOT_TESTED, "needs CIFAR-10 self-distillation with a ResNet and a VGG (the paper's ResNet-18 and VGG-19)"
+        return NOT_TESTED, "no CIFAR-10 ResNet and VGG", \
+            "needs CIFAR-10 self-distillation with a ResNet and a VGG (the paper's ResNet-18 and VGG-19)"
     xs, smaller = {}, []
     for fam, (model, args) in PAPER_MODELS.items():
         own = [x for x in by_family[fam] if x["student_model"] == model and x.get("student_args", {}) == args]
@@ -257,13 +323,19 @@ def _claim5(groups):
         if not own:
             smaller.append(fam)
     if not all(x["transfer_testable"] for x in xs.values()):
-        return NOT_TESTABLE, "; ".join(_untestable_transfer(x) for x in xs.values() if not x["transfer_testable"])
+        return NOT_TESTABLE, "too few non-zero differences", \
+            "; ".join(_untestable_transfer(x) for x in xs.values() if not x["transfer_testable"])
     ok = all(x["significant_transfer"] for x in xs.values())
+    n_sig = sum(x["significant_transfer"] for x in xs.values())
+    negative = [x["id"] for x in xs.values() if x.get("negative_transfer_p", 1.0) <= ALPHA]
     note = (f" Judged on smaller members of the {' and '.join(smaller)} famil{'ies' if len(smaller) > 1 else 'y'} "
             "(narrower / shallower than the paper's ResNet-18 / VGG-19), trained on the CPU." if smaller else "")
-    return SUPPORTED if ok else NOT_SUPPORTED, "; ".join(
+    verdict = SUPPORTED if ok else CONTRADICTED if negative else NOT_SUPPORTED
+    return verdict, f"significant in {n_sig} of 2" + (f", negative in {len(negative)}" if negative else ""), "; ".join(
         f"{x['id']} ({x['student_model']} {x.get('student_args') or ''}): agreement gain "
         f"{num(x['agreement_gain_points'], '+.2f')} points, p (BY) {num(x['agreement_p_by'], '.2g')}"
+        + (f"; kd significantly less teacher-like than the control (one-sided p {num(x['negative_transfer_p'], '.2g')})"
+           if x["id"] in negative else "")
         for x in xs.values()) + "." + note
 
 
@@ -271,30 +343,46 @@ def _claim6(groups):
     """Teachers' generalisation gaps, ViT against each CNN on the same data, with the same number of
     epochs and the same optimiser, paired by seed."""
     teachers = [r for r, _ in groups]
+    unfitted = [t for t in teachers if _unfitted(t) and (family(t["teacher_model"]) == "ViT"
+                                                        or family(t["teacher_model"]) in CONVOLUTIONAL)]
+    teachers = [t for t in teachers if not any(t is u for u in unfitted)]
+    not_fitted = ("" if not unfitted else " Not testable, teacher not fitted (its gap is capped): "
+                  + "; ".join(f"{t['id']} ({100 * t['teacher_train_accuracy']:.1f} % train)" for t in unfitted) + ".")
     out, untestable = [], []
     for v in [t for t in teachers if family(t["teacher_model"]) == "ViT"]:
         for c in [t for t in teachers if family(t["teacher_model"]) in CONVOLUTIONAL and t["dataset"] == v["dataset"]
                   and t["epochs"] == v["epochs"] and t.get("optimizer") == v.get("optimizer")]:
             seeds = sorted(set(v["teacher_gaps"]) & set(c["teacher_gaps"]))
-            res = signed_rank_test([v["teacher_gaps"][s] for s in seeds], [c["teacher_gaps"][s] for s in seeds], "greater")
+            vg, cg = [v["teacher_gaps"][s] for s in seeds], [c["teacher_gaps"][s] for s in seeds]
+            res = signed_rank_test(vg, cg, "greater")
+            res["p_reverse"] = signed_rank_test(vg, cg, "less")["p"]
             (out if res["min_p"] <= ALPHA else untestable).append((v, c, res, seeds))
+    if not out and not untestable and unfitted:
+        return NOT_TESTABLE, "teacher not fitted", ("no matched ViT and CNN pair whose teachers both fit their training "
+                                                    "set." + not_fitted)
     if not out and not untestable:
-        return NOT_TESTED, ("needs a ViT and a CNN teacher on the same dataset with the same number of epochs and "
-                            "the same optimiser")
+        return NOT_TESTED, "no matched ViT and CNN", ("needs a ViT and a CNN teacher on the same dataset with the same "
+                                                      "number of epochs and the same optimiser")
     if not out:
-        return NOT_TESTABLE, "too few seeds (non-zero gap differences) to test the gap difference"
-    ok = all(res["p"] <= ALPHA for _, _, res, _ in out)
-    return SUPPORTED if ok else NOT_SUPPORTED, "; ".join(
+        return NOT_TESTABLE, "too few seeds", "too few seeds (non-zero gap differences) to test the gap difference"
+    larger = sum(res["p"] <= ALPHA for _, _, res, _ in out)
+    smaller = sum(res["p_reverse"] <= ALPHA for _, _, res, _ in out)
+    verdict = SUPPORTED if larger == len(out) else CONTRADICTED if smaller else NOT_SUPPORTED
+    reason = f"ViT gap larger in {larger} of {len(out)}" + (f", smaller in {smaller}" if smaller else "")
+    return verdict, reason, "; ".join(
         f"{v['dataset']}: ViT gap {num(v['teacher_gap'], '.1f')}{_unfitted(v)} vs {c['teacher_model']} "
         f"{num(c['teacher_gap'], '.1f')} points{_unfitted(c)} "
-        f"({len(seeds)} seeds, {v['epochs']} epochs of {v.get('optimizer')} each; one-sided p {num(res['p'], '.2g')})"
-        for v, c, res, seeds in out)
+        f"({len(seeds)} seeds, {v['epochs']} epochs of {v.get('optimizer')} each; ViT larger: one-sided p "
+        f"{num(res['p'], '.2g')}; ViT smaller: {num(res['p_reverse'], '.2g')})"
+        for v, c, res, seeds in out) + "." + not_fitted
 
 
 def _unfitted(teacher) -> str:
-    """A teacher that does not fit its training set has its generalisation gap capped by that: say so."""
+    """A teacher below its setup's fitted threshold (the study file's `fitted_train_accuracy`) has not fitted its
+    training set: its gap is capped and its students copy its training errors. "" where it fits."""
     acc = teacher.get("teacher_train_accuracy")
-    return "" if acc is None or acc >= FITTED else f" (train accuracy {100 * acc:.1f} %, not fitted: its gap is capped)"
+    thr = teacher.get("fitted_train_accuracy", FITTED)
+    return "" if acc is None or acc >= thr else f" (train accuracy {100 * acc:.1f} %, below {100 * thr:g} %: not fitted)"
 
 
 def _claim7(groups):
@@ -303,7 +391,7 @@ def _claim7(groups):
     the target class raises attack success too, so attack success is shown but does not decide."""
     bd = [r for r, _ in groups if r.get("has_backdoor")]
     if not bd:
-        return NOT_TESTED, NO_BACKDOOR
+        return NOT_TESTED, "no backdoor setup", NO_BACKDOOR
 
     def line(x):
         fam = "primary family" if x.get("backdoor_lift_primary") else "exploratory family"
@@ -318,13 +406,14 @@ def _claim7(groups):
 
     strong = [x for x in bd if x["teacher_backdoor_lift"] >= STRONG_BACKDOOR]
     if not strong:
-        return NOT_TESTED, (f"no teacher learned its backdoor (lift >= {100 * STRONG_BACKDOOR:.0f} points); "
-                            + "; ".join(line(x) for x in bd))
+        return NOT_TESTED, "no teacher learned its backdoor", (
+            f"no teacher learned its backdoor (lift >= {100 * STRONG_BACKDOOR:.0f} points); " + "; ".join(line(x) for x in bd))
     testable = [x for x in strong if x.get("backdoor_lift_testable")]
     if not testable:
-        return NOT_TESTABLE, "; ".join(line(x) for x in strong)
+        return NOT_TESTABLE, "lift test cannot reach significance", "; ".join(line(x) for x in strong)
     ok = [x for x in testable if x["backdoor_lift_transfers"]]
-    return SUPPORTED if ok else NOT_SUPPORTED, "; ".join(line(x) for x in strong)
+    return (SUPPORTED if ok else NOT_SUPPORTED, f"lift transfers in {len(ok)} of {len(testable)}",
+            "; ".join(line(x) for x in strong))
 
 
 RULES = {1: _claim1, 2: _claim2, 3: _claim3, 4: _claim4, 5: _claim5, 6: _claim6, 7: _claim7}
@@ -336,22 +425,28 @@ def verdicts(summaries: list[dict]) -> pd.DataFrame:
     allg = independent_groups(summaries)
     rows = []
     for k, text in CLAIMS.items():
-        verdict, evidence = RULES[k](allg if k == 7 else clean)
-        rows.append({"claim": k, "statement": text, "verdict": verdict, "evidence": evidence})
+        verdict, reason, evidence = RULES[k](allg if k == 7 else clean)
+        rows.append({"claim": k, "statement": text, "verdict": verdict, "reason": reason, "evidence": evidence})
     return pd.DataFrame(rows)
 
 
 def verdict_matrix(columns: dict[str, list[dict]]) -> tuple[pd.DataFrame, dict]:
+    """See `verdict_table`; the matrix and the evidence texts (without the short reasons)."""
+    matrix, evidence, _ = verdict_table(columns)
+    return matrix, evidence
+
+
+def verdict_table(columns: dict[str, list[dict]]) -> tuple[pd.DataFrame, dict, dict]:
     """Verdicts side by side, one column per body of evidence (e.g. scale x reading of the KD weight,
     named "<scale>, w=<weight>"), a `flips` column naming where a claim's verdict differs between readings
     of the same scale; and the evidence texts, keyed by (column, claim). Claim 7 reads "not run under this
     reading" (not "not tested at this scale") where a backdoor setup ran at the scale under another reading."""
-    table, evidence = {}, {}
+    table, evidence, reasons = {}, {}, {}
     for col, summaries in columns.items():
         v = verdicts(summaries)
         table[col] = dict(zip(v["claim"], v["verdict"]))
-        for k, e in zip(v["claim"], v["evidence"]):
-            evidence[(col, k)] = e
+        for k, e, why in zip(v["claim"], v["evidence"], v["reason"]):
+            evidence[(col, k)], reasons[(col, k)] = e, why
     out = pd.DataFrame(table)
     out.index.name = "claim"
     scales = {}
@@ -362,16 +457,17 @@ def verdict_matrix(columns: dict[str, list[dict]]) -> tuple[pd.DataFrame, dict]:
         for c in cols:
             if ran and c not in ran and evidence[(c, 7)] == NO_BACKDOOR:
                 out.loc[7, c] = NOT_RUN_READING
+                reasons[(c, 7)] = "backdoor ran under another reading"
                 evidence[(c, 7)] = (f"the backdoor setups of this scale ran under {', '.join(_reading(r) for r in ran)} "
                                     "only, not under this reading")
-    flips = []  # a verdict that changes between supported and not supported, not one that is merely untested
+    flips = []  # a verdict that changes between judged ones (supported, not, contradicted), not one merely untested
     for k in out.index:
         f = [s for s, cols in scales.items()
-             if len({out.loc[k, c] for c in cols if out.loc[k, c] in (SUPPORTED, NOT_SUPPORTED)}) > 1]
+             if len({out.loc[k, c] for c in cols if out.loc[k, c] in JUDGED}) > 1]
         flips.append(", ".join(f) if f else "")
     out["flips between readings"] = flips
     out.insert(0, "statement", [CLAIMS[k] for k in out.index])
-    return out, evidence
+    return out, evidence, reasons
 
 
 def _reading(col: str) -> str:
@@ -399,17 +495,43 @@ def flips_sentence(matrix: pd.DataFrame) -> str:
     return "**Verdicts that flip between the readings of alpha**: " + "; ".join(items) + "."
 
 
+def regime_sentences(matrix: pd.DataFrame, low: str = "mid", high: str = "full") -> str:
+    """Claim by claim and reading by reading, whether the verdict on the 5,000-image entries (`low`) changes on the
+    full-data entries (`high`), the teacher nearer the paper's regime; written from the verdict matrix."""
+    cols = verdict_columns(matrix)
+    readings = [_reading(c) for c in cols if c.split(",")[0] == high]
+    if not readings:
+        return (f"No `{high}` column in this build: the full-data entries are not complete yet, so no verdict can be "
+                "compared across regimes.")
+    lines = []
+    for k in matrix.index:
+        parts = []
+        for r in readings:
+            a, b = f"{low}, {r}", f"{high}, {r}"
+            if a not in matrix.columns:
+                parts.append(f"{r}: {matrix.loc[k, b]} at full data ({low} has no column)")
+            elif matrix.loc[k, a] == matrix.loc[k, b]:
+                parts.append(f"{r}: unchanged ({matrix.loc[k, b]})")
+            else:
+                parts.append(f"{r}: **{matrix.loc[k, a]} -> {matrix.loc[k, b]}**")
+        lines.append(f"- claim {k}: " + "; ".join(parts))
+    return "\n".join(lines)
+
+
 def anchor(col: str, claim: int) -> str:
     """The HTML id of the evidence block of one verdict (column x claim)."""
     slug = "-".join("".join(ch if ch.isalnum() else " " for ch in col.lower()).split())
     return f"claim-{claim}-{slug}"
 
 
-def linked_matrix(matrix: pd.DataFrame) -> pd.DataFrame:
-    """The matrix with each verdict cell a link to its evidence block (`anchor`)."""
+def linked_matrix(matrix: pd.DataFrame, reasons: dict | None = None) -> pd.DataFrame:
+    """The matrix with each verdict cell a link to its evidence block (`anchor`), its short reason below it."""
     out = matrix.copy()
+    reasons = reasons or {}
     for c in verdict_columns(matrix):
-        out[c] = [f'<a href="#{anchor(c, k)}">{html.escape(v)}</a>' for k, v in matrix[c].items()]
+        out[c] = [f'<a href="#{anchor(c, k)}">{html.escape(v)}</a>'
+                  + (f'<br><small>{html.escape(reasons[(c, k)])}</small>' if reasons.get((c, k)) else "")
+                  for k, v in matrix[c].items()]
     return out
 
 
@@ -434,8 +556,9 @@ def closest_to_paper(matrix: pd.DataFrame, scale: str) -> str:
             vs = [matrix.loc[k, c] for k in claims]
             if all(v == SUPPORTED for v in vs):
                 word = "agrees"
-            elif NOT_SUPPORTED in vs:
-                word = "disagrees (" + ", ".join(f"claim {k} {v}" for k, v in zip(claims, vs) if v == NOT_SUPPORTED) + ")"
+            elif NOT_SUPPORTED in vs or CONTRADICTED in vs:
+                word = "disagrees (" + ", ".join(f"claim {k} {v}" for k, v in zip(claims, vs)
+                                                 if v in (NOT_SUPPORTED, CONTRADICTED)) + ")"
             else:
                 word = "cannot say (" + ", ".join(f"claim {k} {v}" for k, v in zip(claims, vs) if v != SUPPORTED) + ")"
             parts.append(f"{_reading(c)}: {word}")

@@ -15,6 +15,7 @@ import pandas as pd
 from ..stats import (ALPHA, COMPARISONS, equivalence_test, measured, metrics_for, paired_tests, sem,
                     signed_rank_test)
 from ..config import ARMS
+from ..metrics import share_closed
 from .frames import main_arms, run_table
 
 REPORT_METRICS = ("accuracy", "loss", "ece", "train_accuracy", "generalisation_gap", "agreement", "js_divergence",
@@ -139,7 +140,9 @@ def asymmetry_test(results: pd.DataFrame, min_disagreements: int = 1) -> dict:
     are excluded, and the means are over the seeds the test kept."""
     s = headroom_shares(results, "kd", min_disagreements)
     both = s.dropna()
-    return {**signed_rank_test(s["neg_share"].to_numpy(float), s["pos_share"].to_numpy(float), "greater"),
+    neg, pos = s["neg_share"].to_numpy(float), s["pos_share"].to_numpy(float)
+    return {**signed_rank_test(neg, pos, "greater"),
+            "p_reverse": signed_rank_test(neg, pos, "less")["p"],  # A+ share above A-: the opposite of claim 3
             "pos_share": float(both["pos_share"].mean()) if len(both) else float("nan"),
             "neg_share": float(both["neg_share"].mean()) if len(both) else float("nan")}
 
@@ -201,6 +204,10 @@ def summarise_setup(entry_id: str, setup, results: pd.DataFrame, kd_weight: Opti
     # the control's disagreements with its teacher, per seed (test examples): the headroom of claim 1
     ctrl_disagree = ctrl["n_teacher_correct"] + ctrl["n_teacher_wrong"] - ctrl["n_pos_agree"] - ctrl["n_neg_agree"]
     gains = (_by_seed(r, "kd", "agreement") - _by_seed(r, "control", "agreement")).dropna()
+    # the other way round: kd less teacher-like than its control (negative transfer), one-sided, exact
+    kd_ag, ctrl_ag = _by_seed(r, "kd", "agreement").align(_by_seed(r, "control", "agreement"), join="inner")
+    negative = signed_rank_test(kd_ag.to_numpy(float), ctrl_ag.to_numpy(float), "less") if len(kd_ag) else \
+        {"p": float("nan"), "min_p": float("nan")}
     kd = tt["kd"] if "kd" in tt else pd.Series(dtype=float)
     teacher = r[r["arm"] == "teacher"].sort_values("seed")
 
@@ -220,7 +227,7 @@ def summarise_setup(entry_id: str, setup, results: pd.DataFrame, kd_weight: Opti
         "main_kd_weight": setup.kd_weight, "temperature": setup.temperature, "rcd_noise": setup.rcd_noise,
         "variant": setup.variant, "objective": setup.objective, "recipe": setup.recipe, "epochs": setup.train["epochs"],
         "optimizer": setup.train["optimizer"], "teacher_args": dict(setup.teacher.args), "n_seeds": n_seeds,
-        "min_disagreements": setup.min_disagreements,
+        "min_disagreements": setup.min_disagreements, "fitted_train_accuracy": setup.fitted_train_accuracy,
         "teacher_hashes": sorted(r.loc[r.arm == "teacher", "hash"]), "control_hashes": sorted(r.loc[r.arm == "control", "hash"]),
         "kd_hashes": sorted(r.loc[r.arm == "kd", "hash"]),
         # could the kd > control agreement test pass its family's correction with the non-zero differences it kept?
@@ -236,6 +243,7 @@ def summarise_setup(entry_id: str, setup, results: pd.DataFrame, kd_weight: Opti
         "control_agreement": mean("control", "agreement"), "kd_agreement": mean("kd", "agreement"),
         "rcd_agreement": mean("rcd", "agreement"),
         "agreement_gain_points": 100 * (mean("kd", "agreement") - mean("control", "agreement")),
+        "agreement_share_closed": share_closed(mean("kd", "agreement"), mean("control", "agreement")),
         "agreement_p_by": p(agree), "significant_transfer": sig(agree),
         "neg_rise_p_by": p(neg), "neg_rise_significant": sig(neg),
         "kd_vs_rcd_agreement_p_by": p(kd_rcd_agree), "kd_beats_rcd_agreement": sig(kd_rcd_agree),
@@ -250,6 +258,11 @@ def summarise_setup(entry_id: str, setup, results: pd.DataFrame, kd_weight: Opti
         "pos_headroom": kd.get("pos_headroom", float("nan")) / 100, "neg_headroom": kd.get("neg_headroom", float("nan")) / 100,
         "pos_share_closed": asym["pos_share"], "neg_share_closed": asym["neg_share"],
         "asymmetry_p": asym["p"], "asymmetry_n": asym["n_nonzero"], "asymmetry_excluded": asym["n_excluded"],
+        "asymmetry_p_reverse": asym["p_reverse"],
+        "negative_transfer_p": negative["p"], "negative_transfer_min_p": negative["min_p"],
+        "kd_accuracies": {int(k): float(v) for k, v in kd_acc.items()},
+        "rcd_accuracies": {int(k): float(v) for k, v in rcd_acc.items()},
+        "kd_train_accuracy": mean("kd", "train_accuracy"), "control_train_accuracy": mean("control", "train_accuracy"),
         "asymmetry_min_p": asym["min_p"] if asym["n_nonzero"] else float("nan"),
         "asymmetry_seeds": asym["n"],  # seeds with both shares defined: the means shown are over these
         "teacher_gap": mean("teacher", "generalisation_gap"),

@@ -149,10 +149,13 @@ class SetupView:
             provs = [self.provenance(h) for h in r["hash"]]
             dates = sorted(p.get("finished_at", "")[:10] for p in provs if p.get("finished_at"))
             sources = sorted({p.get("data", {}).get("source", "?") for p in provs})
+            # runs stored before the precision was recorded trained in fp32 on the CPU, bf16 autocast on CUDA
+            arith = sorted({p.get("precision") or ("bf16 autocast (CUDA)" if device_kind(p.get("device", "")) == "cuda"
+                                                   else "fp32 (CPU)") for p in provs})
             when = f", trained {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else "") if dates else ""
             lines.append(f"{len(r)} runs from `{self.store.root}`, {r['seconds'].sum():.1f} s of training in total on "
                          f"{devices}{when}; code version(s) {', '.join(f'`{v}`' for v in r['code_version'].unique())}; "
-                         f"data: {'; '.join(sources)}."
+                         f"data: {'; '.join(sources)}; arithmetic: {'; '.join(arith)}."
                          + (f" This chapter trained {self.trained_now} of them itself." if self.trained_now else ""))
         phases = self.results_folder.entry_phases(self.entry_id) if not self.trained_now else []
         for t in phases:
