@@ -85,7 +85,9 @@ def training_phase(args, study: Study, scale: str, setups: list, results: Result
     executor = make_executor(args.executor, args.device, args.workers, args.address, args.shared_fs)
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()
     try:
-        report = executor.run(jobs, store)  # StoreUnwritable (disk full, read-only) stops it at the first write
+        stop_at = None if args.stop_after is None else t0 + 60.0 * args.stop_after
+        # StoreUnwritable (disk full, read-only) stops it at the first write
+        report = executor.run(jobs, store, stop_at) if stop_at is not None else executor.run(jobs, store)
     except KeyboardInterrupt:
         # the runs that finished before the stop are stored: the log keeps their cost, so an entry trained
         # over several phases (one stopped at the end of a working session) still adds up
@@ -190,6 +192,9 @@ def parse_args(argv=None):
     ap.add_argument("--only", action="append", default=None, help="run only these plan entries (repeatable)")
     ap.add_argument("--list", action="store_true", help="list the scale's plan with its cost and exit")
     ap.add_argument("--train-only", action="store_true", help="stop after the training phase")
+    ap.add_argument("--stop-after", type=float, default=None, metavar="MINUTES",
+                    help="local executor: start no run after this many minutes of training (the runs in flight finish "
+                         "and the phase is logged; the next phase resumes): a long entry trained in working sessions")
     ap.add_argument("--repair", action="store_true",
                     help="check every file of the plan's runs (checksums, reads, config hash); retrain damaged runs")
     ap.add_argument("--verify", action="store_true",
@@ -217,6 +222,9 @@ def check_options(args, study: Study) -> list[PlanEntry]:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     if args.executor == "local" and (args.address or args.shared_fs):
         raise ConfigError("--address and --shared-fs apply to --executor ray only")
+    if args.stop_after is not None and (args.executor != "local" or not args.stop_after > 0):
+        raise ConfigError(f"--stop-after (minutes) must be > 0 and needs --executor local, got {args.stop_after} "
+                          f"with --executor {args.executor}")
     if args.verify and args.seal:
         raise ConfigError("--verify and --seal are separate steps; give one")
     plan = study.plan(args.scale)

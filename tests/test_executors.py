@@ -92,3 +92,16 @@ def test_ctrl_c_ends_the_worker_processes_at_once(study, tmp_path, monkeypatch):
     assert time.perf_counter() - started < 60  # a run alone takes minutes
     assert not multiprocessing.active_children()  # the workers are gone, not training on in the background
     assert not store.hashes()
+
+
+def test_the_driver_starts_no_run_after_stop_after_minutes(tmp_path, capsys):
+    """A long entry trains in working sessions: `--stop-after` ends the phase cleanly (nothing half done)."""
+    from kdlib.driver import main as driver_main
+
+    args = ["--scale", "smoke", "--only", "vowels-seqcnn-self", "--results", str(tmp_path), "--train-only"]
+    assert driver_main(args + ["--stop-after", "1e-9"]) == 0
+    out = capsys.readouterr().out
+    assert "not started before the time limit" in out and not RunStore(tmp_path / "runs").hashes()
+    assert ResultsFolder(tmp_path).training_log()["phases"][-1]["runs_trained"] == 0
+    assert driver_main(args + ["--stop-after", "0"]) == 2
+    assert "--stop-after (minutes) must be > 0" in capsys.readouterr().err
