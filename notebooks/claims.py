@@ -26,8 +26,10 @@ check_parameters(globals(), _names_before_parameters, "claims")
 # %% tags=["remove-cell"]
 from IPython.display import HTML, Markdown, display
 
-from kdlib.book.claims import (anchor, closest_to_paper, flips_sentence, independence_table, linked_matrix, regime_sentences,
-                          verdict_columns, verdict_table)
+import pandas as pd
+
+from kdlib.book.claims import (SENSITIVITY, anchor, closest_to_paper, flips_sentence, independence_table, linked_matrix,
+                          regime_sentences, sensitivity, verdict_columns, verdict_table)
 from kdlib.book.formatting import details
 from kdlib.book.evidence import BookEvidence
 
@@ -45,11 +47,17 @@ display(Markdown(
     + "; see the methods for which reading is whose). The mid-scale columns (the paper's own datasets, CIFAR-10, "
     "spoken digits and IMDB, with scaled-down members of its architecture families, trained on the CPU and shipped "
     "with the book) are **the closest evidence to the paper's own setups in this book**; the offline CPU columns "
-    "use small stand-in datasets. *Not tested at this "
+    "use small stand-in datasets. A judged verdict says which way the evidence points: **supported**, **not "
+    "supported** (no significant evidence for the claim), or **contradicted** (significant evidence of the "
+    "opposite, e.g. transfer significant in every setup where the claim says some but not all); the short reason "
+    "under each verdict says what decided it. *Not tested at this "
     "scale* means the setups a claim needs did not run (most need the paper scale on a GPU); *not run under this "
     "reading* that they ran at the scale under another reading only; *not testable at this seed count* means they "
     "ran, but the deciding test cannot reach significance after its correction with the pairs it keeps (zero "
-    "differences drop out of a signed-rank test). Each verdict links to its evidence below."))
+    "differences drop out of a signed-rank test); *not testable: teacher not fitted* that the setups that would "
+    "decide have teachers below the study file's `fitted_train_accuracy` on their training set; *no significant "
+    "transfer to judge* that claims 2 and 3, which ask about the setups with significant transfer, have none. "
+    "Each verdict links to its evidence below."))
 
 # %% [markdown]
 # The rules, in short: setups that share their teachers and controls (sweeps of temperature or KD weight,
@@ -78,7 +86,7 @@ display(Markdown(evidence.status()))
 def colour(v):
     return {"supported": "background-color: #d9f2d9", "not supported": "background-color: #fbeacb",
             "contradicted": "background-color: #f8d7d7"}.get(
-        v, "background-color: #eeeeee" if isinstance(v, str) and v.startswith("not ") else "")
+        v, "background-color: #eeeeee" if isinstance(v, str) and v.startswith(("not ", "no ")) else "")
 
 
 verdict_cols = verdict_columns(matrix)
@@ -88,6 +96,23 @@ display(linked_matrix(matrix, reasons).style
 
 # %% tags=["remove-input"]
 display(Markdown(flips_sentence(matrix)))
+
+# %% [markdown]
+# ## How each verdict depends on the reconstructed thresholds
+# Every threshold the rules use is reconstructed (the paper's body is not available). Each is varied alone
+# over the values below, every verdict recomputed from the same stored runs: a cell reads *robust* where no
+# value changes the verdict, else the values that do and the verdict they give. `min_disagreements` is varied for
+# claim 1's ceiling (claim 3's per-seed exclusion keeps the study file's value); the TOST margin is recomputed
+# from the per-seed accuracies.
+
+# %% tags=["remove-input"]
+display(Markdown("Values tried: " + "; ".join(f"`{k}` {', '.join(f'{v:g}' for v in vs)}" for k, vs in SENSITIVITY.items())
+                 + " (accuracies and margins as fractions, the gain bound in points)."))
+sens = sensitivity(columns)
+sens_table = pd.DataFrame({c: {k: sens[(c, k)] for k in matrix.index} for c in verdict_cols})
+sens_table.index.name = "claim"
+display(sens_table.style.map(lambda v: "" if v == "robust" else "background-color: #fff3cd")
+        .set_properties(**{"text-align": "left", "font-size": "0.85em"}))
 
 # %% [markdown]
 # ## Does a verdict change with the regime?

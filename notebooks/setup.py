@@ -89,12 +89,14 @@ display(relabel(view.convergence()))
 display(relabel(view.arm_table(), columns=False))
 
 # %% [markdown]
-# Both similarity measures are biased upwards on a test set of this size. Linear CKA on the 512 stored test
-# rows is 0.2 to 0.5 even for independent ReLU features of 128 to 512 dimensions, so the debiased CKA
-# (from the unbiased HSIC estimator, Song et al. 2012; Nguyen et al. 2021), computed here from the stored
-# features, stands beside the stored one; the plug-in MI of two unrelated models is about (K - 1)^2 / 2N nats
-# for K classes on N test examples, shown beside the MI. The exploratory tests below compare the stored
-# values between arms of the same architecture, where much of a common bias cancels:
+# Both similarity measures are biased upwards on a finite test set, so each is read against a baseline
+# measured here. For CKA (linear, on the 512 stored test rows) the debiased estimate (the unbiased HSIC
+# estimator, Song et al. 2012; Nguyen et al. 2021) stands beside the stored one, and the last two rows give
+# the baselines from the stored features: two teachers of different seeds (what two independently trained
+# models of this setup share) and the controls' features with their rows permuted (no correspondence at
+# all: the estimator's floor). The plug-in MI of two unrelated models is about (K - 1)^2 / 2N nats for K
+# classes on N test examples, shown beside the MI. The exploratory tests below compare the stored values
+# between arms of the same architecture, where much of a common bias cancels:
 
 # %% tags=["remove-input"]
 display(relabel(view.similarity_table(), columns=False))

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 import yaml
 
@@ -283,6 +284,17 @@ def test_setup_view_reports_the_debiased_cka_and_the_mi_bias_from_stored_outputs
     assert table.loc["cka_debiased", "kd"] == fmt_mean_sem(want) and table.loc["cka", "kd"] == fmt_mean_sem(kd["cka"])
     logits = view.store.test_logits(kd["teacher_hash"].iloc[0])
     assert table.loc["mi_plugin_bias", "kd"] == f"{mi_plugin_bias(logits.shape[1], logits.shape[1], len(logits)):.3g}"
+    # the baselines CKA is read against, measured on the stored features
+    from kdlib.metrics import linear_cka
+
+    teachers = view.main[view.main.arm == "teacher"].sort_values("seed")["hash"].tolist()
+    pair = linear_cka(view.store.features(teachers[0]), view.store.features(teachers[1]))
+    assert table.loc["cka", "teacher vs another seed's teacher"] == fmt_mean_sem([pair])
+    null = []
+    for _, c in view.main[view.main.arm == "control"].iterrows():
+        fs = view.store.features(c["hash"])
+        null.append(linear_cka(fs[np.random.default_rng(0).permutation(len(fs))], view.store.features(c["teacher_hash"])))
+    assert table.loc["cka", "control, rows permuted (null)"] == fmt_mean_sem(null)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (run.sh test installs it as root)")

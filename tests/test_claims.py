@@ -3,7 +3,8 @@ twice, too few seeds make a claim untestable, and the readings of alpha are comp
 import pytest
 
 from kdlib import load_study
-from kdlib.book.claims import (CONTRADICTED, NOT_RUN_READING, NOT_SUPPORTED, NOT_TESTABLE, NOT_TESTED, NOTHING_TO_JUDGE, SUPPORTED,
+from kdlib.book.claims import (CONTRADICTED, NOT_FITTED, NOT_RUN_READING, NOT_SUPPORTED, NOT_TESTABLE, NOT_TESTED, NOTHING_TO_JUDGE,
+                          SUPPORTED,
                           anchor, flips_sentence, independent_groups, linked_matrix, num, verdict_matrix, verdict_table,
                           verdicts)
 from kdlib.book.formatting import details
@@ -144,7 +145,7 @@ def test_claim6_leaves_out_a_teacher_that_does_not_fit_its_training_set():
     vit = summary("v", dataset="cifar10", model="vit", gaps={s: 20.0 + s for s in range(10)}, teacher_train_accuracy=0.90)
     cnn = summary("r", dataset="cifar10", model="resnet18", gaps={s: 8.0 + s / 2 for s in range(10)},
                   teacher_train_accuracy=1.0)
-    assert verdict([vit, cnn], 6) == NOT_TESTABLE  # under the old rule: supported, with a note
+    assert verdict([vit, cnn], 6) == NOT_FITTED  # under the old rule: supported, with a note
     assert "teacher not fitted (its gap is capped): v (90.0 % train)" in evidence([vit, cnn], 6)
     assert verdict([{**vit, "teacher_train_accuracy": 0.99}, cnn], 6) == SUPPORTED
     # the threshold is the setup's (the study file's fitted_train_accuracy)
@@ -157,7 +158,7 @@ def test_claim2_is_not_decided_by_a_teacher_that_does_not_fit():
     fitted = summary("cnn", sig=True, gain=2.0, teacher=["tc"], teacher_train_accuracy=1.0)
     assert verdict([unfitted, fitted], 2) == SUPPORTED  # under the old rule: contradicted by the ViT
     assert "vit: not testable, teacher not fitted (90.0 % train" in evidence([unfitted, fitted], 2)
-    assert verdict([unfitted], 2) == NOT_TESTABLE
+    assert verdict([unfitted], 2) == NOT_FITTED
 
 
 def test_claim7_not_tested_without_a_backdoor():
@@ -404,3 +405,61 @@ def test_status_tells_never_run_entries_from_incomplete_ones(tmp_path):
     text = ev.status()
     assert "1 entry with complete results" in text
     assert "incomplete and left out: digits-mlp-self;" in text and "not run here (1): mnist5k-lenet-self" in text
+
+
+def test_sensitivity_names_the_threshold_a_verdict_depends_on():
+    """FSDD-like: at 10 disagreements its control is at the ceiling and claim 1 reads contradicted (transfer in
+    every other setup); at 5 it counts, not significant, and claim 1 is supported."""
+    from kdlib.book.claims import sensitivity
+
+    col = {"mid, w=0.9": [summary("a", sig=True, gain=4.0), summary("b", sig=True, gain=4.0, teacher=["tb"]),
+                          summary("fsdd", teacher=["tf"], control_disagreements=5.7)]}
+    sens = sensitivity(col)
+    assert sens[("mid, w=0.9", 1)] == "depends on min_disagreements = 5: supported"
+    assert verdict(col["mid, w=0.9"], 1) == CONTRADICTED
+    # claim 2: gains of 4 points are small under the bound of 5 and of 10, not under 2
+    assert sens[("mid, w=0.9", 2)] == "depends on small_transfer_points = 2: contradicted"
+    assert sens[("mid, w=0.9", 3)] == "robust"
+
+
+def test_the_tost_margin_is_recomputed_from_the_per_seed_accuracies():
+    from kdlib.book.claims import Rules
+
+    kd = {s: 0.80 + 0.001 * s for s in range(10)}
+    rcd = {s: kd[s] - 0.008 + 0.0005 * (s % 3) for s in range(10)}  # about 0.7 points below kd
+    x = summary("a", kd_accuracies=kd, rcd_accuracies=rcd)
+    assert verdict([x], 4) == NOT_SUPPORTED  # the summary's own TOST p (0.4)
+    assert verdicts([x], Rules(equivalence_margin=0.01)).loc[3, "verdict"] == SUPPORTED  # within 1 point
+    assert verdicts([x], Rules(equivalence_margin=0.005)).loc[3, "verdict"] == NOT_SUPPORTED  # not within 0.5
+
+
+@pytest.mark.parametrize("name", ["min_disagreements", "small_transfer_points", "equivalence_margin",
+                                  "fitted_train_accuracy", "strong_backdoor_lift"])
+def test_a_threshold_changes_only_the_verdicts_of_its_claims(name):
+    """One thing at a time: varying one threshold can move only the claims that use it."""
+    from kdlib.book.claims import SENSITIVITY, SENSITIVITY_CLAIMS, Rules
+
+    kd = {s: 0.80 + 0.001 * s for s in range(10)}
+    setups = [summary("a", sig=True, gain=3.0, control_disagreements=7.0, teacher_train_accuracy=0.96,
+                      kd_accuracies=kd, rcd_accuracies={s: v - 0.007 for s, v in kd.items()}),
+              summary("b", teacher=["tb"], gain=8.0, sig=True, control_disagreements=30.0, teacher_train_accuracy=1.0,
+                      dataset="cifar10", model="vit", gaps={s: 20.0 + s for s in range(10)}),
+              summary("c", teacher=["tc"], control_disagreements=15.0, dataset="cifar10", model="resnet18",
+                      gaps={s: 8.0 + s / 2 for s in range(10)}, teacher_train_accuracy=0.97),
+              _backdoor("bd")]
+    base = verdicts(setups).set_index("claim")["verdict"]
+    moved = set()
+    for v in SENSITIVITY[name]:
+        alt = verdicts(setups, Rules(**{name: v})).set_index("claim")["verdict"]
+        moved |= set(alt.index[alt != base])
+    assert moved <= set(SENSITIVITY_CLAIMS[name]), (name, moved)
+
+
+def test_claims1_and_4_leave_out_setups_whose_students_do_not_fit():
+    """The paper-scale FSDD entry: kd students at 76 % training accuracy under w = 0.9 decide nothing."""
+    under = summary("fsdd", teacher=["tf"], kd_train_accuracy=0.76, equivalent=True)
+    fit = [summary("a", sig=True, kd_train_accuracy=1.0), summary("b", teacher=["tb"], kd_train_accuracy=1.0)]
+    assert verdict(fit + [under], 1) == SUPPORTED and "fsdd (76.0 % train)" in evidence(fit + [under], 1)
+    assert verdict(fit[:1] + [under], 4) == NOT_SUPPORTED  # under the old rule: supported by fsdd's equivalence
+    assert verdict(fit[:1] + [{**under, "kd_train_accuracy": 0.995}], 4) == SUPPORTED
+    assert verdict([under], 4) == "not testable: students not fitted"

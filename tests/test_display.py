@@ -72,7 +72,7 @@ def _summary(n=3):
     return pd.DataFrame({
         "id": ids, "modality": "image", "n_seeds": 10, "teacher_accuracy": f, "teacher_train_accuracy": f,
         "teacher_errors": 100.0, "control_accuracy": f, "kd_accuracy": f, "rcd_accuracy": f,
-        "agreement_gain_points": f, "agreement_p_by": [0.0018, 0.5, 1.0][:n], "significant_transfer": [True, False, False][:n],
+        "agreement_gain_points": f, "agreement_share_closed": [0.05, float("nan"), 0.2][:n], "agreement_p_by": [0.0018, 0.5, 1.0][:n], "significant_transfer": [True, False, False][:n],
         "transfer_testable": True, "asymmetry_seeds": 10, "pos_gain_points": f, "neg_gain_points": f, "pos_headroom": f, "neg_headroom": f,
         "pos_share_closed": f, "neg_share_closed": [0.1, float("nan"), 0.3][:n], "asymmetry_p": f,
         "rcd_kd_accuracy_diff": f, "rcd_kd_equivalence_p": f})
@@ -85,6 +85,7 @@ def test_summary_tables_are_narrow_and_name_the_seed_count_once():
     assert "seeds" not in over.data.columns and any("10 seeds" in c for c in over.data.columns)
     html = over.to_html()
     assert "0.0018" in html and "digits-<wbr>mlp" in html  # long ids may break at hyphens only
+    assert "+0.10 (5 %)" in html and "+0.50 (n/a)" in html  # the gain beside the share of headroom it closes
     assert "nan" not in tr.to_html().lower() and "n/a" in tr.to_html()
 
 

@@ -31,16 +31,19 @@ gap for claim 6). Each rule returns (verdict, a short reason for the table, the 
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
+from typing import Optional
 
 import pandas as pd
 
 from ..models import CONVOLUTIONAL, family  # registry metadata: a model's family
-from ..stats import ALPHA, by_adjust, reachable, signed_rank_test
+from ..stats import ALPHA, by_adjust, equivalence_test, reachable, signed_rank_test
 
 SUPPORTED, NOT_SUPPORTED = "supported", "not supported"
 CONTRADICTED = "contradicted"  # the data show the opposite of the claim, significantly (not merely no support)
 NOT_TESTED, NOT_TESTABLE = "not tested at this scale", "not testable at this seed count"
 NOTHING_TO_JUDGE = "no significant transfer to judge"  # claims 2 and 3 ask about setups with significant transfer
+NOT_FITTED = "not testable: teacher not fitted"  # claims 2 and 6: the setups that would decide have unfitted teachers
 JUDGED = (SUPPORTED, NOT_SUPPORTED, CONTRADICTED)  # verdicts that say something about the claim
 NOT_RUN_READING = "not run under this reading"  # the setups ran at this scale, but not under this KD weight
 NO_BACKDOOR = "no backdoor setup ran at this scale"
@@ -125,15 +128,17 @@ def _untestable_transfer(r) -> str:
             f"{num(r.get('transfer_min_p', float('nan')), '.2g')})")
 
 
-def _claim1(groups):
+def _claim1(groups, rules):
     reps = [r for r, _ in groups]
     if len(reps) < 2:
         return NOT_TESTED, f"{len(reps)} independent setup{'' if len(reps) == 1 else 's'}", \
             f"needs at least two independent setups; {len(reps)} ran"
-    untestable = [r for r in reps if not r["transfer_testable"]]
-    ceiling = [r for r in reps if r["transfer_testable"] and _at_ceiling(r)]
-    judged = [r for r in reps if r["transfer_testable"] and not _at_ceiling(r)]
-    notes = ""
+    unfit = [r for r in reps if _students_unfitted(r)]
+    fit = [r for r in reps if not _students_unfitted(r)]
+    untestable = [r for r in fit if not r["transfer_testable"]]
+    ceiling = [r for r in fit if r["transfer_testable"] and _at_ceiling(r)]
+    judged = [r for r in fit if r["transfer_testable"] and not _at_ceiling(r)]
+    notes = _students_note(unfit)
     if untestable:
         notes += (" Not testable (the kd > control agreement test cannot pass its family's correction with the "
                   "non-zero differences it kept): " + "; ".join(_untestable_transfer(r) for r in untestable) + ".")
@@ -193,7 +198,7 @@ def _why_none_significant(groups) -> tuple[str, str, str]:
         "shows it (claim 1's evidence)")
 
 
-def _claim2(groups):
+def _claim2(groups, rules):
     """"Small" is shown, not assumed: the gain must be significantly below the threshold (a one-sided signed-rank
     test of gain < threshold, i.e. its upper confidence bound lies below it). Every significant setup must show
     it (an intersection-union test: valid at alpha without correcting across setups). A setup whose control
@@ -201,7 +206,7 @@ def _claim2(groups):
     sig = _significant(groups)
     if not sig:
         return _why_none_significant(groups)
-    thr = SMALL_TRANSFER_POINTS
+    thr = rules.small_transfer_points
     parts, judged, above = [], [], []
     for x in sig:
         if _unfitted(x):
@@ -228,6 +233,8 @@ def _claim2(groups):
                      + f" {thr:g} points (one-sided p, gain < {thr:g}: {num(below['p'], '.2g')}; gain > {thr:g}: "
                      f"{num(over['p'], '.2g')})")
     if not judged:
+        if all(_unfitted(x) for x in sig):
+            return NOT_FITTED, f"{len(sig)} significant, teacher{'s' if len(sig) > 1 else ''} not fitted", "; ".join(parts) + "."
         return NOT_TESTABLE, f"{len(sig)} significant, none testable", "; ".join(parts) + "."
     verdict = SUPPORTED if all(judged) else CONTRADICTED if above else NOT_SUPPORTED
     reason = (f"small in {sum(judged)} of {len(judged)}" if verdict != CONTRADICTED
@@ -237,7 +244,7 @@ def _claim2(groups):
             + "; ".join(parts) + ".")
 
 
-def _claim3(groups):
+def _claim3(groups, rules):
     """Judged on the significant setups whose asymmetry test can pass the correction over them (`reachable`
     with its own non-zero differences); the others are named as not testable and leave the family."""
     sig = _significant(groups)
@@ -270,10 +277,30 @@ def _claim3(groups):
             + "; " + "; ".join(parts + notes) + ".")
 
 
-def _claim4(groups):
+def _students_unfitted(r) -> bool:
+    """Under this reading the kd students stay below the fitted threshold on their training set (as the
+    teacher's rule, `fitted_train_accuracy`): they have not learned their data, so whether they copy the teacher
+    or match rcd says little. Setups without the number (older summaries) count as fitted."""
+    acc = r.get("kd_train_accuracy")
+    return acc is not None and acc == acc and acc < r.get("fitted_train_accuracy", FITTED)
+
+
+def _students_note(unfit) -> str:
+    if not unfit:
+        return ""
+    return (" Counted neither way, the kd students not fitted under this reading (their training accuracy below "
+            f"{100 * unfit[0].get('fitted_train_accuracy', FITTED):g} %): "
+            + "; ".join(f"{r['id']} ({100 * r['kd_train_accuracy']:.1f} % train)" for r in unfit) + ".")
+
+
+def _claim4(groups, rules):
     reps = [r for r, _ in groups]
     if not reps:
         return NOT_TESTED, "no setups ran", "no setups ran"
+    unfit = [r for r in reps if _students_unfitted(r)]
+    reps = [r for r in reps if not _students_unfitted(r)]
+    if not reps:
+        return NOT_FITTED.replace("teacher", "students"), "students not fitted", _students_note(unfit).strip()
     testable = [r for r in reps if r["equivalence_testable"]]
     if not testable:
         return NOT_TESTABLE, "no testable setup", \
@@ -299,13 +326,13 @@ def _claim4(groups):
             + (", kd more accurate in all" if verdict == CONTRADICTED else ""),
             f"rcd reaches kd in {len(reached)} of {len(testable)} independent setups: " + "; ".join(parts) + "."
             + (f" kd is significantly more accurate than rcd (its setup's test family, BY) in {len(kd_better)} of "
-               f"{len(testable)}" + (f": {', '.join(kd_better)}" if kd_better else "") + "."))
+               f"{len(testable)}" + (f": {', '.join(kd_better)}" if kd_better else "") + ".") + _students_note(unfit))
 
 
 PAPER_MODELS = {"ResNet": ("resnet18", {}), "VGG": ("vgg19", {})}  # claim 5 names ResNet-18 and VGG-19
 
 
-def _claim5(groups):
+def _claim5(groups, rules):
     """On CIFAR-10 self-distillation of each family: the paper's own ResNet-18 / VGG-19 where they ran,
     else the family's smaller members (said so in the evidence)."""
     by_family = {}
@@ -339,7 +366,7 @@ def _claim5(groups):
         for x in xs.values()) + "." + note
 
 
-def _claim6(groups):
+def _claim6(groups, rules):
     """Teachers' generalisation gaps, ViT against each CNN on the same data, with the same number of
     epochs and the same optimiser, paired by seed."""
     teachers = [r for r, _ in groups]
@@ -358,8 +385,8 @@ def _claim6(groups):
             res["p_reverse"] = signed_rank_test(vg, cg, "less")["p"]
             (out if res["min_p"] <= ALPHA else untestable).append((v, c, res, seeds))
     if not out and not untestable and unfitted:
-        return NOT_TESTABLE, "teacher not fitted", ("no matched ViT and CNN pair whose teachers both fit their training "
-                                                    "set." + not_fitted)
+        return NOT_FITTED, "teacher not fitted", ("no matched ViT and CNN pair whose teachers both fit their training "
+                                                  "set." + not_fitted)
     if not out and not untestable:
         return NOT_TESTED, "no matched ViT and CNN", ("needs a ViT and a CNN teacher on the same dataset with the same "
                                                       "number of epochs and the same optimiser")
@@ -385,7 +412,7 @@ def _unfitted(teacher) -> str:
     return "" if acc is None or acc >= thr else f" (train accuracy {100 * acc:.1f} %, below {100 * thr:g} %: not fitted)"
 
 
-def _claim7(groups):
+def _claim7(groups, rules):
     """Decided by the trigger's lift (attack success minus the base rate of predicting the target on the
     same clean inputs), kd > control, a primary test of the backdoor setup: a student merely biased towards
     the target class raises attack success too, so attack success is shown but does not decide."""
@@ -404,10 +431,11 @@ def _claim7(groups):
                 f"kd {num(100 * x['kd_backdoor_asr'], '.1f')} %, rcd {num(100 * x['rcd_backdoor_asr'], '.1f')} % "
                 f"(kd > control p (BY, exploratory) {num(x['backdoor_kd_vs_control_p_by'], '.2g')})")
 
-    strong = [x for x in bd if x["teacher_backdoor_lift"] >= STRONG_BACKDOOR]
+    strong = [x for x in bd if x["teacher_backdoor_lift"] >= rules.strong_backdoor_lift]
     if not strong:
         return NOT_TESTED, "no teacher learned its backdoor", (
-            f"no teacher learned its backdoor (lift >= {100 * STRONG_BACKDOOR:.0f} points); " + "; ".join(line(x) for x in bd))
+            f"no teacher learned its backdoor (lift >= {100 * rules.strong_backdoor_lift:.0f} points); "
+            + "; ".join(line(x) for x in bd))
     testable = [x for x in strong if x.get("backdoor_lift_testable")]
     if not testable:
         return NOT_TESTABLE, "lift test cannot reach significance", "; ".join(line(x) for x in strong)
@@ -419,13 +447,74 @@ def _claim7(groups):
 RULES = {1: _claim1, 2: _claim2, 3: _claim3, 4: _claim4, 5: _claim5, 6: _claim6, 7: _claim7}
 
 
-def verdicts(summaries: list[dict]) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Rules:
+    """The reconstructed thresholds the claim rules use. None: each setup's own value from the study file."""
+    small_transfer_points: float = SMALL_TRANSFER_POINTS  # claim 2's bound on the gain
+    strong_backdoor_lift: float = STRONG_BACKDOOR         # claim 7: the teacher's lift from which it learned its backdoor
+    min_disagreements: Optional[int] = None               # claim 1's ceiling
+    equivalence_margin: Optional[float] = None            # claim 4's TOST margin (a fraction of accuracy)
+    fitted_train_accuracy: Optional[float] = None         # claims 2 and 6: a fitted teacher
+
+    def apply(self, summaries: list[dict]) -> list[dict]:
+        """The summaries as the per-setup thresholds make them: the TOST recomputed from the per-seed accuracies
+        at another margin."""
+        out = []
+        for x in summaries:
+            x = dict(x)
+            if self.min_disagreements is not None:
+                x["min_disagreements"] = self.min_disagreements
+            if self.fitted_train_accuracy is not None:
+                x["fitted_train_accuracy"] = self.fitted_train_accuracy
+            if self.equivalence_margin is not None and x.get("kd_accuracies"):
+                seeds = sorted(set(x["kd_accuracies"]) & set(x["rcd_accuracies"]))
+                eq = equivalence_test([x["rcd_accuracies"][s] for s in seeds], [x["kd_accuracies"][s] for s in seeds],
+                                      self.equivalence_margin)
+                x.update(rcd_kd_equivalence_p=eq["p"], rcd_kd_equivalent=eq["equivalent"],
+                         equivalence_margin=self.equivalence_margin, equivalence_testable=bool(eq["min_p"] <= ALPHA))
+            out.append(x)
+        return out
+
+
+# What each reconstructed threshold is varied over (the study file's value is one of them).
+SENSITIVITY = {
+    "min_disagreements": (5, 10, 20),
+    "small_transfer_points": (2.0, 5.0, 10.0),
+    "equivalence_margin": (0.005, 0.01, 0.02),
+    "fitted_train_accuracy": (0.95, 0.99),
+    "strong_backdoor_lift": (0.25, 0.5, 0.75),
+}
+SENSITIVITY_CLAIMS = {"min_disagreements": (1,), "small_transfer_points": (2,), "equivalence_margin": (4,),
+                      "fitted_train_accuracy": (1, 2, 4, 6), "strong_backdoor_lift": (7,)}
+
+
+def sensitivity(columns: dict[str, list[dict]], grid: dict = SENSITIVITY) -> dict:
+    """(column, claim) -> "robust", or what the verdict depends on: every threshold of `grid` varied alone over its
+    values, every verdict recomputed from the same summaries."""
+    out = {}
+    for col, summaries in columns.items():
+        base = dict(zip(*[verdicts(summaries)[c] for c in ("claim", "verdict")]))
+        changes = {k: [] for k in base}
+        for name, values in grid.items():
+            for v in values:
+                alt = dict(zip(*[verdicts(summaries, Rules(**{name: v}))[c] for c in ("claim", "verdict")]))
+                for k in base:
+                    if alt[k] != base[k]:
+                        changes[k].append(f"{name} = {v:g}: {alt[k]}")
+        for k in base:
+            out[(col, k)] = "robust" if not changes[k] else "depends on " + "; ".join(changes[k])
+    return out
+
+
+def verdicts(summaries: list[dict], rules: Optional[Rules] = None) -> pd.DataFrame:
     """Claims 1-6 are judged on the setups with a clean teacher; claim 7 on the backdoor setups."""
+    rules = rules or Rules()
+    summaries = rules.apply(summaries)
     clean = independent_groups([x for x in summaries if not x.get("has_backdoor")])
     allg = independent_groups(summaries)
     rows = []
     for k, text in CLAIMS.items():
-        verdict, reason, evidence = RULES[k](allg if k == 7 else clean)
+        verdict, reason, evidence = RULES[k](allg if k == 7 else clean, rules)
         rows.append({"claim": k, "statement": text, "verdict": verdict, "reason": reason, "evidence": evidence})
     return pd.DataFrame(rows)
 

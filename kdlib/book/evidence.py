@@ -11,6 +11,7 @@ import pandas as pd
 
 from .setup_analysis import collect_summaries, plan_setups
 from .formatting import breakable, fmt_p
+from .claims import num
 from ..results import ResultsFolder
 from .frames import run_table
 from ..studyfile import Study, load_study
@@ -131,15 +132,15 @@ class BookEvidence:
         t["teacher errors"] = summary["teacher_errors"]
         t["control / kd / rcd acc (%)"] = [f"{100 * c:.1f} / {100 * k:.1f} / {100 * r:.1f}" for c, k, r in
                                            zip(summary["control_accuracy"], summary["kd_accuracy"], summary["rcd_accuracy"])]
-        t["agreement gain (points)"] = summary["agreement_gain_points"]
-        # the gain as a share of the room the control leaves: a weak teacher leaves much room, so the points
-        # alone track the teacher's accuracy (see the chapter on the regime)
-        t["share of headroom closed (%)"] = 100 * summary["agreement_share_closed"]
+        # the gain beside the share of the room the control leaves that it closes: a weak teacher leaves much
+        # room, so the points alone track the teacher's accuracy (see the chapter on the regime)
+        t["agreement gain, points (share of headroom)"] = [
+            f"{num(g, '+.2f')} ({'n/a' if x != x else num(100 * x, '.0f') + ' %'})"
+            for g, x in zip(summary["agreement_gain_points"], summary["agreement_share_closed"])]
         t["p (BY)"] = summary["agreement_p_by"]
         t["significant transfer" + (f" ({seeds[0]} seeds)" if len(seeds) == 1 else "")] = np.where(
             summary["significant_transfer"], "yes", np.where(summary["transfer_testable"], "no", "not testable"))
-        return (t.style.format({"teacher errors": "{:,.0f}", "agreement gain (points)": "{:+.2f}",
-                                "share of headroom closed (%)": "{:+.1f}", "p (BY)": fmt_p})
+        return (t.style.format({"teacher errors": "{:,.0f}", "p (BY)": fmt_p})
                 .hide(axis="index")
                 .set_properties(subset=["teacher acc test / train (%)", "control / kd / rcd acc (%)"],
                                 **{"white-space": "nowrap"}))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
 import pandas as pd
 
 from .setup_analysis import (arm_table, compact_tests, convergence, fmt_mean_sem, primary_family, readings_table,
@@ -15,7 +16,7 @@ from .frames import main_arms, run_table
 from .notebooks import PARAMETERS, setup_overrides
 from .run_costs import device_kind
 from ..config import SetupConfig
-from ..metrics import debiased_cka, mi_plugin_bias
+from ..metrics import debiased_cka, linear_cka, mi_plugin_bias
 from ..results import ResultsFolder
 from ..stats import ALPHA, power_limits
 from ..store import RunStore
@@ -250,7 +251,35 @@ class SetupView:
             rows[arm] = {"cka": fmt_mean_sem(d["cka"]) if "cka" in d else "n/a",
                          "cka_debiased": fmt_mean_sem(debiased), "mi": fmt_mean_sem(d["mi"]) if "mi" in d else "n/a",
                          "mi_plugin_bias": f"{bias:.3g}"}
+        rows.update(self.cka_baselines(teacher_feats))
         return pd.DataFrame(rows)
+
+    def cka_baselines(self, teacher_feats: dict) -> dict:
+        """The baselines a CKA value is read against, measured on the stored features: two teachers of different
+        seeds (what two independently trained models share) and the controls' features with their rows permuted
+        (no correspondence at all: the estimator's floor on this many rows)."""
+        r = self.main
+        teachers = r[r.arm == "teacher"].sort_values("seed")["hash"].tolist()
+        feats = [teacher_feats.get(h) if h in teacher_feats else self.store.features(h) for h in teachers]
+        pairs = [(a, b) for a, b in zip(feats, feats[1:]) if a is not None and b is not None]
+        out = {}
+        if pairs:
+            out["teacher vs another seed's teacher"] = {
+                "cka": fmt_mean_sem([linear_cka(a, b) for a, b in pairs]),
+                "cka_debiased": fmt_mean_sem([debiased_cka(a, b) for a, b in pairs]), "mi": "", "mi_plugin_bias": ""}
+        ctrl = r[r.arm == "control"]
+        null, null_db = [], []
+        for h, th in zip(ctrl["hash"], ctrl["teacher_hash"]):
+            fs, ft = self.store.features(h), teacher_feats.get(th)
+            if fs is None or ft is None:
+                continue
+            shuffled = fs[np.random.default_rng(0).permutation(len(fs))]
+            null.append(linear_cka(shuffled, ft))
+            null_db.append(debiased_cka(shuffled, ft))
+        if null:
+            out["control, rows permuted (null)"] = {"cka": fmt_mean_sem(null), "cka_debiased": fmt_mean_sem(null_db),
+                                                    "mi": "", "mi_plugin_bias": ""}
+        return out
 
     def rcd_variants_table(self) -> pd.DataFrame:
         r = self.main_weight_runs
