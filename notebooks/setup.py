@@ -110,6 +110,8 @@ display(relabel(view.similarity_table(), columns=False))
 
 # %% tags=["remove-input"]
 display(Markdown(view.power_note()))
+if view.negative_transfer_note():
+    display(Markdown(view.negative_transfer_note()))
 display(Markdown("**Primary tests**"))
 display(tests_table(view.compact_tests("primary")))
 display(Markdown("**Exploratory tests**"))

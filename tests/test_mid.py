@@ -198,3 +198,16 @@ def test_shipped_full_entries_are_the_plans_runs_and_complete_where_not_pending(
     teachers = [main.teacher_run(s) for s in range(main.n_seeds) if store.has(main.teacher_run(s))]
     if "cifar10-full-self" not in pending:
         assert sum(store.metrics(t)["accuracy"] for t in teachers) / len(teachers) >= 0.88
+
+
+@pytest.mark.skipif(not SHIPPED.is_dir(), reason="results/mid is not in this checkout")
+def test_a_chapter_names_negative_transfer_from_its_stored_runs():
+    """FSDD at mid: kd is less teacher-like than its control in every seed at w = 0.9 (its control at the
+    ceiling for claim 1): the chapter says so; the CIFAR-10 CNN, with positive transfer, says nothing."""
+    from kdlib.book.setup_chapter import SetupView
+
+    fsdd = SetupView.from_parameters({"setup": "fsdd-mid-self", "scale": "mid", "train_missing": False})
+    note = fsdd.negative_transfer_note()
+    assert note.startswith("**Negative transfer at w = 0.9.**") and "lower in 10 of 10 seeds" in note
+    cnn = SetupView.from_parameters({"setup": "cifar10-mid-self", "scale": "mid", "train_missing": False})
+    assert cnn.negative_transfer_note() == ""

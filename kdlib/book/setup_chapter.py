@@ -18,7 +18,7 @@ from .run_costs import device_kind
 from ..config import SetupConfig
 from ..metrics import debiased_cka, linear_cka, mi_plugin_bias
 from ..results import ResultsFolder
-from ..stats import ALPHA, power_limits
+from ..stats import ALPHA, power_limits, signed_rank_test
 from ..store import RunStore
 from ..studyfile import load_study
 
@@ -189,6 +189,27 @@ class SetupView:
                 + (", so only consistent effects can survive." if not le["lone_test_can_survive"] else ".")
                 + f" Significance at alpha = {ALPHA}."
                 + self._unreachable_note(tests))
+
+    def negative_transfer_note(self) -> str:
+        """Per KD weight: is kd significantly *less* teacher-like than the control (agreement, one-sided exact
+        signed-rank test the other way, paired by seed)? Named where it is, whatever the ceiling rule says; the
+        claims page corrects it over the setups of a column."""
+        lines = []
+        for w in self.cfg.kd_weights:
+            r = main_arms(self.results, w)
+            kd = r[r.arm == "kd"].set_index("seed")["agreement"]
+            ctrl = r[r.arm == "control"].set_index("seed")["agreement"]
+            kd, ctrl = kd.align(ctrl, join="inner")
+            if not len(kd):
+                continue
+            res = signed_rank_test(kd.to_numpy(float), ctrl.to_numpy(float), "less")
+            if res["p"] <= ALPHA:
+                lower = int((kd < ctrl).sum())
+                lines.append(f"**Negative transfer at w = {w:g}.** kd agrees with its teacher *less* than the control "
+                             f"does: {100 * (kd.mean() - ctrl.mean()):+.2f} points, lower in {lower} of {len(kd)} seeds "
+                             f"(one-sided signed-rank test kd < control, p {res['p']:.2g}, uncorrected here; the claims "
+                             "page corrects it over the setups).")
+        return "\n\n".join(lines)
 
     @staticmethod
     def _unreachable_note(tests: pd.DataFrame) -> str:
