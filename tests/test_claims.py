@@ -148,6 +148,8 @@ def test_claim6_leaves_out_a_teacher_that_does_not_fit_its_training_set():
     assert verdict([vit, cnn], 6) == NOT_FITTED  # under the old rule: supported, with a note
     assert "teacher not fitted (its gap is capped): v (90.0 % train)" in evidence([vit, cnn], 6)
     assert verdict([{**vit, "teacher_train_accuracy": 0.99}, cnn], 6) == SUPPORTED
+    # no ViT at all: nothing to compare, whatever the CNN's fit (not "teacher not fitted")
+    assert verdict([{**cnn, "teacher_train_accuracy": 0.9}], 6) == NOT_TESTED
     # the threshold is the setup's (the study file's fitted_train_accuracy)
     assert verdict([{**vit, "fitted_train_accuracy": 0.9}, {**cnn, "fitted_train_accuracy": 0.9}], 6) == SUPPORTED
 
