@@ -20,18 +20,19 @@ from typing import Any, Optional
 ARMS = ("teacher", "control", "kd", "rcd")
 KINDS = ("self", "standard")
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "constant", "onecycle")
+SCHEDULES = ("cosine", "constant", "onecycle", "airbench")
 PRECISIONS = ("fp32", "bf16")
 # Every training option, with its type check. The values live in study.yaml (`defaults: train:`).
 TRAIN_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule",
-              "warmup_epochs", "label_smoothing", "augment", "eval_batch_size", "precision", "crop_pad", "lookahead")
+              "warmup_epochs", "label_smoothing", "augment", "eval_batch_size", "precision", "crop_pad", "lookahead",
+              "norm_bias_lr_scale")
 # RunConfig fields added after runs were stored, with the values that mean "as every earlier run": None (the arm
 # has no such field) or the old behaviour (Hinton's KD, no arguments). The stored config and the hash leave
 # them out then.
 HASH_NEUTRAL = {"objective": (None, "hinton"), "objective_args": (None, {})}
 # Training options added after runs were stored, with the value every earlier run trained with: left out of the
 # stored config and the hash at that value, so a fp32 run keeps the hash it had before `precision` existed.
-TRAIN_HASH_NEUTRAL = {"precision": "fp32", "crop_pad": 4, "lookahead": False}
+TRAIN_HASH_NEUTRAL = {"precision": "fp32", "crop_pad": 4, "lookahead": False, "norm_bias_lr_scale": 1.0}
 
 
 class ConfigError(ValueError):
@@ -106,6 +107,10 @@ def check_train(train: dict) -> dict:
         raise ConfigError(f"train.warmup_epochs must be an integer in [0, epochs = {t['epochs']}), got {w!r}")
     if not 0.0 <= _number("train.label_smoothing", t["label_smoothing"]) < 1.0:
         raise ConfigError(f"train.label_smoothing must lie in [0, 1), got {t['label_smoothing']!r}")
+    if isinstance(t["norm_bias_lr_scale"], str):
+        t["norm_bias_lr_scale"] = _number("train.norm_bias_lr_scale", t["norm_bias_lr_scale"])
+    if not _number("train.norm_bias_lr_scale", t["norm_bias_lr_scale"]) > 0:
+        raise ConfigError(f"train.norm_bias_lr_scale must be a number > 0, got {t['norm_bias_lr_scale']!r}")
     cp = t["crop_pad"]
     if isinstance(cp, bool) or not isinstance(cp, int) or not 0 <= cp <= 16:
         raise ConfigError(f"train.crop_pad (the random crop's padding, pixels) must be an integer in [0, 16], got {cp!r}")

@@ -272,9 +272,11 @@ class AirbenchCNN(nn.Module):
 
     WHITEN_IMAGES = 5000  # training images whose patches set the whitening (airbench's choice)
 
-    def __init__(self, input_shape, n_classes, widths=(64, 128, 128), stem=24, whiten=False):
+    def __init__(self, input_shape, n_classes, widths=(64, 128, 128), stem=24, whiten=False, bn_scale=True,
+                 head_scale=1.0):
         super().__init__()
         self.whiten = bool(whiten)
+        self.head_scale = float(head_scale)  # airbench multiplies its logits by 1/9
         self.stem = nn.Sequential(nn.Conv2d(input_shape[0], stem, 2, bias=True), nn.GELU())
         if self.whiten:
             if stem != 2 * input_shape[0] * 4:
@@ -289,6 +291,10 @@ class AirbenchCNN(nn.Module):
             cin = w
         self.layers = nn.Sequential(*stages)
         self.head = nn.Linear(cin, n_classes)
+        if not bn_scale:  # airbench: batch norm without a learned scale (only its bias trains)
+            for m in self.layers.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.weight.requires_grad_(False)
 
     @torch.no_grad()
     def init_from_data(self, x: torch.Tensor) -> None:
@@ -305,16 +311,17 @@ class AirbenchCNN(nn.Module):
         conv.weight.copy_(torch.cat([filters, -filters]).to(conv.weight.dtype))
 
     def forward(self, x):
-        return self.head(torch.flatten(F.adaptive_max_pool2d(self.layers(self.stem(x)), 1), 1))
+        out = self.head(torch.flatten(F.adaptive_max_pool2d(self.layers(self.stem(x)), 1), 1))
+        return out * self.head_scale if self.head_scale != 1.0 else out
 
 
 @MODELS.register("airbench_cnn", family="CNN", modalities=("image",),
                  description="the airbench CIFAR-10 network without its training tricks (widths knob; 64/128/128 is "
                              "airbench93's)")
-def _airbench_cnn(input_shape, n_classes, widths=(64, 128, 128), stem=24, whiten=False):
+def _airbench_cnn(input_shape, n_classes, widths=(64, 128, 128), stem=24, whiten=False, bn_scale=True, head_scale=1.0):
     if len(input_shape) != 3 or min(input_shape[1:]) < 2 ** len(widths) + 1:
         raise ConfigError(f"airbench_cnn needs images of at least {2 ** len(widths) + 1} pixels a side, got {input_shape}")
-    return AirbenchCNN(input_shape, n_classes, tuple(widths), stem, whiten)
+    return AirbenchCNN(input_shape, n_classes, tuple(widths), stem, whiten, bn_scale, head_scale)
 
 
 # ---------------------------------------------------------------------------------------------- VGG

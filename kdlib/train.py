@@ -132,7 +132,12 @@ def bf16_warning(device: torch.device, precisions) -> Optional[str]:
 
 def lr_at(step: int, total: int, warmup: int, base: float, schedule: str = "cosine") -> float:
     """Linear warm-up, then cosine decay to zero at the last step (`cosine`), a constant rate
-    (`constant`), or a linear rise over the warm-up and a linear fall to zero (`onecycle`)."""
+    (`constant`), or a linear rise over the warm-up and a linear fall to zero (`onecycle`); `airbench`
+    (Jordan 2024) rises linearly from 0.2 x base to base over the warm-up and falls linearly to 0.07 x base."""
+    if schedule == "airbench":
+        if step < warmup:
+            return base * (0.2 + 0.8 * step / warmup)
+        return base * (1.0 - 0.93 * (step - warmup) / max(1, total - warmup))
     if step < warmup:
         return base * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
@@ -143,11 +148,26 @@ def lr_at(step: int, total: int, warmup: int, base: float, schedule: str = "cosi
     return base * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def make_optimizer(params, t: dict) -> torch.optim.Optimizer:
+def make_optimizer(params, t: dict, norm_biases=()) -> torch.optim.Optimizer:
+    """The recipe's optimiser. With `norm_bias_lr_scale` s != 1, the batch-norm biases (`norm_biases`) form their
+    own group at s times the learning rate and 1/s times the weight-decay coefficient, so that their decay per
+    step is the others' (airbench's bias scaler). Each group carries its `lr_scale` for the schedule."""
+    scale = float(t["norm_bias_lr_scale"])
+    special = {id(p) for p in norm_biases} if scale != 1.0 else set()
+    groups = [{"params": [p for p in params if id(p) not in special], "lr_scale": 1.0,
+               "weight_decay": t["weight_decay"]}]
+    if special:
+        groups.append({"params": [p for p in params if id(p) in special], "lr_scale": scale,
+                       "weight_decay": t["weight_decay"] / scale})
     if t["optimizer"] == "sgd":
-        return torch.optim.SGD(params, lr=t["lr"], momentum=t["momentum"],
-                               nesterov=t["nesterov"] and t["momentum"] > 0, weight_decay=t["weight_decay"])
-    return torch.optim.AdamW(params, lr=t["lr"], weight_decay=t["weight_decay"])
+        return torch.optim.SGD(groups, lr=t["lr"], momentum=t["momentum"], nesterov=t["nesterov"] and t["momentum"] > 0)
+    return torch.optim.AdamW(groups, lr=t["lr"])
+
+
+def norm_biases(model: nn.Module) -> list:
+    """The trainable biases of the model's batch-norm layers."""
+    return [m.bias for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and m.bias is not None and m.bias.requires_grad]
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -212,7 +232,7 @@ def train(cfg: RunConfig, data: DataBundle, arm, device: str | torch.device = "a
     n = len(y)
     # the examples a feature variant reads its shapes and (rcd) the teacher's feature scale from
     extra_params = arm.bind(model, x[:FEATURE_SCALE_EXAMPLES], teacher_model, teacher_logits, dev)
-    opt = make_optimizer(list(model.parameters()) + extra_params, t)
+    opt = make_optimizer(list(model.parameters()) + extra_params, t, norm_biases(model))
 
     order = torch.Generator().manual_seed(cfg.order_seed)
     aug_gen = torch.Generator().manual_seed(derive_seed(cfg.order_seed, "augment"))
@@ -236,7 +256,7 @@ def train(cfg: RunConfig, data: DataBundle, arm, device: str | torch.device = "a
                 if cl:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 for g in opt.param_groups:
-                    g["lr"] = lr_at(step, total, warmup, t["lr"], t["schedule"])
+                    g["lr"] = lr_at(step, total, warmup, t["lr"], t["schedule"]) * g["lr_scale"]
                 with autocast(dev, precision):
                     out = model(xb)
                     loss, terms = arm.loss(out, Batch(xb, yb, idx))

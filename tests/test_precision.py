@@ -180,3 +180,41 @@ def test_whitening_stem_whitens_the_training_patches_and_stays_frozen(study):
     fresh.init_from_data(data.x_train)
     assert torch.equal(res.model.stem[0].weight, fresh.stem[0].weight)
     assert not torch.equal(res.model.stem[0].bias, fresh.stem[0].bias)
+
+
+def test_airbench_schedule_by_hand():
+    from kdlib.train import lr_at
+
+    assert lr_at(0, 100, 20, 1.5, "airbench") == pytest.approx(0.3)  # 0.2 x base at the start
+    assert lr_at(10, 100, 20, 1.5, "airbench") == pytest.approx(1.5 * 0.6)  # halfway up
+    assert lr_at(20, 100, 20, 1.5, "airbench") == pytest.approx(1.5)  # the peak
+    assert lr_at(100, 100, 20, 1.5, "airbench") == pytest.approx(1.5 * 0.07)  # 0.07 x base at the end
+
+
+def test_norm_bias_lr_scale_puts_the_batch_norm_biases_in_their_own_group(study):
+    base = study.setup("cifar10-mid-self", "mid")
+    scaled = study.setup("cifar10-mid-self", "mid", norm_bias_lr_scale=64.0)
+    assert scaled.run_config("teacher", 0).hash != base.run_config("teacher", 0).hash
+    assert study.setup("cifar10-mid-self", "mid", norm_bias_lr_scale=1.0).run_config("teacher", 0).hash == \
+        base.run_config("teacher", 0).hash
+    with pytest.raises(ConfigError, match="train.norm_bias_lr_scale must be a number > 0, got 0"):
+        study.setup("cifar10-mid-self", "mid", norm_bias_lr_scale=0)
+    model = build_model("airbench_cnn", (3, 32, 32), 10, 0, bn_scale=False)
+    t = {**scaled.train}
+    opt = train_mod.make_optimizer(list(model.parameters()), t, train_mod.norm_biases(model))
+    plain, biases = opt.param_groups
+    bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert {id(p) for p in biases["params"]} == {id(m.bias) for m in bn}
+    assert biases["lr_scale"] == 64.0 and biases["weight_decay"] == pytest.approx(t["weight_decay"] / 64)
+    assert plain["lr_scale"] == 1.0 and plain["weight_decay"] == t["weight_decay"]
+    assert not any(m.weight.requires_grad for m in bn)  # bn_scale=False: no learned batch-norm scale
+    # at the default there is one group, as before the option existed
+    assert len(train_mod.make_optimizer(list(model.parameters()), base.train, train_mod.norm_biases(model)).param_groups) == 1
+
+
+def test_airbench_head_scale_multiplies_the_logits():
+    a = build_model("airbench_cnn", (3, 32, 32), 10, 0)
+    b = build_model("airbench_cnn", (3, 32, 32), 10, 0, head_scale=1 / 9)
+    x = torch.randn(3, 3, 32, 32)
+    a.eval(), b.eval()
+    assert torch.allclose(b(x), a(x) / 9, atol=1e-6)
