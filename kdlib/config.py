@@ -93,7 +93,7 @@ def check_train(train: dict) -> dict:
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if isinstance(t[key], bool) or not isinstance(t[key], int) or t[key] < 1:
             raise ConfigError(f"train.{key} must be an integer >= 1, got {t[key]!r}")
-    for key in ("lr", "momentum", "weight_decay", "label_smoothing"):
+    for key in ("lr", "momentum", "weight_decay", "label_smoothing", "norm_bias_lr_scale"):
         if isinstance(t[key], str):  # e.g. "3e-3" from YAML 1.1: the float, as if written 0.003 (same hash)
             t[key] = _number(f"train.{key}", t[key])
     if not _number("train.lr", t["lr"]) > 0:
@@ -107,8 +107,6 @@ def check_train(train: dict) -> dict:
         raise ConfigError(f"train.warmup_epochs must be an integer in [0, epochs = {t['epochs']}), got {w!r}")
     if not 0.0 <= _number("train.label_smoothing", t["label_smoothing"]) < 1.0:
         raise ConfigError(f"train.label_smoothing must lie in [0, 1), got {t['label_smoothing']!r}")
-    if isinstance(t["norm_bias_lr_scale"], str):
-        t["norm_bias_lr_scale"] = _number("train.norm_bias_lr_scale", t["norm_bias_lr_scale"])
     if not _number("train.norm_bias_lr_scale", t["norm_bias_lr_scale"]) > 0:
         raise ConfigError(f"train.norm_bias_lr_scale must be a number > 0, got {t['norm_bias_lr_scale']!r}")
     cp = t["crop_pad"]

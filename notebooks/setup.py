@@ -110,8 +110,9 @@ display(relabel(view.similarity_table(), columns=False))
 
 # %% tags=["remove-input"]
 display(Markdown(view.power_note()))
-if view.negative_transfer_note():
-    display(Markdown(view.negative_transfer_note()))
+negative_transfer = view.negative_transfer_note()
+if negative_transfer:
+    display(Markdown(negative_transfer))
 display(Markdown("**Primary tests**"))
 display(tests_table(view.compact_tests("primary")))
 display(Markdown("**Exploratory tests**"))

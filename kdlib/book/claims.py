@@ -44,6 +44,7 @@ CONTRADICTED = "contradicted"  # the data show the opposite of the claim, signif
 NOT_TESTED, NOT_TESTABLE = "not tested at this scale", "not testable at this seed count"
 NOTHING_TO_JUDGE = "no significant transfer to judge"  # claims 2 and 3 ask about setups with significant transfer
 NOT_FITTED = "not testable: teacher not fitted"  # claims 2 and 6: the setups that would decide have unfitted teachers
+NOT_FITTED_STUDENTS = "not testable: students not fitted"  # claim 4: every setup's kd students are unfitted
 JUDGED = (SUPPORTED, NOT_SUPPORTED, CONTRADICTED)  # verdicts that say something about the claim
 NOT_RUN_READING = "not run under this reading"  # the setups ran at this scale, but not under this KD weight
 NO_BACKDOOR = "no backdoor setup ran at this scale"
@@ -221,7 +222,7 @@ def _claim2(groups, rules):
         gains = [100 * g for g in x["agreement_gains"].values()]
         below = signed_rank_test([g - thr for g in gains], [0.0] * len(gains), "less")
         over = signed_rank_test([g - thr for g in gains], [0.0] * len(gains), "greater")
-        head = f"{_gain(x)}"
+        head = _gain(x)
         if below["min_p"] > ALPHA:
             parts.append(f"{head}: not testable (gain < {thr:g}: {below['n_nonzero']} non-zero differences)")
             continue
@@ -300,7 +301,7 @@ def _claim4(groups, rules):
     unfit = [r for r in reps if _students_unfitted(r)]
     reps = [r for r in reps if not _students_unfitted(r)]
     if not reps:
-        return NOT_FITTED.replace("teacher", "students"), "students not fitted", _students_note(unfit).strip()
+        return NOT_FITTED_STUDENTS, "students not fitted", _students_note(unfit).strip()
     testable = [r for r in reps if r["equivalence_testable"]]
     if not testable:
         return NOT_TESTABLE, "no testable setup", \
@@ -489,16 +490,22 @@ SENSITIVITY_CLAIMS = {"min_disagreements": (1,), "small_transfer_points": (2,), 
                       "fitted_train_accuracy": (1, 2, 4, 6), "strong_backdoor_lift": (7,)}
 
 
+def _verdict_of(summaries: list[dict], rules: Optional[Rules] = None) -> dict:
+    """claim -> verdict, from one evaluation of the rules."""
+    v = verdicts(summaries, rules)
+    return dict(zip(v["claim"], v["verdict"]))
+
+
 def sensitivity(columns: dict[str, list[dict]], grid: dict = SENSITIVITY) -> dict:
     """(column, claim) -> "robust", or what the verdict depends on: every threshold of `grid` varied alone over its
     values, every verdict recomputed from the same summaries."""
     out = {}
     for col, summaries in columns.items():
-        base = dict(zip(*[verdicts(summaries)[c] for c in ("claim", "verdict")]))
+        base = _verdict_of(summaries)
         changes = {k: [] for k in base}
         for name, values in grid.items():
             for v in values:
-                alt = dict(zip(*[verdicts(summaries, Rules(**{name: v}))[c] for c in ("claim", "verdict")]))
+                alt = _verdict_of(summaries, Rules(**{name: v}))
                 for k in base:
                     if alt[k] != base[k]:
                         changes[k].append(f"{name} = {v:g}: {alt[k]}")

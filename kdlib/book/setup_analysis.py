@@ -173,6 +173,16 @@ def is_flat(losses: list, tail: float = FLAT_TAIL, share: float = FLAT_SHARE) ->
     return (losses[-1 - k] - losses[-1]) <= share * drop
 
 
+def negative_transfer_test(results: pd.DataFrame) -> dict:
+    """kd less teacher-like than its control (agreement, paired by seed, one-sided exact signed-rank test the
+    other way round), on the four arms under one reading. The test's keys, plus `kd` and `control`: the
+    paired per-seed agreements. p NaN without a pair."""
+    kd, ctrl = _by_seed(results, "kd", "agreement").align(_by_seed(results, "control", "agreement"), join="inner")
+    res = signed_rank_test(kd.to_numpy(float), ctrl.to_numpy(float), "less") if len(kd) else \
+        {"p": float("nan"), "min_p": float("nan")}
+    return {**res, "kd": kd, "control": ctrl}
+
+
 def _row(tests: pd.DataFrame, metric: str, a: str, b: str):
     r = tests[(tests.metric == metric) & (tests.arm_a == a) & (tests.arm_b == b)]
     return r.iloc[0] if len(r) else None
@@ -205,9 +215,7 @@ def summarise_setup(entry_id: str, setup, results: pd.DataFrame, kd_weight: Opti
     ctrl_disagree = ctrl["n_teacher_correct"] + ctrl["n_teacher_wrong"] - ctrl["n_pos_agree"] - ctrl["n_neg_agree"]
     gains = (_by_seed(r, "kd", "agreement") - _by_seed(r, "control", "agreement")).dropna()
     # the other way round: kd less teacher-like than its control (negative transfer), one-sided, exact
-    kd_ag, ctrl_ag = _by_seed(r, "kd", "agreement").align(_by_seed(r, "control", "agreement"), join="inner")
-    negative = signed_rank_test(kd_ag.to_numpy(float), ctrl_ag.to_numpy(float), "less") if len(kd_ag) else \
-        {"p": float("nan"), "min_p": float("nan")}
+    negative = negative_transfer_test(r)
     kd = tt["kd"] if "kd" in tt else pd.Series(dtype=float)
     teacher = r[r["arm"] == "teacher"].sort_values("seed")
 

@@ -10,15 +10,15 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from .setup_analysis import (arm_table, compact_tests, convergence, fmt_mean_sem, primary_family, readings_table,
-                             setup_tests, transfer_table)
+from .setup_analysis import (arm_table, compact_tests, convergence, fmt_mean_sem, negative_transfer_test, primary_family,
+                             readings_table, setup_tests, transfer_table)
 from .frames import main_arms, run_table
 from .notebooks import PARAMETERS, setup_overrides
 from .run_costs import device_kind
 from ..config import SetupConfig
 from ..metrics import debiased_cka, linear_cka, mi_plugin_bias
 from ..results import ResultsFolder
-from ..stats import ALPHA, power_limits, signed_rank_test
+from ..stats import ALPHA, power_limits
 from ..store import RunStore
 from ..studyfile import load_study
 
@@ -196,13 +196,8 @@ class SetupView:
         claims page corrects it over the setups of a column."""
         lines = []
         for w in self.cfg.kd_weights:
-            r = main_arms(self.results, w)
-            kd = r[r.arm == "kd"].set_index("seed")["agreement"]
-            ctrl = r[r.arm == "control"].set_index("seed")["agreement"]
-            kd, ctrl = kd.align(ctrl, join="inner")
-            if not len(kd):
-                continue
-            res = signed_rank_test(kd.to_numpy(float), ctrl.to_numpy(float), "less")
+            res = negative_transfer_test(main_arms(self.results, w))
+            kd, ctrl = res["kd"], res["control"]
             if res["p"] <= ALPHA:
                 lower = int((kd < ctrl).sum())
                 lines.append(f"**Negative transfer at w = {w:g}.** kd agrees with its teacher *less* than the control "
@@ -281,7 +276,7 @@ class SetupView:
         (no correspondence at all: the estimator's floor on this many rows)."""
         r = self.main
         teachers = r[r.arm == "teacher"].sort_values("seed")["hash"].tolist()
-        feats = [teacher_feats.get(h) if h in teacher_feats else self.store.features(h) for h in teachers]
+        feats = [teacher_feats[h] if h in teacher_feats else self.store.features(h) for h in teachers]
         pairs = [(a, b) for a, b in zip(feats, feats[1:]) if a is not None and b is not None]
         out = {}
         if pairs:
