@@ -120,3 +120,92 @@ def dkd(z_s, z_t, y, temperature, alpha, beta):
     tckd = F.kl_div(bs, bt, reduction="batchmean", log_target=True)
     nckd = F.kl_div(qs, qt, reduction="batchmean", log_target=True)
     return {"tckd": (alpha * t2, tckd), "nckd": (beta * t2, nckd)}
+
+
+# ------------------------------------------------------------------ objectives adopted since (issue: KD objectives
+# under the paper's controls). Each keeps the study's form (1 - w) CE + w * term; where the authors' loss weighs
+# its CE otherwise, the study file's entry says how its arguments map.
+@OBJECTIVES.register("mse", args={"weight": 1.0}, check=nonnegative_weights,
+                     description="Kim et al. (IJCAI 2021): the mean squared error between student and teacher "
+                                 "logits (KD's limit as T grows); the temperature is not used")
+def mse(z_s, z_t, y, temperature, weight):
+    """Kim et al., "Comparing Kullback-Leibler divergence and mean squared error loss in knowledge
+    distillation" (IJCAI 2021), as in their code (jhoon-oh/kd_data, tools/losses.py `mse_logit`):
+    nn.MSELoss()(z_s, z_t), the squared difference averaged over examples *and* classes. Their students
+    minimise it alone (alpha = 1, no CE): the study's w = 1."""
+    return {"mse": (weight, F.mse_loss(z_s, z_t))}
+
+
+def _pearson_rows(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Pearson correlation of each row of a with the same row of b (the cosine of the centred rows, with the
+    authors' eps in the denominator)."""
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
+
+
+@OBJECTIVES.register("dist", args={"beta": 1.0, "gamma": 1.0}, check=nonnegative_weights,
+                     description="DIST (Huang et al., NeurIPS 2022): beta T² (1 - mean inter-class Pearson "
+                                 "correlation) + gamma T² (1 - mean intra-class Pearson correlation) of the "
+                                 "softmax(z / T) of student and teacher")
+def dist(z_s, z_t, y, temperature, beta, gamma):
+    """DIST, "Knowledge Distillation from A Stronger Teacher" (Huang et al., NeurIPS 2022), as in the authors'
+    code (hunto/image_classification_sota, lib/models/losses/dist_kd.py): with p = softmax(z / T),
+
+        inter = 1 - mean over examples of Pearson(p_s[i, :], p_t[i, :])   (each example's class ranking)
+        intra = 1 - mean over classes  of Pearson(p_s[:, c], p_t[:, c])   (each class across the batch)
+        DIST  = beta T^2 inter + gamma T^2 intra
+
+    `intra` depends on the batch (its columns are the batch's examples): the loss of one example is not
+    defined alone, as in the authors' code. Their CIFAR-100 setting (configs/strategies/distill/dist_cifar.yaml)
+    is CE + 2 DIST with beta = gamma = 1 and T = 4: the study's form at w = 0.5 with beta = gamma = 2 is half of
+    it. Without the label y: rcd compares with the noise exactly as kd with the teacher."""
+    t2 = temperature ** 2
+    p_s, p_t = F.softmax(z_s / temperature, 1), F.softmax(z_t / temperature, 1)
+    inter = 1 - _pearson_rows(p_s, p_t).mean()
+    intra = 1 - _pearson_rows(p_s.t(), p_t.t()).mean()
+    return {"inter": (beta * t2, inter), "intra": (gamma * t2, intra)}
+
+
+def standardise(z: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Each row z-scored: (z - mean) / (eps + std), the standard deviation with Bessel's correction (torch's
+    default, as in the authors' `normalize`)."""
+    return (z - z.mean(1, keepdim=True)) / (eps + z.std(1, keepdim=True))
+
+
+@OBJECTIVES.register("ls", args={"weight": 1.0}, check=nonnegative_weights,
+                     description="Logit standardisation (Sun et al., CVPR 2024): Hinton's T² KL between the "
+                                 "softmax(z / T) of z-scored student and teacher logits")
+def ls(z_s, z_t, y, temperature, weight):
+    """"Logit Standardization in Knowledge Distillation" (Sun et al., CVPR 2024), as in the authors' code
+    (sunshangquan/logit-standardization-KD, mdistiller/distillers/KD.py `kd_loss` with `logit_stand`): both
+    logits z-scored per example, then Hinton's T^2 KL(softmax(z_t' / T) || softmax(z_s' / T)), summed over
+    classes and averaged over the batch. The student matches the teacher's logit *relations*, not their
+    magnitude. Their CIFAR-100 setting is 0.1 CE + 9 KD at T = 2 ("base temperature"): the study's form at
+    w = 0.9 with weight 10 and T = 2 is exactly that."""
+    kl = F.kl_div(F.log_softmax(standardise(z_s) / temperature, 1), F.log_softmax(standardise(z_t) / temperature, 1),
+                  reduction="batchmean", log_target=True)
+    return {"kd": (weight * temperature ** 2, kl)}
+
+
+@OBJECTIVES.register("nkd", args={"gamma": 1.5}, check=nonnegative_weights,
+                     description="Normalised KD (Yang et al., ICCV 2023): the teacher's target-class probability "
+                                 "weighting the student's log-probability of the label, plus gamma T² times the "
+                                 "cross-entropy of the renormalised non-target distributions")
+def nkd(z_s, z_t, y, temperature, gamma):
+    """NKD, "From Knowledge Distillation to Self-Knowledge Distillation: A Unified Approach with Normalized
+    Loss and Customized Soft Labels" (Yang et al., ICCV 2023), as in the authors' code (yzd-v/cls_KD,
+    mmcls/models/dis_losses/nkd.py `NKDLoss`):
+
+        target     = - mean_i t_i[y_i] log s_i[y_i]            (softmax at T = 1, t detached)
+        non_target = - mean_i sum_{c != y_i} q_t[c] log q_s[c]  (softmax(z / T) over the non-target classes)
+        NKD        = target + gamma T^2 non_target
+
+    Both are cross-entropies, not divergences: NKD does not vanish when the student equals the teacher, but
+    its gradient does. The authors add it to CE with weight 1 (gamma 1.5, T = 1 on ImageNet; they publish no
+    CIFAR setting): the study's form at w = 0.5 is half of it. The target class is the label y, also in rcd."""
+    target = F.one_hot(y, z_s.shape[1]).bool()
+    p_t = F.softmax(z_t, 1)[target].detach()
+    target_term = -(p_t * F.log_softmax(z_s, 1)[target]).mean()
+    rest_s, rest_t = z_s[~target].view(len(z_s), -1), z_t[~target].view(len(z_t), -1)
+    non_target = -(F.softmax(rest_t / temperature, 1) * F.log_softmax(rest_s / temperature, 1)).sum(1).mean()
+    return {"target": (1.0, target_term), "non_target": (gamma * temperature ** 2, non_target)}

@@ -41,7 +41,8 @@ display(Markdown(
     "significantly more than the control does (primary family, exact one-sided Wilcoxon, BY-corrected within the "
     "setup, alpha = 0.05); *not testable* that the test cannot reach significance after that correction with the "
     "non-zero differences it kept. Chapters of the scales listed last were computed elsewhere and shipped with "
-    "the book; they are the closest to the paper's setups here."))
+    "the book; they are the closest to the paper's setups here. Entries distilled with another KD objective than "
+    "Hinton's are compared with it in [KD objectives under the paper's controls](objectives.ipynb)."))
 
 # %% tags=["remove-input"]
 display(Markdown(evidence.status()))

@@ -233,7 +233,8 @@ def summarise_setup(entry_id: str, setup, results: pd.DataFrame, kd_weight: Opti
         "dataset": setup.dataset, "kind": setup.kind, "teacher_model": setup.teacher.name,
         "student_model": setup.student.name, "student_args": dict(setup.student.args), "kd_weight": w,
         "main_kd_weight": setup.kd_weight, "temperature": setup.temperature, "rcd_noise": setup.rcd_noise,
-        "variant": setup.variant, "objective": setup.objective, "recipe": setup.recipe, "epochs": setup.train["epochs"],
+        "variant": setup.variant, "objective": setup.objective,
+        "objective_args": dict(setup.objective_args or {}), "recipe": setup.recipe, "epochs": setup.train["epochs"],
         "optimizer": setup.train["optimizer"], "teacher_args": dict(setup.teacher.args), "n_seeds": n_seeds,
         "min_disagreements": setup.min_disagreements, "fitted_train_accuracy": setup.fitted_train_accuracy,
         "teacher_hashes": sorted(r.loc[r.arm == "teacher", "hash"]), "control_hashes": sorted(r.loc[r.arm == "control", "hash"]),
@@ -283,6 +284,7 @@ def summarise_setup(entry_id: str, setup, results: pd.DataFrame, kd_weight: Opti
         "backdoor_lift_testable": reach(bd_lift), "backdoor_lift_primary": bd_lift is not None and bd_lift["family"] == "primary",
         "kd_mi": mean("kd", "mi"), "control_mi": mean("control", "mi"),
         "kd_cka": mean("kd", "cka"), "control_cka": mean("control", "cka"),
+        **{f"{arm}_{m}": mean(arm, m) for arm in ("kd", "rcd", "control") for m in ("js_divergence", "kl_teacher_student")},
     }
 
 
