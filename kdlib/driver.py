@@ -142,7 +142,11 @@ def _best_effort(write, what: str) -> None:
 
 def repair(store, jobs) -> None:
     """Retrain damaged runs: a folder whose files do not all verify (checksums, every file read, config
-    hash) is moved away before training."""
+    hash) is moved away before training. So is a teacher stored slim (a shipped store keeps no training logits
+    or weights) whose students still to train need them: it retrains with its extras (training is
+    deterministic, so its shipped outputs come back)."""
+    from .runner import teacher_needs
+
     problems = {j.cfg.hash: store.verify(j.cfg) for j in jobs if store.has(j.cfg)}
     damaged = [j for j in jobs if problems.get(j.cfg.hash)]
     for j in damaged:
@@ -150,6 +154,18 @@ def repair(store, jobs) -> None:
         store.discard(j.cfg)
     if damaged:
         _log(f"repair: {len(damaged)} damaged run(s) will be retrained")
+    slim: dict = {}  # teacher hash -> students to train that need what it did not keep
+    for j in jobs:
+        cfg = j.cfg
+        if not cfg.is_student or store.has(cfg) or not store.has(cfg.teacher_hash):
+            continue
+        need_logits, need_model = teacher_needs(cfg)
+        if (need_logits or need_model) and not store.has_teacher_extras(cfg.teacher_hash, model=need_model):
+            slim.setdefault(cfg.teacher_hash, []).append(cfg.label)
+    for h, students in slim.items():
+        _log(f"repair: teacher {h} was stored slim (no training logits / weights); retrained for its "
+             f"{len(students)} student(s) still to train, e.g. {students[0]}")
+        store.discard(h)
 
 
 def check_store_files(results: ResultsFolder, seal: bool) -> int:

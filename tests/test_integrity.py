@@ -143,3 +143,24 @@ def test_paths_are_checked_before_training(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and len(err) == 1 and message in err[0] and "Traceback" not in err[0]
         assert not (tmp_path / "r" / "runs").exists() or not RunStore(tmp_path / "r" / "runs").hashes()
+
+
+def test_repair_retrains_a_slim_teacher_that_new_students_need(setup, results, tmp_path, capsys):
+    """A shipped (slim) store keeps no training logits: the preflight refuses new students of such a teacher and
+    names --repair, and --repair retrains that teacher (to the same numbers) and then its students."""
+    folder = _copy(results, tmp_path)
+    store = RunStore(folder / "runs")
+    teacher, kd = setup.teacher_run(0), setup.run_config("kd", 0)
+    before = store.metrics(teacher)
+    store.slim()
+    store.discard(kd)  # a student still to train, as a new objective's entry on shipped teachers
+    assert not RunStore(folder / "runs").has_teacher_extras(teacher)
+    capsys.readouterr()
+    assert driver_main(ENTRY + ["--results", str(folder), "--train-only"]) != 0
+    said = capsys.readouterr()
+    assert "rerun with --repair" in said.out + said.err
+    assert driver_main(ENTRY + ["--results", str(folder), "--repair", "--train-only"]) == 0
+    out = capsys.readouterr().out
+    assert f"repair: teacher {teacher.hash} was stored slim" in out and "2 to train" in out
+    store = RunStore(folder / "runs")
+    assert store.has(kd) and store.has_teacher_extras(teacher) and store.metrics(teacher) == before
