@@ -168,25 +168,45 @@ def repair(store, jobs) -> None:
         store.discard(h)
 
 
-def check_store_files(results: ResultsFolder, seal: bool) -> int:
-    """--verify: every run of the store checked in full; --seal: manifests written for legacy runs
-    whose files all read and whose config hashes to their folder. Returns the exit code."""
+def check_store_files(results: ResultsFolder, seal: bool, scale: str = "") -> int:
+    """--verify: every run of the store checked in full, whatever it meets (each damaged run named with its
+    file and the reason, then a count); --seal: manifests written for legacy runs whose files all read,
+    whose config hashes to their folder and whose metrics follow from their outputs, and the store marked
+    sealed once every run has one. Returns the exit code."""
     store = results.existing_store()
     if store is None:
         raise ConfigError(f"no run store in {results.root} (no runs/ folder); nothing to {'seal' if seal else 'verify'}")
+    from .store import StoreError
+
     hashes = store.hashes()
-    legacy = [h for h in hashes if store.manifest(h) is None]
+    problems = {h: f"{store.path(h)} is incomplete: {store.verify(h).split('(', 1)[-1].rstrip(')')}"
+                for h in store.incomplete()}
+    legacy = []
+    for h in hashes:
+        try:
+            if store.manifest(h) is None:
+                legacy.append(h)
+        except StoreError:
+            pass  # verify names it below
     if seal:
-        problems = {h: p for h in legacy if (p := store.seal(h))}
-        _log(f"seal: {len(legacy) - len(problems)} run(s) without a manifest sealed, "
-             f"{len(hashes) - len(legacy)} had one already, {len(problems)} damaged (not sealed) in {store.root}")
+        problems.update({h: p for h in legacy if (p := store.seal(h))})
+        problems.update({h: p for h in hashes if h not in legacy and (p := store.verify(h))})
+        if not problems:
+            store.mark_sealed()
+        _log(f"seal: {len(legacy) - len([h for h in legacy if h in problems])} run(s) without a manifest sealed, "
+             f"{len(hashes) - len(legacy)} had one already, {len(problems)} damaged (not sealed) in {store.root}"
+             + ("; the store is marked sealed (a run without a manifest is refused from now on)" if not problems else ""))
     else:
-        problems = {h: p for h in hashes if (p := store.verify(h))}
-        _log(f"verify: {len(hashes)} run(s) in {store.root}: {len(hashes) - len(problems)} whole, "
-             f"{len(problems)} damaged; {len(legacy)} with no manifest (legacy: files read and config hash checked; "
-             "`--seal` writes their manifests)")
-    for h, p in problems.items():
+        problems.update({h: p for h in hashes if (p := store.verify(h))})
+        _log(f"verify: {len(hashes) + len(store.incomplete())} run folder(s) in {store.root}: "
+             f"{len(hashes) - len([h for h in hashes if h in problems])} whole, {len(problems)} damaged; "
+             f"{len(legacy)} with no manifest" + (" (the store is sealed: that is damage)" if store.sealed and legacy else
+                                                   " (legacy: files read and config hash checked; `--seal` writes their manifests)"))
+    for h, p in sorted(problems.items()):
         _log(f"  DAMAGED {h}: {p}")
+    if problems:
+        _log(f"  to repair: python -m kdlib.driver --scale {scale or '<scale>'} --results {results.root} --repair "
+             "--train-only (damaged runs of the plan are retrained)")
     return 1 if problems else 0
 
 
@@ -282,7 +302,7 @@ def run(argv=None) -> int:
         return 0
     results = ResultsFolder(ResultsFolder.of(study, args.scale, args.results).root.resolve())
     if args.verify or args.seal:
-        return check_store_files(results, args.seal)
+        return check_store_files(results, args.seal, args.scale)
     out = Path(args.out or REPO_ROOT).resolve()
     if not args.train_only:
         check_out(out)

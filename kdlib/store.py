@@ -14,10 +14,15 @@
                                     before manifests existed have none: "legacy", still read)
 
 The last two data files are what students need from a teacher; a shipped store (`slim`) leaves them out
-(and out of the manifest). Reading a file checks it against the manifest: its size (cheap), and the
-checksum of the small JSON files, so a truncated or hand-edited file is named instead of used;
-`verify` checks every checksum, that every file reads, and that config.json hashes to the folder's
-name; `seal` writes the manifest of a legacy run after those checks.
+(and out of the manifest). Every read vouches for the run: the first read of a run checks that its
+config.json hashes to the folder's name (a swapped or renamed folder is refused), and every file read is
+checked against the manifest, size and SHA-256, arrays and weights included (once per file version: the
+check is cached by size and modification time), so a truncated, hand-edited or foreign file (another
+teacher's training logits) is named instead of used. A store whose root holds `SEALED` (written by the
+driver's `--seal` once every run has a manifest) refuses a run without a manifest: one put or edited
+there by hand. `verify` checks every file of a run, that every file reads and that the config hashes to
+the folder's name; `seal` writes the manifest of a legacy run after those checks and after recomputing
+its accuracy (and a student's agreement) from its stored test logits.
 
 A run is written into `<root>/.tmp-<hash>-<host>-<pid>-<random>/` and renamed into place, so a folder
 named by a hash is complete unless something other than the store wrote it; an incomplete folder (say a
@@ -47,6 +52,7 @@ from .config import RunConfig, SetupConfig, canonical_json
 REQUIRED = ("config.json", "metrics.json", "provenance.json", "outputs.npz")
 TEACHER_EXTRAS = ("train_logits.npy", "model.pt")
 MANIFEST = "manifest.json"
+SEALED = "SEALED"  # in a store's root: every run has a manifest, so a run without one is damage
 # Write errors about the store, not the run: retrying the next run cannot succeed.
 STORE_WIDE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM}
 
@@ -105,7 +111,14 @@ class RunStore:
             except OSError as e:
                 raise StoreError(f"cannot create the run store {self.root} ({e}); pick another folder with --results") from None
         self._manifests: dict[str, Optional[dict]] = {}
+        self._vouched: set[str] = set()             # runs whose folder name, config and manifest were checked
+        self._checked: set[tuple] = set()           # (path, size, mtime_ns) of files whose checksum matched
+        self.damage: dict[str, str] = {}            # hash -> why a read refused the run (`problem`)
         self.removed_stale = self._remove_stale()
+
+    @property
+    def sealed(self) -> bool:
+        return (self.root / SEALED).is_file()
 
     # ------------------------------------------------------------------------------ state
     def path(self, run: RunConfig | str) -> Path:
@@ -213,34 +226,74 @@ class RunStore:
 
     # ------------------------------------------------------------------------------ read
     def _file(self, run, name: str) -> Path:
-        """A file of a stored run, checked against the run's manifest: its size, and for the small JSON
-        files their checksum (so a hand-edited metrics.json is not used as is)."""
+        """A file of a stored run, once the run is vouched for (`_vouch`), checked against the run's manifest:
+        its size and its checksum (so a hand-edited metrics.json or another teacher's logits are not used)."""
         p = self.path(run) / name
         if not self.has(run):
             label = run if isinstance(run, str) else run.label
             raise StoreError(f"run {label} is not in the store {self.root}")
-        entry = (self.manifest(run) or {}).get("files", {}).get(name)
-        if entry is not None:
-            try:
-                size = p.stat().st_size
-            except OSError as e:
-                raise self._damaged(p, e) from None
-            if size != entry["size"]:
-                raise self._damaged(p, ValueError(f"{size} bytes, its manifest says {entry['size']}"))
-            if name.endswith(".json") and _sha256(p) != entry["sha256"]:
-                raise self._damaged(p, ValueError("its checksum differs from its manifest (edited after it was stored)"))
+        self._vouch(p.parent.name)
+        return self._checked_file(p)
+
+    def _checked_file(self, p: Path) -> Path:
+        entry = self._entries(p.parent.name).get(p.name)
+        if entry is None:
+            return p
+        try:
+            st = p.stat()
+        except OSError as e:
+            raise self._damaged(p, e) from None
+        if st.st_size != entry["size"]:
+            raise self._damaged(p, ValueError(f"{st.st_size} bytes, its manifest says {entry['size']}"))
+        key = (str(p), st.st_size, st.st_mtime_ns)
+        if key not in self._checked:
+            if _sha256(p) != entry["sha256"]:
+                raise self._damaged(p, ValueError("its checksum differs from its manifest (edited or replaced after "
+                                                  "it was stored)"))
+            self._checked.add(key)
         return p
 
+    def _vouch(self, h: str) -> None:
+        """Once per run and store object: a sealed store's run has a manifest, and its config.json hashes to
+        the folder's name (a swapped or renamed folder would hand another run's numbers to this config)."""
+        if h in self._vouched:
+            return
+        folder = self.path(h)
+        if self.manifest(h) is None and self.sealed:
+            raise self._damaged(folder / MANIFEST, FileNotFoundError(
+                f"missing in a sealed store (the store's {SEALED} says every run has one): this run was put or "
+                "edited here by hand"))
+        p = self._checked_file(folder / "config.json")
+        try:
+            found = config_hash(json.loads(p.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError, AttributeError) as e:
+            raise self._damaged(p, e) from None
+        if found != h:
+            raise self._damaged(p, ValueError(f"it hashes to {found}, not to its folder's name {h}: the folder holds "
+                                              "another run (swapped or renamed)"))
+        self._vouched.add(h)
+
     def manifest(self, run) -> Optional[dict]:
-        """The run's manifest.json (read once per store object), or None for a legacy run without one."""
+        """The run's manifest.json (read once per store object), or None for a legacy run without one. A
+        manifest that does not read, or whose entries lack a size or checksum, is damage."""
         h = run if isinstance(run, str) else run.hash
         if h not in self._manifests:
             p = self.path(h) / MANIFEST
             try:
-                self._manifests[h] = json.loads(p.read_text()) if p.is_file() else None
+                m = json.loads(p.read_text()) if p.is_file() else None
             except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
                 raise self._damaged(p, e) from None
+            if m is not None:
+                files = m.get("files") if isinstance(m, dict) else None
+                if not isinstance(files, dict) or not all(
+                        isinstance(e, dict) and isinstance(e.get("size"), int) and isinstance(e.get("sha256"), str)
+                        for e in files.values()):
+                    raise self._damaged(p, ValueError("not a manifest: each file needs a size and a sha256"))
+            self._manifests[h] = m
         return self._manifests[h]
+
+    def _entries(self, h: str) -> dict:
+        return (self.manifest(h) or {}).get("files", {})
 
     def _damaged(self, path: Path, err: Exception) -> StoreError:
         return StoreError(f"{path} is damaged ({type(err).__name__}: {err}). Delete the folder {path.parent} "
@@ -306,36 +359,103 @@ class RunStore:
             raise self._damaged(p, e) from None
 
     def verify(self, run) -> Optional[str]:
-        """None if the run is whole; otherwise a message naming the run's damaged file. Checks every
-        file's checksum against the manifest (and that no file it lists is missing), that every file
-        reads (the teachers' training logits and weights too), and that config.json hashes to the folder."""
+        """None if the run is whole; otherwise a message naming the run's damaged file and why. Checks the
+        manifest (readable, well formed; present in a sealed store), every file it lists (present, size,
+        checksum), that every file reads (the teachers' training logits and weights too), and that config.json
+        hashes to the folder. Never raises for what it finds."""
         folder = self.path(run)
+        h = folder.name
+        self._vouched.discard(h)
+        self._manifests.pop(h, None)
         try:
-            files = (self.manifest(run) or {}).get("files", {})
+            if not self.has(h):
+                absent = [n for n in REQUIRED if not (folder / n).is_file()]
+                raise self._damaged(folder / absent[0], FileNotFoundError(
+                    f"missing (the folder lacks {', '.join(absent)}: an incomplete copy, not a stored run)"))
+            files = self._entries(h)
+            bad = []
             for name, entry in files.items():
                 p = folder / name
                 if not p.is_file():
                     raise self._damaged(p, FileNotFoundError("listed in its manifest but missing"))
                 if p.stat().st_size != entry["size"] or _sha256(p) != entry["sha256"]:
-                    raise self._damaged(p, ValueError("its size or checksum differs from its manifest"))
-            self.metrics(run), self.provenance(run), self.outputs(run)
+                    bad.append(name)
+            if bad and len(bad) == len(files) > 1:
+                raise self._damaged(folder / MANIFEST, ValueError(
+                    "no file matches it (another run's manifest?)"))
+            if bad:
+                raise self._damaged(folder / bad[0], ValueError("its size or checksum differs from its manifest"))
+            self._vouch(h)
+            self.metrics(h), self.provenance(h), self.outputs(h)
             if (folder / "train_logits.npy").is_file():
-                self.train_logits(run)
+                self.train_logits(h)
             if (folder / "model.pt").is_file():
-                self.model_state(run)
-            h = config_hash(self.config(run))
-            if h != folder.name:
-                raise self._damaged(folder / "config.json", ValueError(f"it hashes to {h}, not to its folder's name"))
+                self.model_state(h)
         except StoreError as e:
             return str(e)
+        except Exception as e:  # anything else a damaged folder can raise: named, never a traceback
+            return f"{folder} is damaged ({type(e).__name__}: {e})"
+        return None
+
+    def problem(self, run) -> Optional[str]:
+        """Why the tables must leave a stored run out (its folder, config, manifest, metrics, provenance or
+        outputs do not vouch for it), or None. Remembered in `damage` so that the page that would have used the
+        run can name it."""
+        h = run if isinstance(run, str) else run.hash
+        if h not in self.damage:
+            try:
+                self.metrics(h), self.provenance(h), self.outputs(h)
+            except StoreError as e:
+                self.damage[h] = str(e)
+            except Exception as e:  # whatever a damaged folder raises
+                self.damage[h] = f"{self.path(h)} is damaged ({type(e).__name__}: {e})"
+            else:
+                return None
+        return self.damage[h]
+
+    def incomplete(self) -> list[str]:
+        """Folders named like a run (16 hex digits) that lack a required file: damage (a stored run is renamed
+        into place whole), not a run."""
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and len(p.name) == 16
+                      and all(c in "0123456789abcdef" for c in p.name) and not self.has(p.name))
+
+    def recompute_check(self, run) -> Optional[str]:
+        """Do the run's stored metrics follow from its stored outputs? Accuracy from the test logits against
+        the labels its teacher stored, and a student's agreement with its teacher's predictions; the logits are
+        float16, so examples whose two top logits are too close to order in float16 may differ and are allowed.
+        None if they follow (or cannot be recomputed: no labels, no teacher in the store), else the problem."""
+        cfg = self.config(run)
+        teacher = run if cfg.get("arm") == "teacher" else cfg.get("teacher_hash")
+        if not teacher or not self.has(teacher):
+            return None
+        try:
+            labels, tz = self.outputs(teacher).get("test_labels"), self.outputs(teacher)["test_logits"].astype(np.float32)
+        except StoreError:  # a damaged teacher is named on its own; this run cannot be recomputed from it
+            return None
+        z = self.outputs(run)["test_logits"].astype(np.float32)
+        if labels is None or len(labels) != len(z):
+            return None
+        top2 = np.sort(z, 1)[:, -2:]
+        close = int((top2[:, 1] - top2[:, 0] <= 2e-3 * np.maximum(1.0, np.abs(top2[:, 1]))).sum())
+        metrics, pred = self.metrics(run), z.argmax(1)
+        checks = [("accuracy", float((pred == labels).mean()))]
+        if teacher != run and "agreement" in metrics:
+            t2 = np.sort(tz, 1)[:, -2:]
+            close += int((t2[:, 1] - t2[:, 0] <= 2e-3 * np.maximum(1.0, np.abs(t2[:, 1]))).sum())
+            checks.append(("agreement", float((pred == tz.argmax(1)).mean())))
+        for key, value in checks:
+            if key in metrics and abs(metrics[key] - value) * len(z) > close + 0.5:
+                return (f"{self.path(run) / 'metrics.json'}: its {key} {metrics[key]:.4f} does not follow from its stored "
+                        f"test logits ({value:.4f}; {close} example(s) too close to call in float16)")
         return None
 
     def seal(self, run) -> Optional[str]:
-        """Write the manifest of a legacy run (stored without one) once `verify` finds every file whole and
-        config.json hashing to the folder's name. None if sealed or already sealed, else the problem."""
+        """Write the manifest of a legacy run (stored without one) once `verify` finds every file whole,
+        config.json hashing to the folder's name, and its metrics following from its outputs
+        (`recompute_check`). None if sealed or already sealed, else the problem."""
         if self.manifest(run) is not None:
             return None
-        problem = self.verify(run)
+        problem = self.verify(run) or self.recompute_check(run)
         if problem:
             return problem
         folder = self.path(run)
@@ -346,6 +466,13 @@ class RunStore:
         finally:
             self._manifests.pop(folder.name, None)
         return None
+
+    def mark_sealed(self) -> None:
+        """Write `SEALED` at the root: from now on a run without a manifest is refused as damage."""
+        try:
+            (self.root / SEALED).write_text("every run of this store has a manifest.json; a run without one is damage\n")
+        except OSError as e:
+            raise self._unwritable(e) from None
 
     def discard(self, run) -> None:
         """Move a (damaged) run out of the way so it is retrained."""

@@ -30,7 +30,7 @@ import pandas as pd
 from IPython.display import HTML, Markdown, display
 
 from kdlib.book.formatting import csv_link, details
-from kdlib.book.compute_ledger import compute_ledger, determinism_note
+from kdlib.book.compute_ledger import compute_ledger, damage_table, determinism_note
 from kdlib.paths import from_root
 from kdlib.provenance import code_version, package_versions
 from kdlib.studyfile import load_study
@@ -84,6 +84,13 @@ for s in [scale] + list(shipped):
                  + ", ".join(f"<code>{v}</code>" for v in runs["code_version"].unique()) + "): "
                  + csv_link(runs[cols], f"runs-{s}.csv", "download as CSV") + "</p>"
                  + details(f"every run of scale {s}, one row each", table.to_html(), raw_html=True)))
+
+# a run that does not vouch for itself (its folder, config, manifest or files) is left out of every table
+for s in [scale] + list(shipped):
+    damage = damage_table(study, s, results_dir if s == scale else None)
+    if len(damage):
+        display(Markdown(f"**Damaged runs of scale `{s}`, left out of every table ({len(damage)}):**"))
+        display(damage.style.hide(axis="index"))
 
 driver_log = from_root(results_dir or study.results_dir(scale)) / "driver_log.json"
 if driver_log.is_file():

@@ -23,10 +23,11 @@ from ..config import canonical_json
 from ..paths import REPO_ROOT
 from ..progress import ProgressBar
 from ..results import ResultsFolder
-from ..store import pid_alive
+from ..store import StoreError, pid_alive
 from ..studyfile import PlanEntry, Study
 from . import vendor
 from .notebooks import execute
+from .frames import damaged_runs, repair_command
 
 STATIC_PAGES = ("intro.md", "reading.md", "methods.md", "cluster.md")
 
@@ -193,6 +194,11 @@ def shipped_chapters(study: Study, book_scale: str) -> tuple[list, list[str]]:
                 entry = PlanEntry(e.id, e.setup, {**e.params, "n_seeds": seeds}, e.title)
                 title = f"{title} ({seeds} of {cfg.n_seeds} seeds)"
                 cfg = study.entry_setup(s, entry)
+            damaged = damaged_runs(store, cfg)
+            if damaged:
+                notes.append(f"{s}/{e.id}: {len(damaged)} damaged run(s) left out of its chapter ("
+                             + "; ".join(list(damaged)[:3]) + (" ..." if len(damaged) > 3 else "")
+                             + f"); repair with `{repair_command(s, e.id)}`")
             chapters.append(Chapter(s, entry, setup_key(cfg), title, results, runs=runs_digest(cfg, store)))
     return chapters, notes
 
@@ -203,7 +209,10 @@ def runs_digest(cfg, store) -> str:
     parts = []
     for r in cfg.runs():
         if store.has(r):
-            files = (store.manifest(r) or {}).get("files", {})
+            try:
+                files = (store.manifest(r) or {}).get("files", {})
+            except StoreError:  # an unreadable manifest: the chapter names the run as damaged
+                files = {"metrics.json": {"sha256": "damaged"}}
             parts.append(f"{r.hash}:{files.get('metrics.json', {}).get('sha256', '')}")
     return hashlib.sha256(",".join(sorted(parts)).encode()).hexdigest()[:16]
 

@@ -7,7 +7,7 @@ from typing import Optional
 import pandas as pd
 
 from ..results import ResultsFolder
-from .frames import run_table
+from .frames import damaged_runs, repair_command, run_table
 from .setup_analysis import plan_setups
 
 
@@ -60,3 +60,14 @@ def determinism_note(study, scales, results_dir: Optional[str] = None) -> str:
                      + ("every run is bitwise reproducible on the same kind of machine."
                         if not not_bitwise else f"{len(not_bitwise)} runs are not bitwise reproducible: {'; '.join(reasons)}."))
     return "\n".join(lines) or "No runs in this build."
+
+
+def damage_table(study, scale: str, results_dir: Optional[str] = None) -> pd.DataFrame:
+    """Every stored run of a scale's plan that does not vouch for itself (left out of every table): entry,
+    run, why, and the command that retrains it."""
+    store = ResultsFolder.of(study, scale, results_dir).existing_store()
+    rows = []
+    for entry_id, cfg in plan_setups(study, scale) if store is not None else []:
+        for label, why in damaged_runs(store, cfg).items():
+            rows.append({"entry": entry_id, "run": label, "problem": why, "repair": repair_command(scale, entry_id)})
+    return pd.DataFrame(rows, columns=["entry", "run", "problem", "repair"])

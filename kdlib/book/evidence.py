@@ -13,7 +13,7 @@ from .setup_analysis import collect_summaries, plan_setups
 from .formatting import breakable, fmt_p
 from .claims import num
 from ..results import ResultsFolder
-from .frames import run_table
+from .frames import damaged_runs, repair_command, run_table
 from ..studyfile import Study, load_study
 
 
@@ -112,11 +112,16 @@ class BookEvidence:
             waiting = [m for m in self.missing.get(s, []) if m in pending]
             store, setups = self.stores.get(s), dict(plan_setups(self.study, s))
             never = [m for m in miss if store is None or not any(store.has(r) for r in setups[m].runs())]
-            miss = [m for m in miss if m not in never]
+            damaged = {m: d for m in miss if store is not None and (d := damaged_runs(store, setups[m]))}
+            miss = [m for m in miss if m not in never and m not in damaged]
             lines.append(f"- **{self.label(s)}**: {n} entr{'y' if n == 1 else 'ies'} with complete results"
                          + (f"; incomplete and left out: {', '.join(miss)}" if miss else "")
                          + (f"; not run here ({len(never)}): {', '.join(never)}" if never else "")
                          + (f"; not trained yet (pending in study.yaml): {', '.join(waiting)}" if waiting else "") + ".")
+            for m, d in damaged.items():
+                lines.append(f"  - **{m}: {len(d)} damaged run(s) left out** (the entry is left out of every table): "
+                             + "; ".join(f"{k}: {v}" for k, v in list(d.items())[:3]) + (" ..." if len(d) > 3 else "")
+                             + f". Repair: `{repair_command(s, m)}`")
         return "\n".join(lines)
 
     @staticmethod

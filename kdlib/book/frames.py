@@ -12,10 +12,10 @@ from ..store import RunStore
 
 def run_table(store: RunStore, setup: SetupConfig, runs: Optional[Iterable[RunConfig]] = None) -> pd.DataFrame:
     """The stored results of exactly this setup configuration, one row per run (missing runs left out;
-    `RunStore.missing` lists them)."""
+    `RunStore.missing` lists them; so are damaged ones, which `store.damage` names)."""
     rows = []
     for cfg in runs if runs is not None else setup.runs():
-        if not store.has(cfg):
+        if not store.has(cfg) or store.problem(cfg):
             continue
         prov = store.provenance(cfg)
         main = cfg.arm not in ("kd", "rcd") or (cfg.kd_weight == setup.kd_weight
@@ -25,6 +25,15 @@ def run_table(store: RunStore, setup: SetupConfig, runs: Optional[Iterable[RunCo
                      "teacher_hash": cfg.teacher_hash, **store.metrics(cfg),
                      "seconds": prov["seconds"], "device": prov["device"], "code_version": prov["code_version"]})
     return pd.DataFrame(rows)
+
+
+def damaged_runs(store: RunStore, setup: SetupConfig) -> dict[str, str]:
+    """label -> why, for the runs of a setup that are stored but do not vouch for themselves (left out)."""
+    return {cfg.label: store.damage[cfg.hash] for cfg in setup.runs() if store.has(cfg) and store.problem(cfg)}
+
+
+def repair_command(scale: str, entry_id: str) -> str:
+    return f"python -m kdlib.driver --scale {scale} --only {entry_id} --repair --train-only"
 
 
 def main_arms(results: pd.DataFrame, kd_weight: Optional[float] = None) -> pd.DataFrame:

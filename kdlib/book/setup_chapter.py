@@ -12,7 +12,7 @@ import pandas as pd
 
 from .setup_analysis import (arm_table, compact_tests, convergence, fmt_mean_sem, negative_transfer_test, primary_family,
                              readings_table, setup_tests, transfer_table)
-from .frames import main_arms, run_table
+from .frames import damaged_runs, main_arms, repair_command, run_table
 from .notebooks import PARAMETERS, setup_overrides
 from .run_costs import device_kind
 from ..config import SetupConfig
@@ -48,6 +48,7 @@ class SetupView:
     store: RunStore
     results: pd.DataFrame
     missing: list = field(default_factory=list)   # labels of runs not in the store
+    damaged: dict = field(default_factory=dict)   # label -> why: stored runs that do not vouch for themselves
     failed: dict = field(default_factory=dict)    # label -> error of the last training phase
     trained_now: int = 0
     _tests: dict = field(default_factory=dict, repr=False)       # KD weight -> tests (computed once)
@@ -60,7 +61,7 @@ class SetupView:
         store = folder.store()
         missing = [r.label for r in store.missing(cfg)]
         return cls(cfg=cfg, entry_id=chapter.entry_id, results_folder=folder, store=store, results=run_table(store, cfg),
-                   missing=missing, failed={k: v for k, v in folder.failures().items() if k in missing},
+                   missing=missing, damaged=damaged_runs(store, cfg), failed={k: v for k, v in folder.failures().items() if k in missing},
                    trained_now=trained_now)
 
     @classmethod
@@ -166,6 +167,11 @@ class SetupView:
                          f"({t['executor']} executor, {t['workers']} workers), {t['started'][:16].replace('T', ' ')} to "
                          f"{t['finished'][:16].replace('T', ' ')}, {t['wall_seconds'] / 60:.1f} min wall time, code "
                          f"`{t['code_version']}`." + "".join(f" {n[0].upper()}{n[1:]}." for n in (t.get("note"), t.get("interrupted")) if n))
+        if self.damaged:
+            lines.append(f"**{len(self.damaged)} stored run(s) are damaged** and are left out of every table and test "
+                         f"below: " + "; ".join(f"{k}: {v}" for k, v in list(self.damaged.items())[:6])
+                         + (" ..." if len(self.damaged) > 6 else "")
+                         + f". Repair: `{repair_command(self.cfg.scale, self.entry_id)}`")
         if self.missing:
             lines.append(f"**{len(self.missing)} of {len(self.cfg.runs())} runs are missing** and are left out of "
                          "every table and test below: " + ", ".join(self.missing[:12])
