@@ -34,6 +34,25 @@ def main(argv: Optional[list] = None) -> int:
     params = {k: _parse_value(v) for k, v in args.parameter}
     try:
         check_names(args.chapter, params)
+        out = Path(args.output)
+        if out.is_dir() or out.suffix != ".ipynb":
+            raise ValueError(f"output {args.output!r} must be a notebook file to write (NAME.ipynb), not a folder")
+        if not out.resolve().parent.is_dir():
+            raise ValueError(f"output {args.output!r}: its folder {out.resolve().parent} does not exist")
+        for key in ("train_missing",):
+            if key in params and not isinstance(params[key], bool):
+                raise ValueError(f"parameter {key} must be true or false, got {params[key]!r}")
+        from .studyfile import load_study as _load
+
+        _study = _load(params.get("study_file"))
+        for key in ("scale", "book_scale"):
+            if params.get(key) is not None:
+                _study.check_scale(params[key])
+        shipped = params.get("shipped") or []
+        if not isinstance(shipped, list):
+            raise ValueError(f"parameter shipped must be a list of scales, got {shipped!r}")
+        for s in shipped:
+            _study.check_scale(s)
         if args.chapter == "setup":
             from .preflight import resolve_plan
             from .studyfile import PlanEntry, load_study

@@ -60,6 +60,7 @@ def training_phase(args, study: Study, scale: str, setups: list, results: Result
     from .executors import make_executor
     from .jobs import collect_jobs
     from .preflight import check_store
+    from .store import StoreUnwritable
 
     store = results.store()
     if store.removed_stale:
@@ -68,6 +69,7 @@ def training_phase(args, study: Study, scale: str, setups: list, results: Result
     if args.repair:
         repair(store, jobs)
     check_store(store, jobs)
+    note_dirty_runs(store, jobs)
     missing = [j for j in jobs if not store.has(j.cfg)]
     _log(f"training phase ({args.executor} executor, device {args.device}): {len(jobs)} distinct runs, "
          f"{len(jobs) - len(missing)} already in {store.root}, {len(missing)} to train")
@@ -84,23 +86,65 @@ def training_phase(args, study: Study, scale: str, setups: list, results: Result
     code_version()  # read (and cached) now: the code that trains, not what the tree holds when the phase ends
     executor = make_executor(args.executor, args.device, args.workers, args.address, args.shared_fs)
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()
+    # the start record first: a phase killed outright (or stopped by a full disk) is still in the log
+    phase = {}
+    planned: dict = {}
+    for j in missing:
+        for e in j.entries:
+            planned.setdefault(e, []).append(j.cfg.hash)
+    _best_effort(lambda: phase.update(id=results.start_training_phase(
+        phase_record(args, started, time.perf_counter() - t0), planned)), f"could not log the phase's start in {results.root}")
     try:
         stop_at = None if args.stop_after is None else t0 + 60.0 * args.stop_after
         # StoreUnwritable (disk full, read-only) stops it at the first write
         report = executor.run(jobs, store, stop_at) if stop_at is not None else executor.run(jobs, store)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StoreUnwritable) as e:
         # the runs that finished before the stop are stored: the log keeps their cost, so an entry trained
         # over several phases (one stopped at the end of a working session) still adds up
         report = stored_since(missing, store, time.perf_counter() - t0)
-        _best_effort(lambda: write_training_log(results, args, report, started, interrupted="stopped before the "
-                                                "end (Ctrl-C or SIGTERM); the store resumes"),
+        why = ("stopped before the end (Ctrl-C or SIGTERM); the store resumes" if isinstance(e, KeyboardInterrupt)
+               else f"stopped by a store-wide write failure ({e}); the store resumes")
+        _best_effort(lambda: write_training_log(results, args, report, started, phase.get("id"), interrupted=why),
                      f"could not log the interrupted phase in {results.root}")
         raise
     for line in report.summary_lines():
         _log(line)
     results.write_failures(report.failed)
-    write_training_log(results, args, report, started)
+    write_training_log(results, args, report, started, phase.get("id"))
     return not report.failed
+
+
+def note_dirty_runs(store, jobs) -> None:
+    """From a clean tree, say which stored runs of the plan were trained from uncommitted changes to training
+    code (the rule: `provenance.touches_training_code`) or from unrecorded changes: they are reused as stored,
+    not silently. Their chapters mark them; deleting their folders retrains them."""
+    from .provenance import code_version, touches_training_code
+    from .store import StoreError
+
+    if code_version().endswith("-dirty"):
+        return
+    touched, unrecorded = {}, 0
+    for j in jobs:
+        if not store.has(j.cfg):
+            continue
+        try:
+            prov = store.provenance(j.cfg)
+        except StoreError:
+            continue  # damaged: named by the tables and --verify
+        if not str(prov.get("code_version", "")).endswith("-dirty"):
+            continue
+        files = touches_training_code(prov.get("tree_changes", {}))
+        if "tree_changes" not in prov:
+            unrecorded += 1
+        elif files:
+            touched[j.cfg.label] = files
+    if touched:
+        label, files = next(iter(touched.items()))
+        _log(f"note: {len(touched)} stored run(s) of this plan were trained from uncommitted changes to training code "
+             f"(e.g. {label}: {', '.join(files[:4])}); reused as stored, and their chapters say so")
+    if unrecorded:
+        _log(f"note: {unrecorded} stored run(s) of this plan were trained from a work tree with uncommitted changes "
+             "that their provenance does not record (trained before runs recorded them); reused as stored")
 
 
 def stored_since(missing: list, store, seconds: float):
@@ -115,21 +159,29 @@ def stored_since(missing: list, store, seconds: float):
     return report
 
 
-def write_training_log(results: ResultsFolder, args, report, started: str, **extra) -> None:
-    """Append what this training phase did, where and how long, to the store's training log (`extra`: e.g.
-    why it stopped early)."""
+def phase_record(args, started: str, seconds: float) -> dict:
+    """Where and how a training phase ran (the part of its log record known at its start)."""
     import platform
 
     from .provenance import code_version
 
-    results.append_training_phase({**extra,
-        "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(report.seconds, 1),
-        "executor": args.executor, "workers": args.workers, "device": args.device,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}",
-        "code_version": code_version(), "runs_trained": len(report.trained), "runs_loaded": report.loaded,
-        "runs_failed": len(report.failed),
-        "entries": {e: {k: round(v, 1) if isinstance(v, float) else v for k, v in d.items()}
-                    for e, d in report.per_entry.items()}})
+    return {"started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(seconds, 1),
+            "executor": args.executor, "workers": args.workers, "device": args.device,
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}",
+            "code_version": code_version()}
+
+
+def write_training_log(results: ResultsFolder, args, report, started: str, phase_id=None, **extra) -> None:
+    """Log what this training phase did, where and how long, in place of its start record (`extra`: e.g. why
+    it stopped early)."""
+    record = {**extra, **phase_record(args, started, report.seconds),
+              "runs_trained": len(report.trained), "runs_loaded": report.loaded, "runs_failed": len(report.failed),
+              "entries": {e: {k: round(v, 1) if isinstance(v, float) else v for k, v in d.items()}
+                          for e, d in report.per_entry.items()}}
+    if phase_id:
+        results.finish_training_phase(phase_id, record)
+    else:
+        results.append_training_phase(record)
 
 
 def _best_effort(write, what: str) -> None:
@@ -254,6 +306,9 @@ def check_options(args, study: Study) -> list[PlanEntry]:
         raise ConfigError(f"unknown executor {args.executor!r}; allowed: {', '.join(EXECUTORS)}")
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    if args.workers is not None and args.workers > study.limits["workers"]:
+        raise ConfigError(f"--workers {args.workers} is above the study's limit of {study.limits['workers']} "
+                          "(study.yaml `defaults: limits: workers`)")
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     if args.executor == "local" and (args.address or args.shared_fs):

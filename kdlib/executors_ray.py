@@ -33,8 +33,8 @@ def _task(cfg, teacher, device: str, store_root: Optional[str]):
     record = execute_run(cfg, device, teacher)
     record.provenance["wall_seconds"] = round(time.perf_counter() - started, 3)
     record.provenance["executor"] = f"ray (node {os.uname().nodename})"
-    if store_root is not None:  # a shared filesystem: write here, the driver only counts
-        RunStore(store_root).write(record)
+    if store_root is not None:  # a shared filesystem: write here (under the run's lock), the driver only counts
+        record.provenance["stored_here"] = RunStore(store_root).write_once(record)
     if cfg.arm != "teacher":  # students' records need not travel with training logits or weights
         record.train_logits = record.model_state = None
     return record
@@ -113,8 +113,13 @@ class RayExecutor:
                         report.fail(job, "its teacher failed" if report.teacher_failed(job) else _describe(e))
                         bar.update(failed=1)
                         continue
-                    if not self.shared_fs:
-                        store.write(record)
+                    # under the run's lock, as the local executor trains: a run another driver stored meanwhile
+                    # is counted as found, not as trained (its record is dropped)
+                    stored = record.provenance.pop("stored_here", None) if self.shared_fs else store.write_once(record)
+                    if not stored:
+                        report.found(job)
+                        bar.update(done=1)
+                        continue
                     report.done(job, record.provenance.get("seconds", time.perf_counter() - t0[job.cfg.hash]))
                     bar.update(done=1)
         finally:

@@ -15,13 +15,53 @@ PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pandas", "scikit-learn", 
 
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """`git describe --always --dirty` of the repository, or 'unknown' outside a checkout."""
+    """`git describe --always --dirty` of the repository, or 'unknown' outside a checkout; `-dirty` also when
+    an untracked file under kdlib/ (a new module git does not know) could change what runs."""
     try:
         out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=REPO_ROOT,
                              capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
+        version = out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    if version != "unknown" and not version.endswith("-dirty") and _git(["ls-files", "--others", "--exclude-standard", "--", "kdlib"]):
+        version += "-dirty"
+    return version
+
+
+def _git(args: list) -> str:
+    try:
+        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+        return out.stdout if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+DIFF_LIMIT = 200_000  # characters of the diff kept in a run's provenance (its SHA-256 covers all of it)
+# The rule for runs trained from uncommitted changes: a change to a file under kdlib/ outside the book wing
+# (kdlib/book/ has no training code) may have changed what trained; study.yaml changes move config hashes.
+TRAINING_CODE = ("kdlib/",)
+NOT_TRAINING_CODE = ("kdlib/book/",)
+
+
+@lru_cache(maxsize=1)
+def tree_changes() -> dict:
+    """What a `-dirty` code version means: the changed and untracked files (untracked ones under kdlib/), the
+    diff against HEAD (first DIFF_LIMIT characters) and its SHA-256. Empty for a clean tree."""
+    import hashlib
+
+    if not code_version().endswith("-dirty"):
+        return {}
+    diff = _git(["diff", "HEAD"])
+    changed = [line for line in _git(["diff", "HEAD", "--name-only"]).splitlines() if line]
+    untracked = [line for line in _git(["ls-files", "--others", "--exclude-standard", "--", "kdlib"]).splitlines() if line]
+    return {"changed_files": changed, "untracked_files": untracked, "diff_sha256": hashlib.sha256(diff.encode()).hexdigest(),
+            "diff": diff[:DIFF_LIMIT], "diff_truncated": len(diff) > DIFF_LIMIT}
+
+
+def touches_training_code(changes: dict) -> list:
+    """The files of a run's recorded tree changes that may have changed what trained (TRAINING_CODE)."""
+    files = list(changes.get("changed_files", [])) + list(changes.get("untracked_files", []))
+    return [f for f in files if f.startswith(TRAINING_CODE) and not f.startswith(NOT_TRAINING_CODE)]
 
 
 @lru_cache(maxsize=1)
@@ -45,5 +85,9 @@ def device_description(device) -> str:
 
 
 def provenance(device, seconds: float) -> dict:
-    return {"code_version": code_version(), "packages": package_versions(),
-            "device": device_description(device), "seconds": round(float(seconds), 3)}
+    out = {"code_version": code_version(), "packages": package_versions(),
+           "device": device_description(device), "seconds": round(float(seconds), 3)}
+    changes = tree_changes()
+    if changes:  # trained from uncommitted changes: what they were
+        out["tree_changes"] = changes
+    return out

@@ -8,12 +8,19 @@
 Both wings use it: the training phase writes failures and the training log, the book reads them.
 Each training phase says when and where it ran, with which code, and per plan entry how many runs it
 trained and their seconds of training, so an entry's cost can be read back after phases of other entries
-(a shipped store is trained entry by entry, possibly over several sessions).
+(a shipped store is trained entry by entry, possibly over several sessions). A phase writes a start record
+first and replaces it when it ends, both under a lock (`.training_log.lock`), so a phase killed outright
+(kill -9) or stopped by a full disk leaves its start record: the next phase counts that phase's runs from
+the store (each run's provenance says when it finished) and closes the record, saying how it ended.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
+import time
+import uuid
 from pathlib import Path
 from typing import Optional
 
@@ -77,10 +84,79 @@ class ResultsFolder:
         log = json.loads(path.read_text())
         return log if "phases" in log else {"phases": [log]}
 
+    @contextlib.contextmanager
+    def _log_lock(self):
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / ".training_log.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def append_training_phase(self, phase: dict) -> None:
-        log = self.training_log()
-        log["phases"].append(phase)
-        _write_json(self.root / self.TRAINING_LOG, log)
+        with self._log_lock():
+            log = self.training_log()
+            log["phases"].append(phase)
+            _write_json(self.root / self.TRAINING_LOG, log)
+
+    def start_training_phase(self, record: dict, planned: dict) -> str:
+        """Log a phase's start before it trains (`planned`: entry -> hashes of the runs it is to train), after
+        closing the records of earlier phases that ended without one. Returns the phase's id."""
+        phase_id = uuid.uuid4().hex[:12]
+        with self._log_lock():
+            log = self.training_log()
+            self._close_dead_phases(log)
+            log["phases"].append({**record, "id": phase_id, "status": "running", "host": socket.gethostname(),
+                                  "pid": os.getpid(), "planned": planned, "entries": {}, "runs_trained": 0})
+            _write_json(self.root / self.TRAINING_LOG, log)
+        return phase_id
+
+    def finish_training_phase(self, phase_id: str, phase: dict) -> None:
+        """Replace the phase's start record by what it did."""
+        with self._log_lock():
+            log = self.training_log()
+            for i, p in enumerate(log["phases"]):
+                if p.get("id") == phase_id:
+                    log["phases"][i] = {**phase, "id": phase_id}
+                    break
+            else:
+                log["phases"].append({**phase, "id": phase_id})
+            _write_json(self.root / self.TRAINING_LOG, log)
+
+    def _close_dead_phases(self, log: dict) -> None:
+        """Start records of this machine's phases whose process is gone: ended without a final record. Their
+        runs are counted from the store: the planned runs stored since the phase began (each run's provenance
+        has its finishing time)."""
+        from .store import pid_alive
+
+        store = self.existing_store()
+        for i, p in enumerate(log["phases"]):
+            if p.get("status") != "running" or p.get("host") != socket.gethostname() or pid_alive(int(p.get("pid", 0))):
+                continue
+            began = _ts(p["started"])
+            entries, trained, last = {}, set(), began
+            for entry, hashes in (p.get("planned") or {}).items():
+                d = {"runs": len(hashes), "trained": 0, "failed": 0, "seconds": 0.0}
+                for h in hashes:
+                    prov = _provenance(store, h)
+                    at = _ts(prov.get("finished_at")) if prov.get("finished_at") else None
+                    if at is not None and at >= began:
+                        d["trained"] += 1
+                        d["seconds"] += float(prov.get("seconds", 0.0))
+                        trained.add(h)
+                        last = max(last, at)
+                entries[entry] = {k: round(v, 1) if isinstance(v, float) else v for k, v in d.items()}
+            closed = {k: v for k, v in p.items() if k not in ("status", "planned", "pid", "host")}
+            closed.update({"entries": entries, "runs_trained": len(trained),
+                           "finished": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(last)),
+                           "wall_seconds": round(last - began, 1),
+                           "interrupted": "ended without its final record (killed outright, or the disk filled); "
+                                          "its runs were counted from the store when the next phase began, its wall "
+                                          "time is up to its last stored run"})
+            log["phases"][i] = closed
 
     def entry_phases(self, entry_id: str) -> list[dict]:
         """The phases that trained runs of one plan entry (a phase naming no entries counts for all)."""
@@ -109,3 +185,20 @@ def _write_json(path: Path, obj) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(obj, indent=1))
     tmp.replace(path)
+
+
+
+def _ts(stamp: str) -> float:
+    """Seconds since the epoch of a stamp like 2026-12-06T14:13:50+0000."""
+    from datetime import datetime
+
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z").timestamp()
+
+
+def _provenance(store, h: str) -> dict:
+    from .store import StoreError
+
+    try:
+        return store.provenance(h) if store is not None and store.has(h) else {}
+    except StoreError:
+        return {}

@@ -159,6 +159,15 @@ class RunStore:
         finally:
             os.close(fd)  # the lock file stays: removing it would let a third process lock a new file
 
+    def write_once(self, record) -> bool:
+        """Write a run under its lock unless another process stored it meanwhile (a second driver on the store):
+        True if this call stored it. The lock is the one the local executor trains under."""
+        with self.lock(record.config):
+            if self.has(record.config):
+                return False
+            self.write(record)
+            return True
+
     def _unwritable(self, e: OSError) -> StoreError:
         cls = StoreUnwritable if e.errno in STORE_WIDE_ERRNOS else StoreError
         return cls(f"cannot write into the run store {self.root}: {e.strerror or e} (errno {e.errno}, "

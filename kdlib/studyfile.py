@@ -10,6 +10,8 @@ registries here, so a typo fails when the study file is read, naming the file an
 """
 from __future__ import annotations
 
+import re
+
 import copy
 import os
 from dataclasses import dataclass, field
@@ -37,6 +39,9 @@ PLAN_KEYS = {"id", "setup", "params", "title"}
 TOP_KEYS = {"defaults", "recipes", "scales", "setups", "book"}
 BOOK_PARTS = ("results", "running")  # the book's own chapters after the setup chapters, part by part
 DEVICE_PATTERN = "auto, cpu, cuda or cuda:N"
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # a plan id names its chapter's file
+# upper bounds a run of the study keeps to (study.yaml `defaults: limits:` may change them)
+LIMITS = {"n_seeds": 100, "workers": 64}
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -88,9 +93,10 @@ class Study:
         self.setup_specs = raw.get("setups") or {}
         self.book = self._check_book(raw.get("book") or {})
         unknown = set(self.defaults) - (SETUP_FIELDS - {"scales", "recipes", "title", "dataset", "kind", "teacher",
-                                                         "student", "modality"}) - {"recipe"}
+                                                         "student", "modality"}) - {"recipe", "limits"}
         if unknown:
             raise ConfigError(f"{where}: `defaults:` has unknown key(s) {sorted(unknown)}")
+        self.limits = self._check_limits(self.defaults.get("limits") or {})
         for name, spec in self.scales.items():
             unknown = set(spec or {}) - SCALE_FIELDS
             if unknown:
@@ -182,7 +188,7 @@ class Study:
         if scale not in scales:
             raise ConfigError(f"setup {name!r} has no {scale!r} scale; it has: {', '.join(scales) or 'none'}")
         merged = deep_merge(spec, scales[scale] or {})
-        fields = {k: copy.deepcopy(v) for k, v in self.defaults.items() if k not in ("train", "recipe")}
+        fields = {k: copy.deepcopy(v) for k, v in self.defaults.items() if k not in ("train", "recipe", "limits")}
         fields["n_seeds"] = self.scales[scale].get("n_seeds", fields.get("n_seeds", 10))
         fields.update({k: v for k, v in merged.items() if k not in ("train", "recipes", "teacher", "student")})
 
@@ -226,7 +232,21 @@ class Study:
         cfg = SetupConfig(name=name, scale=scale, teacher=teacher, student=student, train=train, recipe=recipe,
                           **fields)
         _check_names(cfg)
+        if cfg.n_seeds > self.limits["n_seeds"]:
+            raise ConfigError(f"setup {name!r} at scale {scale!r}: n_seeds {cfg.n_seeds} is above the study's limit of "
+                              f"{self.limits['n_seeds']} (study.yaml `defaults: limits: n_seeds`)")
         return cfg
+
+    def _check_limits(self, limits) -> dict:
+        """The upper bounds on seeds and workers (`defaults: limits:`), positive integers."""
+        if not isinstance(limits, dict) or set(limits) - set(LIMITS):
+            raise ConfigError(f"{self._where()}: `defaults: limits:` must be a mapping with keys {sorted(LIMITS)}, "
+                              f"got {limits!r}")
+        out = {**LIMITS, **limits}
+        for k, v in out.items():
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{self._where()}: `defaults: limits: {k}` must be an integer >= 1, got {v!r}")
+        return out
 
     # -------------------------------------------------------------------------------- plans
     def plan(self, scale: str) -> list[PlanEntry]:
@@ -234,6 +254,9 @@ class Study:
         self.check_scale(scale)
         entries = []
         for item in self.scales[scale].get("plan") or []:
+            if not isinstance(item, (str, dict)):
+                raise ConfigError(f"{self._where()}: plan entry {item!r} of scale {scale!r} must be a setup name or a "
+                                  f"mapping with keys {', '.join(sorted(PLAN_KEYS))}")
             item = {"setup": item} if isinstance(item, str) else dict(item)
             unknown = set(item) - PLAN_KEYS
             if unknown:
@@ -241,8 +264,19 @@ class Study:
                                   f"{sorted(unknown)}; allowed: {', '.join(sorted(PLAN_KEYS))}")
             if "setup" not in item:
                 raise ConfigError(f"{self._where()}: plan entry {item} of scale {scale!r} names no setup")
-            entries.append(PlanEntry(id=str(item.get("id", item["setup"])), setup=item["setup"],
-                                     params=dict(item.get("params") or {}), title=item.get("title")))
+            if not isinstance(item["setup"], str):
+                raise ConfigError(f"{self._where()}: plan entry {item} of scale {scale!r}: setup must be a setup's name, "
+                                  f"got {item['setup']!r}")
+            params = item.get("params") or {}
+            if not isinstance(params, dict):
+                raise ConfigError(f"{self._where()}: plan entry {item} of scale {scale!r}: params must be a mapping of "
+                                  f"parameter names to values, got {params!r}")
+            entry_id = str(item.get("id", item["setup"]))
+            if not SAFE_ID.fullmatch(entry_id):
+                raise ConfigError(f"{self._where()}: plan entry id {entry_id!r} of scale {scale!r} is not a safe file name "
+                                  "(its chapter is written under that name): use letters, digits, '.', '_' and '-', "
+                                  "starting with a letter or digit")
+            entries.append(PlanEntry(id=entry_id, setup=item["setup"], params=dict(params), title=item.get("title")))
         ids = [e.id for e in entries]
         if len(set(ids)) != len(ids):
             raise ConfigError(f"{self._where()}: scale {scale!r} plan has duplicate ids: "

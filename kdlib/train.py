@@ -44,6 +44,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ValueError(f"unknown device {device!r}; allowed: auto, cpu, cuda (or cuda:N)")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    kind, _, index = device.partition(":")
+    if device.count(":") > 1 or (":" in device and (kind != "cuda" or not index.isdigit())):
+        raise ValueError(f"unknown device {device!r}; allowed: auto, cpu, cuda (or cuda:N, N a GPU's number)")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was asked for but CUDA is not available here; use 'cpu' or 'auto'")

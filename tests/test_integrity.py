@@ -164,3 +164,38 @@ def test_repair_retrains_a_slim_teacher_that_new_students_need(setup, results, t
     assert f"repair: teacher {teacher.hash} was stored slim" in out and "2 to train" in out
     store = RunStore(folder / "runs")
     assert store.has(kd) and store.has_teacher_extras(teacher) and store.metrics(teacher) == before
+
+
+def test_a_phase_killed_outright_is_logged_and_counted_by_the_next(tmp_path):
+    """kill -9 during training: the phase's start record stays in the log; the next phase closes it with the
+    runs stored before the kill (counted from their provenance) and says how it ended. Waits on the store,
+    not on time."""
+    import signal
+    import time
+
+    from kdlib.results import ResultsFolder
+
+    folder = tmp_path / "results"
+    cmd = [sys.executable, "-m", "kdlib.driver", "--scale", "cpu", "--only", "digits-mlp-self", "--workers", "1",
+           "--results", str(folder), "--train-only"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = folder / "runs"
+    try:
+        while proc.poll() is None and len([p for p in runs.glob("*") if (p / "manifest.json").is_file()]) < 3:
+            time.sleep(0.05)  # polling the event (three runs stored), whatever the machine's load
+        assert proc.poll() is None, "the phase ended before it could be killed"
+        log = ResultsFolder(folder).training_log()["phases"]
+        assert len(log) == 1 and log[0]["status"] == "running"  # the start record, written first
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stored = len(RunStore(runs).hashes())
+    assert driver_main(["--scale", "smoke", "--only", "vowels-seqcnn-self", "--results", str(folder), "--train-only",
+                        "--workers", "1"]) == 0
+    phases = ResultsFolder(folder).training_log()["phases"]
+    assert len(phases) == 2 and "status" not in phases[0] and "planned" not in phases[0]
+    assert "ended without its final record" in phases[0]["interrupted"]
+    assert phases[0]["runs_trained"] == stored == phases[0]["entries"]["digits-mlp-self"]["trained"]
+    assert phases[1]["runs_trained"] == 12 and "interrupted" not in phases[1]

@@ -78,3 +78,80 @@ def test_list_shows_the_paper_plan_with_its_cost(capsys):
     for column in ("dataset", "teacher->student", "variant", "recipe", "per run", "provenance"):
         assert column in out
     assert "resnet56->resnet20" in out and "gpt2_classifier->gpt2_classifier" in out
+
+
+# ------------------------------------------------------------------ bad inputs named in one line (issue: store integrity, part 5)
+def _study_with(tmp_path, old, new):
+    from kdlib import load_study
+
+    text = load_study().path.read_text()
+    assert old in text
+    (tmp_path / "study.yaml").write_text(text.replace(old, new, 1))
+    return tmp_path / "study.yaml"
+
+
+@pytest.mark.parametrize("entry,message", [
+    ("      - [1, 2]", r"plan entry \[1, 2\] of scale 'smoke' must be a setup name or a mapping"),
+    ("      - 42", r"plan entry 42 of scale 'smoke' must be a setup name or a mapping"),
+    ("      - {setup: digits-mlp-self, params: [1, 2]}", r"params must be a mapping .* got \[1, 2\]"),
+    ("      - {id: ../../../../escaped, setup: digits-mlp-self}", r"plan entry id '\.\./\.\./\.\./\.\./escaped' .* not a safe file name"),
+])
+def test_a_malformed_plan_entry_is_refused_naming_it(tmp_path, entry, message):
+    from kdlib import load_study
+    from kdlib.config import ConfigError
+
+    path = _study_with(tmp_path, "    plan:\n      - digits-mlp-self\n", f"    plan:\n{entry}\n      - digits-mlp-self\n")
+    with pytest.raises(ConfigError, match=message):
+        load_study(path).plan("smoke")
+
+
+def test_seeds_and_workers_have_a_stated_upper_bound(tmp_path, capsys):
+    from kdlib import load_study
+    from kdlib.config import ConfigError
+    from kdlib.driver import main as driver_main
+
+    study = load_study()
+    assert study.limits == {"n_seeds": 100, "workers": 64}
+    with pytest.raises(ConfigError, match=r"n_seeds 1000000 is above the study's limit of 100 .*defaults: limits: n_seeds"):
+        study.setup("digits-mlp-self", "smoke", n_seeds=1000000)
+    assert study.setup("digits-mlp-self", "smoke", n_seeds=100).n_seeds == 100
+    assert driver_main(["--scale", "smoke", "--workers", "65", "--list"]) == 2
+    assert "--workers 65 is above the study's limit of 64" in capsys.readouterr().err
+
+
+def test_a_malformed_device_is_refused_in_one_line(capsys):
+    from kdlib.driver import main as driver_main
+
+    assert driver_main(["--scale", "smoke", "--device", "cuda:abc", "--list"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown device 'cuda:abc'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["summary", "OUT.ipynb", "-p", "scale", "nonexistent"], "unknown scale 'nonexistent'"),
+    (["setup", "OUT.ipynb", "-p", "train_missing", "maybe"], "parameter train_missing must be true or false, got 'maybe'"),
+    (["summary", "DIR", "-p", "scale", "smoke"], "must be a notebook file to write"),
+])
+def test_the_chapter_command_refuses_bad_values_before_papermill(tmp_path, capsys, args, message):
+    from kdlib.chapters import main as chapters_main
+
+    (tmp_path / "DIR").mkdir()
+    args = [str(tmp_path / a) if a in ("OUT.ipynb", "DIR") else a for a in args]
+    assert chapters_main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and not (tmp_path / "OUT.ipynb").exists()
+
+
+def test_a_full_disk_under_out_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    from kdlib.book import build
+    from kdlib.config import ConfigError
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copy", full)
+    with pytest.raises(ConfigError, match=r"--out .*: the book's sources cannot be written there \(.*No space left"):
+        build.assemble(tmp_path / "book-out")

@@ -104,3 +104,19 @@ def test_workers_can_write_into_a_shared_store(cluster, study, tmp_path):
     store = RunStore(tmp_path / "runs")
     report = RayExecutor("cpu", shared_fs=True).run(collect_jobs([("v", setup)]), store)
     assert not report.failed and not store.missing(setup)
+
+
+@pytest.mark.parametrize("shared_fs", [False, True])
+def test_runs_stored_by_another_driver_meanwhile_are_found_not_trained(cluster, study, tmp_path, monkeypatch, shared_fs):
+    """Two drivers on one store: runs the other one stored after this one listed its work are written once,
+    under the local executor's per-run lock, and counted as found, not as trained."""
+    import kdlib.executors_ray as er
+
+    setup = study.setup("vowels-seqcnn-self", "smoke", n_seeds=1, kd_weight_variants=[])
+    store = RunStore(tmp_path / "runs")
+    LocalExecutor("cpu").run(collect_jobs([("v", setup)]), store)  # the other driver, finished first
+    before = {h: (store.path(h) / "metrics.json").stat().st_mtime_ns for h in store.hashes()}
+    monkeypatch.setattr(er, "to_train", lambda jobs, store, report: list(jobs))  # as if listed before it stored them
+    report = RayExecutor("cpu", shared_fs=shared_fs).run(collect_jobs([("v", setup)]), store)
+    assert not report.failed and report.trained == [] and report.loaded == len(setup.runs())
+    assert {h: (store.path(h) / "metrics.json").stat().st_mtime_ns for h in store.hashes()} == before  # not rewritten

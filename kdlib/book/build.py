@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -132,28 +133,51 @@ def write_toc(out: Path, study: Study, parts: list[tuple[str, list[str]]]) -> Pa
 
 
 def assemble(out: Path) -> None:
-    """Copy the book's static sources into another root (used when --out is not the repository)."""
+    """Copy the book's static sources into another root (used when --out is not the repository); a write that
+    fails (a full disk, no permission) stops with one line naming the folder."""
     if out.resolve() == REPO_ROOT.resolve():
         return
-    (out / "book").mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO_ROOT / "_config.yml", out / "_config.yml")
-    for page in STATIC_PAGES:
-        shutil.copy(REPO_ROOT / "book" / page, out / "book" / page)
-    shutil.copytree(REPO_ROOT / "book" / "assets", out / "book" / "assets", dirs_exist_ok=True)
-    if vendor.VENDOR.is_dir():
-        shutil.copytree(vendor.VENDOR, out / "book" / "_vendor", dirs_exist_ok=True)
+    try:
+        (out / "book").mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO_ROOT / "_config.yml", out / "_config.yml")
+        for page in STATIC_PAGES:
+            shutil.copy(REPO_ROOT / "book" / page, out / "book" / page)
+        shutil.copytree(REPO_ROOT / "book" / "assets", out / "book" / "assets", dirs_exist_ok=True)
+        if vendor.VENDOR.is_dir():
+            shutil.copytree(vendor.VENDOR, out / "book" / "_vendor", dirs_exist_ok=True)
+    except (OSError, shutil.Error) as e:
+        from ..config import ConfigError
+
+        raise ConfigError(f"--out {out}: the book's sources cannot be written there ({str(e)[:300]}); free space or "
+                          "pick another folder") from None
 
 
 def build_book(out: Path) -> float:
-    """Build the HTML from scratch: pages of chapters no longer in the TOC must not stay in _build/html."""
+    """Build the HTML from scratch into a staging folder, then swap it in for `_build/html`: pages of chapters
+    no longer in the TOC do not stay, and a build that fails or is killed leaves the previous book whole."""
     started = time.perf_counter()
-    shutil.rmtree(out / "_build" / "html", ignore_errors=True)
+    build = out / "_build"
+    staging = build / f".staging@{socket.gethostname()}@{os.getpid()}"
+    for old in build.glob(".staging@*") if build.is_dir() else []:  # left by killed builds on this machine
+        parts = old.name.split("@")
+        if len(parts) == 3 and parts[1] == socket.gethostname() and parts[2].isdigit() and not pid_alive(int(parts[2])):
+            shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(out), "--builder", "html",
-           "--warningiserror", "--keep-going", "--all"]  # --all: a new plan changes every page's navigation
-    res = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
-    if res.returncode != 0:
-        sys.stderr.write(res.stdout[-6000:] + res.stderr[-6000:])
-        raise SystemExit(f"jupyter-book build failed (exit {res.returncode}); see the output above")
+           "--path-output", str(staging), "--warningiserror", "--keep-going", "--all"]  # --all: a new plan changes every page's navigation
+    try:
+        res = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
+        if res.returncode != 0:
+            sys.stderr.write(res.stdout[-6000:] + res.stderr[-6000:])
+            raise SystemExit(f"jupyter-book build failed (exit {res.returncode}); see the output above; the previous "
+                             f"book in {build / 'html'} is unchanged")
+        html, trash = build / "html", build / f".old-html@{os.getpid()}"
+        if html.exists():
+            os.replace(html, trash)
+        os.replace(staging / "_build" / "html", html)
+        shutil.rmtree(trash, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return time.perf_counter() - started
 
 

@@ -167,6 +167,9 @@ class SetupView:
                          f"({t['executor']} executor, {t['workers']} workers), {t['started'][:16].replace('T', ' ')} to "
                          f"{t['finished'][:16].replace('T', ' ')}, {t['wall_seconds'] / 60:.1f} min wall time, code "
                          f"`{t['code_version']}`." + "".join(f" {n[0].upper()}{n[1:]}." for n in (t.get("note"), t.get("interrupted")) if n))
+        dirty = self.dirty_note()
+        if dirty:
+            lines.append(dirty)
         if self.damaged:
             lines.append(f"**{len(self.damaged)} stored run(s) are damaged** and are left out of every table and test "
                          f"below: " + "; ".join(f"{k}: {v}" for k, v in list(self.damaged.items())[:6])
@@ -179,6 +182,29 @@ class SetupView:
         for label, err in self.failed.items():
             lines.append(f"- failed in the last training phase: `{label}`: {err.strip().splitlines()[-1] if err else ''}")
         return "\n\n".join(lines)
+
+    def dirty_note(self) -> str:
+        """Runs trained from a work tree with uncommitted changes: how many, and what the changes were where
+        their provenance records them (runs trained before it did record only the `-dirty` version)."""
+        r = self.results
+        if r.empty:
+            return ""
+        dirty = r[r["code_version"].astype(str).str.endswith("-dirty")]
+        if dirty.empty:
+            return ""
+        files, unrecorded = set(), 0
+        for h in dirty["hash"]:
+            changes = self.provenance(h).get("tree_changes")
+            if changes:
+                files |= set(changes.get("changed_files", [])) | set(changes.get("untracked_files", []))
+            else:
+                unrecorded += 1
+        return (f"**{len(dirty)} of {len(r)} runs were trained from a work tree with uncommitted changes** (code "
+                f"version{'s' if dirty['code_version'].nunique() > 1 else ''} "
+                + ", ".join(f"`{v}`" for v in dirty["code_version"].unique()) + ")"
+                + (f"; the changes recorded in their provenance touch {', '.join(f'`{f}`' for f in sorted(files))}" if files else "")
+                + (f"; {unrecorded} of them were trained before runs recorded what the changes were" if unrecorded else "")
+                + ". Their numbers come from code that is not in the history as such.")
 
     def power_note(self) -> str:
         tests = self.tests()
