@@ -82,7 +82,8 @@ for s in [scale] + list(shipped):
     # about a thousand rows: one click away, and as a CSV file
     display(HTML(f"<p>Every run of scale <code>{s}</code> ({len(runs):,} rows; code version at training time: "
                  + ", ".join(f"<code>{v}</code>" for v in runs["code_version"].unique()) + "): "
-                 + csv_link(runs[cols], f"runs-{s}.csv", "download as CSV") + "</p>"
+                 + csv_link(runs.drop(columns=[c for c in ("setup", "is_main") if c in runs]), f"runs-{s}.csv",
+                            "download every run with every metric as CSV") + "</p>"
                  + details(f"every run of scale {s}, one row each", table.to_html(), raw_html=True)))
 
 # a run that does not vouch for itself (its folder, config, manifest or files) is left out of every table

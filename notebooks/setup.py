@@ -43,6 +43,8 @@ from kdlib.book.notebooks import check_parameters  # a misspelled parameter stop
 check_parameters(globals(), _names_before_parameters, "setup")
 
 # %% tags=["remove-cell"]
+import html
+
 import matplotlib
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -51,7 +53,7 @@ from IPython.display import HTML, Markdown, display
 from kdlib.book import figures
 from kdlib.book import formatting as show
 from kdlib.book.formatting import details, relabel, tests_table
-from kdlib.book.setup_chapter import ChapterSetup, SetupView
+from kdlib.book.setup_chapter import ChapterSetup, SetupView, chapter_seconds
 
 matplotlib.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False})
 pd.set_option("display.max_columns", 40, "display.width", 200)
@@ -66,6 +68,15 @@ main = view.main
 
 # %% tags=["remove-input"]
 display(Markdown(view.description()))
+_rerun, _papermill = view.rerun_commands()
+_seconds = chapter_seconds(study_file, book_scale, view.cfg.scale, view.entry_id, results_dir)
+display(HTML(
+    "<p>" + show.csv_link(view.runs_csv(), f"{view.entry_id}-runs.csv", "Every run of this entry as CSV")
+    + " (one row per run: arm, seed, KD weight, RCD noise, hash, every metric).</p>"
+    + details("Rerun this chapter" + (f" (the previous build executed it in {_seconds:.0f} s)" if _seconds else ""),
+              "<p>With its parameters checked first (runs in the store are reused, missing ones trained):</p><pre>"
+              + html.escape(_rerun) + "</pre><p>The same with papermill:</p><pre>" + html.escape(_papermill) + "</pre>",
+              raw_html=True)))
 
 # %% [markdown]
 # ## Training

@@ -52,3 +52,34 @@ def test_gpu_plan_chapter_executes(tmp_path):
     text = "".join(str(o.get("data", {}).get("text/markdown", "")) + str(o.get("data", {}).get("text/html", ""))
                    for c in nb.cells for o in c.get("outputs", []))
     assert "cifar10-resnet18-self" in text and "Whole plan" in text
+
+
+def test_the_rerun_command_a_chapter_shows_resolves_to_its_own_runs():
+    """The command in a chapter's "Rerun this chapter" box, parsed as the chapter command parses it, gives the
+    same setup (every run hash) as the chapter; and its CSV has one row per run with the entry named."""
+    import shlex
+
+    import pandas as pd
+
+    from kdlib import load_study
+    from kdlib.book.setup_chapter import SetupView
+    from kdlib.chapters import _parse_value
+
+    study = load_study()
+    overrides = {"objective": "ls", "objective_args": {"weight": 10.0}, "temperature": 2.0}
+    cfg = study.setup("digits-mlp-standard", "cpu", **overrides)
+    results = pd.DataFrame({"setup": ["s"], "arm": ["kd"], "seed": [0], "kd_weight": [0.9], "rcd_noise": [None],
+                            "is_main": [True], "hash": ["h"], "teacher_hash": ["t"], "accuracy": [0.9], "agreement": [0.8]})
+    view = SetupView(cfg=cfg, entry_id="digits-mlp-standard-ls", results_folder=None, store=None, results=results,
+                     overrides=overrides)
+    command, papermill = view.rerun_commands()
+    words = shlex.split(command)
+    assert words[:5] == ["python", "-m", "kdlib.chapters", "setup", "digits-mlp-standard-ls.ipynb"]
+    params = {words[i + 1]: _parse_value(words[i + 2]) for i in range(5, len(words), 3)}
+    assert params.pop("setup") == "digits-mlp-standard" and params.pop("scale") == "cpu"
+    assert params.pop("entry_id") == "digits-mlp-standard-ls"
+    again = study.setup("digits-mlp-standard", "cpu", **params)
+    assert [r.hash for r in again.runs()] == [r.hash for r in cfg.runs()]
+    assert "-y 'objective_args: {weight: 10.0}'" in papermill and "papermill notebooks/setup.ipynb" in papermill
+    csv = view.runs_csv()
+    assert list(csv.columns[:4]) == ["entry", "arm", "seed", "kd_weight"] and "accuracy" in csv and "is_main" not in csv

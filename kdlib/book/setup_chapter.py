@@ -30,14 +30,16 @@ class ChapterSetup:
     cfg: SetupConfig
     entry_id: str
     results: ResultsFolder
+    overrides: dict = field(default_factory=dict)  # the plan entry's parameters (what a rerun passes again)
 
     @classmethod
     def from_parameters(cls, namespace: dict) -> "ChapterSetup":
         params = {k: namespace[k] for k in PARAMETERS["setup"] if k in namespace}
         study = load_study(params.get("study_file"))
-        cfg = study.setup(params.get("setup"), params.get("scale"), **setup_overrides(params))
+        overrides = setup_overrides(params)
+        cfg = study.setup(params.get("setup"), params.get("scale"), **overrides)
         return cls(cfg, params.get("entry_id") or cfg.name, ResultsFolder.of(study, params.get("scale"),
-                                                                            params.get("results_dir")))
+                                                                            params.get("results_dir")), overrides)
 
 
 @dataclass
@@ -48,6 +50,7 @@ class SetupView:
     store: RunStore
     results: pd.DataFrame
     missing: list = field(default_factory=list)   # labels of runs not in the store
+    overrides: dict = field(default_factory=dict) # the chapter's setup parameters, as a rerun passes them
     damaged: dict = field(default_factory=dict)   # label -> why: stored runs that do not vouch for themselves
     failed: dict = field(default_factory=dict)    # label -> error of the last training phase
     trained_now: int = 0
@@ -61,7 +64,7 @@ class SetupView:
         store = folder.store()
         missing = [r.label for r in store.missing(cfg)]
         return cls(cfg=cfg, entry_id=chapter.entry_id, results_folder=folder, store=store, results=run_table(store, cfg),
-                   missing=missing, damaged=damaged_runs(store, cfg), failed={k: v for k, v in folder.failures().items() if k in missing},
+                   missing=missing, damaged=damaged_runs(store, cfg), overrides=dict(chapter.overrides), failed={k: v for k, v in folder.failures().items() if k in missing},
                    trained_now=trained_now)
 
     @classmethod
@@ -182,6 +185,39 @@ class SetupView:
         for label, err in self.failed.items():
             lines.append(f"- failed in the last training phase: `{label}`: {err.strip().splitlines()[-1] if err else ''}")
         return "\n\n".join(lines)
+
+    def runs_csv(self) -> pd.DataFrame:
+        """Every run of the entry, one row each: entry, arm, seed, reading (KD weight), RCD noise, hash and every
+        metric (the table a reader takes away)."""
+        r = self.results
+        if r.empty:
+            return r
+        first = ["arm", "seed", "kd_weight", "rcd_noise", "hash", "teacher_hash"]
+        rest = [c for c in r.columns if c not in first + ["setup", "is_main"]]
+        return r[first + rest].assign(entry=self.entry_id)[["entry"] + first + rest]
+
+    def rerun_commands(self) -> tuple[str, str]:
+        """(the kdlib.chapters command, its papermill equivalent) that execute this chapter again with its
+        parameters: runs in the store are reused, missing ones trained."""
+        import yaml
+
+        def value(v) -> str:
+            text = yaml.safe_dump(v, default_flow_style=True, width=1000).strip()
+            text = text[:-4].strip() if text.endswith("\n...") else text.removesuffix("...").strip()
+            return f"'{text}'" if any(ch in text for ch in " [{:,'") else text
+
+        c = self.cfg
+        base = [("setup", c.name), ("scale", c.scale)] + ([("entry_id", self.entry_id)] if self.entry_id != c.name else [])
+        params = base + sorted(self.overrides.items())
+        chapters = (f"python -m kdlib.chapters setup {self.entry_id}.ipynb "
+                    + " ".join(f"-p {k} {value(v)}" for k, v in params))
+        simple = [(k, v) for k, v in params if isinstance(v, (str, int, float, bool))]
+        structured = [(k, v) for k, v in params if not isinstance(v, (str, int, float, bool))]
+        papermill = ("jupytext --to ipynb notebooks/setup.py && papermill notebooks/setup.ipynb "
+                     f"{self.entry_id}.ipynb " + " ".join(f"-p {k} {value(v)}" for k, v in simple)
+                     + "".join(f" -y '{k}: {yaml.safe_dump(v, default_flow_style=True, width=1000).strip()}'"
+                               for k, v in structured))
+        return chapters, papermill
 
     def dirty_note(self) -> str:
         """Runs trained from a work tree with uncommitted changes: how many, and what the changes were where
@@ -337,3 +373,18 @@ class SetupView:
         out = 100 * r.groupby(["arm", "rcd_noise"])[cols].mean()
         out["generalisation_gap"] = r.groupby(["arm", "rcd_noise"])["generalisation_gap"].mean()
         return out
+
+
+def chapter_seconds(study_file, book_scale, scale: str, entry_id: str, results_dir=None):
+    """Seconds the previous build took to execute this chapter (from the driver log in the results folder of
+    the book's scale, which times every chapter of the book, shipped ones included), or None."""
+    import json
+
+    book = book_scale or scale
+    folder = ResultsFolder.of(load_study(study_file), book, results_dir if book == scale else None)
+    path = folder.root / ResultsFolder.DRIVER_LOG
+    try:
+        times = json.loads(path.read_text()).get("chapters_seconds", {}) if path.is_file() else {}
+    except (OSError, ValueError):
+        return None
+    return times.get(f"{scale}/{entry_id}")
