@@ -40,48 +40,12 @@ readings = evidence.readings()
 
 # %% tags=["remove-input"]
 display(Markdown(
-    "Each verdict is computed by `kdlib.book.claims` from this build's stored runs; none is written by hand. A "
-    "column is one body of evidence: a scale of the study under one reading of the paper's alpha, the weight w "
-    "of the KD term (the study file's readings: "
-    + ", ".join(f"**w = {w:g}**" + (" (the main reading)" if i == 0 else "") for i, w in enumerate(readings))
-    + "; see the methods for which reading is whose). The mid-scale columns (the paper's own datasets, CIFAR-10, "
-    "spoken digits and IMDB, with scaled-down members of its architecture families, trained on the CPU and shipped "
-    "with the book) are **the closest evidence to the paper's own setups in this book**; the offline CPU columns "
-    "use small stand-in datasets. A judged verdict says which way the evidence points: **supported**, **not "
-    "supported** (no significant evidence for the claim), or **contradicted** (significant evidence of the "
-    "opposite, e.g. transfer significant in every setup where the claim says some but not all); the short reason "
-    "under each verdict says what decided it. *Not tested at this "
-    "scale* means the setups a claim needs did not run (most need the paper scale on a GPU); *not run under this "
-    "reading* that they ran at the scale under another reading only; *not testable at this seed count* means they "
-    "ran, but the deciding test cannot reach significance after its correction with the pairs it keeps (zero "
-    "differences drop out of a signed-rank test); *not testable: teacher not fitted* that the setups that would "
-    "decide have teachers below the study file's `fitted_train_accuracy` on their training set; *no significant "
-    "transfer to judge* that claims 2 and 3, which ask about the setups with significant transfer, have none. "
-    "Each verdict links to its evidence below."))
-
-# %% [markdown]
-# The rules, in short: setups that share their teachers and controls (sweeps of temperature or KD weight,
-# student sizes, feature variants) count once, with the sweeps listed beside them. A setup counts for a
-# claim only where its deciding test can pass its correction with the non-zero differences it kept, and
-# only where the control leaves enough headroom: a setup at the ceiling counts neither way and is named.
-# Claim 1 needs significant kd > control agreement in at least one but not every independent setup (a
-# control that disagrees with its teacher on fewer than `min_disagreements` test examples per seed, from the
-# study file, is at the ceiling); claim 2 the gain shown below 5 points (a one-sided test: its upper
-# confidence bound below 5) wherever transfer is significant, setups whose control agrees within 5 points of
-# 100 % counted neither way; claim 3 a significant rise of A- and a significantly larger share of headroom
-# closed on A- than on A+ (paired by seed, BY over the significant setups whose test can reach significance),
-# in every such setup; claim 4 rcd within the stated equivalence margin of kd's accuracy (two one-sided
-# tests) or significantly above it (BY over the setups), in at least one setup; claim 5 significant kd >
-# control agreement (primary family) in CIFAR-10 self-distillation for both a ResNet and a VGG (the paper's
-# ResNet-18 and VGG-19 where they ran, else smaller members of the two families, and the evidence says so); claim 6 a
-# larger ViT than CNN generalisation gap, same data, training length and optimiser, paired by seed; claim 7
-# a teacher that learned its backdoor and a kd student whose trigger lift is significantly above the
-# control's (a primary test of each backdoor setup). The claims are about the paper's KD (Hinton's): entries
-# distilled with another KD objective (DKD, MSE, DIST, logit standardisation, NKD) are not part of the verdicts;
-# the chapter [KD objectives under the paper's controls](objectives.ipynb) sets them beside Hinton's.
-
-# %% tags=["remove-input"]
-display(Markdown(evidence.status()))
+    "Each verdict is computed from this build's stored runs (none is written by hand). A column is one scale "
+    "under one reading of the paper's alpha, the KD weight w; the mid and full columns are the paper's own "
+    "datasets. <span style='background:#d9f2d9'>supported</span> · <span style='background:#fbeacb'>not "
+    "supported</span> · <span style='background:#f8d7d7'>contradicted</span> (significant evidence of the "
+    "opposite) · <span style='background:#eeeeee'>not testable / not tested</span>. Each verdict links to its "
+    "evidence below; how verdicts are reached is folded under the table."))
 
 
 def colour(v):
@@ -97,6 +61,50 @@ display(linked_matrix(matrix, reasons).style
 
 # %% tags=["remove-input"]
 display(Markdown(flips_sentence(matrix)))
+_readings = ", ".join(f"<b>w = {w:g}</b>" + (" (the main reading)" if i == 0 else "") for i, w in enumerate(readings))
+display(HTML(details("How to read a verdict", (
+    "<p>Each verdict is computed by <code>kdlib.book.claims</code> from this build's stored runs. A column is one body "
+    f"of evidence: a scale of the study under one reading of the paper's alpha, the weight w of the KD term ({_readings}; "
+    "see the methods for which reading is whose). The mid-scale columns (the paper's own datasets, CIFAR-10, spoken "
+    "digits and IMDB, with scaled-down members of its architecture families, trained on the CPU and shipped with the "
+    "book) and the full-scale columns (CIFAR-10 on the full training set) are <b>the closest evidence to the paper's "
+    "own setups in this book</b>; the offline CPU columns use small stand-in datasets.</p><p>A judged verdict says "
+    "which way the evidence points: <b>supported</b>, <b>not supported</b> (no significant evidence for the claim), or "
+    "<b>contradicted</b> (significant evidence of the opposite, e.g. transfer significant in every setup where the "
+    "claim says some but not all); the short reason under each verdict says what decided it. <i>Not tested at this "
+    "scale</i>: the setups a claim needs did not run (most need the paper scale on a GPU); <i>not run under this "
+    "reading</i>: they ran at the scale under another reading only; <i>not testable at this seed count</i>: they ran, "
+    "but the deciding test cannot reach significance after its correction with the pairs it keeps (zero differences "
+    "drop out of a signed-rank test); <i>not testable: teacher not fitted</i>: the setups that would decide have "
+    "teachers below the study file's <code>fitted_train_accuracy</code> on their training set; <i>no significant "
+    "transfer to judge</i>: claims 2 and 3, which ask about the setups with significant transfer, have none.</p>"),
+    raw_html=True)
+    + details("The rules, in short", (
+    "<p>Setups that share their teachers and controls (sweeps of temperature or KD weight, student sizes, feature "
+    "variants) count once, with the sweeps listed beside them. A setup counts for a claim only where its deciding "
+    "test can pass its correction with the non-zero differences it kept, and only where the control leaves enough "
+    "headroom: a setup at the ceiling counts neither way and is named.</p><ul>"
+    "<li>Claim 1: significant kd &gt; control agreement in at least one but not every independent setup (a control "
+    "that disagrees with its teacher on fewer than <code>min_disagreements</code> test examples per seed, from the "
+    "study file, is at the ceiling).</li>"
+    "<li>Claim 2: the gain shown below 5 points (a one-sided test: its upper confidence bound below 5) wherever "
+    "transfer is significant; setups whose control agrees within 5 points of 100 % count neither way.</li>"
+    "<li>Claim 3: a significant rise of A- and a significantly larger share of headroom closed on A- than on A+ "
+    "(paired by seed, BY over the significant setups whose test can reach significance), in every such setup.</li>"
+    "<li>Claim 4: rcd within the stated equivalence margin of kd's accuracy (two one-sided tests) or significantly "
+    "above it (BY over the setups), in at least one setup.</li>"
+    "<li>Claim 5: significant kd &gt; control agreement (primary family) in CIFAR-10 self-distillation for both a "
+    "ResNet and a VGG (the paper's ResNet-18 and VGG-19 where they ran, else smaller members of the two families, "
+    "and the evidence says so).</li>"
+    "<li>Claim 6: a larger ViT than CNN generalisation gap, same data, training length and optimiser, paired by "
+    "seed.</li>"
+    "<li>Claim 7: a teacher that learned its backdoor and a kd student whose trigger lift is significantly above "
+    "the control's (a primary test of each backdoor setup).</li></ul>"
+    "<p>The claims are about the paper's KD (Hinton's): entries distilled with another KD objective (DKD, MSE, "
+    "DIST, logit standardisation, NKD) are not part of the verdicts; the chapter "
+    "<a href='objectives.html'>KD objectives under the paper's controls</a> sets them beside Hinton's.</p>"),
+    raw_html=True)))
+display(Markdown(evidence.status()))
 
 # %% [markdown]
 # ## How each verdict depends on the reconstructed thresholds

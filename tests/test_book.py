@@ -262,7 +262,25 @@ def test_pages_render_offline_in_chromium(book):
             page.wait_for_selector("mjx-container", timeout=20000)  # MathJax from the vendored copy
             page.goto(f"{base}/book/generated/claims.html", wait_until="networkidle")
             assert "not testable at this seed count" in page.inner_text("body")
+            # the verdict table first: it starts within the first 900 px, the rules folded below it
+            top = page.evaluate("document.querySelector('article table, main table').getBoundingClientRect().top + window.scrollY")
+            assert top < 900, f"the claims page's verdict table starts at {top:.0f} px"
+            assert page.locator("details summary", has_text="The rules, in short").count() == 1
+            # a verdict's link opens its evidence block on arrival, below the sticky header
+            link = page.locator("table a[href^='#']").first
+            target = link.get_attribute("href")[1:]
+            link.click()
+            page.wait_for_function(f"document.getElementById({target!r}).open === true", timeout=5000)
+            assert page.evaluate(f"document.getElementById({target!r}).getBoundingClientRect().top") >= 60
             page.screenshot(path=str(shots / "claims-page.png"))
+            # the landing page opens on the answer: the findings box and the headline figure in the first 900 px
+            page.goto(f"{base}/book/intro.html", wait_until="networkidle")
+            box = page.locator(".admonition", has_text="The answer, computed from this build's runs")
+            assert box.count() == 1 and box.bounding_box()["y"] < 900
+            fig = page.locator("img[src$='findings.png']")
+            assert fig.count() == 1 and fig.bounding_box()["y"] < 900 and page.evaluate(
+                "document.querySelector(\"img[src$='findings.png']\").naturalWidth") > 0
+            page.screenshot(path=str(shots / "landing-page.png"))
             browser.close()
     finally:
         server.shutdown()

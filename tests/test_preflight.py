@@ -155,3 +155,24 @@ def test_a_full_disk_under_out_is_one_line_not_a_traceback(tmp_path, monkeypatch
     monkeypatch.setattr(shutil, "copy", full)
     with pytest.raises(ConfigError, match=r"--out .*: the book's sources cannot be written there \(.*No space left"):
         build.assemble(tmp_path / "book-out")
+
+
+def test_a_failed_html_build_leaves_the_previous_book_whole(tmp_path, monkeypatch):
+    """The HTML is built into a staging folder: a build that fails (as one killed would) leaves the old
+    _build/html as it was, and no staging folder behind."""
+    import subprocess
+
+    from kdlib.book import build
+
+    old = tmp_path / "_build" / "html"
+    old.mkdir(parents=True)
+    (old / "index.html").write_text("the previous book")
+
+    class Failed:
+        returncode, stdout, stderr = 2, "", "boom"
+
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: Failed())
+    with pytest.raises(SystemExit, match="the previous book in .* is unchanged"):
+        build.build_book(tmp_path)
+    assert (old / "index.html").read_text() == "the previous book"
+    assert not list((tmp_path / "_build").glob(".staging@*"))

@@ -352,6 +352,25 @@ def plan_chapters(study: Study, scale: str, results: ResultsFolder) -> list[Chap
     return out
 
 
+def write_findings(study: Study, scale: str, results: ResultsFolder, out: Path) -> None:
+    """The landing page's findings box and headline figure (`kdlib.book.findings`), from this build's stores;
+    a failure is written into the box instead of stopping the build."""
+    gen = out / "book" / "generated"
+    try:
+        from .claims import verdict_table
+        from .evidence import BookEvidence
+        from .findings import write
+
+        evidence = BookEvidence.load(str(study.path), scale, str(results.root), study.shipped_scales(scale))
+        matrix = verdict_table(evidence.claim_columns())[0]
+        write(gen, evidence, matrix)
+    except Exception as e:  # the rest of the book still builds; the box says why it is empty
+        gen.mkdir(parents=True, exist_ok=True)
+        (gen / "findings.md").write_text("```{admonition} The answer, computed from this build's runs\n:class: warning\n\n"
+                                         f"The findings could not be computed in this build ({type(e).__name__}: {e}).\n```\n")
+        _log(f"note: the findings box could not be computed ({type(e).__name__}: {e})")
+
+
 def make_book(study: Study, scale: str, results: ResultsFolder, out: Path, built: set[str], *, device: str = "auto",
               jobs: int = 2, verbose: bool = False, build: bool = True) -> BookReport:
     """Execute the chapters of this build and build the HTML. `built`: the plan entries this run of the
@@ -378,6 +397,7 @@ def make_book(study: Study, scale: str, results: ResultsFolder, out: Path, built
                                   "failed_chapters": failed, "notes": notes})
     except OSError as e:  # a read-only results folder still builds the book
         _log(f"note: could not write the driver log in {results.root} ({e.strerror or e}); the results folder is read-only?")
+    write_findings(study, scale, results, out)
     write_toc(out, study, book_parts(study, scale, all_chapters, out))
     if build:
         secs = build_book(out)
