@@ -99,15 +99,17 @@ display(relabel(view.convergence()))
 # %% tags=["remove-input"]
 display(relabel(view.arm_table(), columns=False))
 
-# %% [markdown]
-# Both similarity measures are biased upwards on a finite test set, so each is read against a baseline
-# measured here. For CKA (linear, on the 512 stored test rows) the debiased estimate (the unbiased HSIC
-# estimator, Song et al. 2012; Nguyen et al. 2021) stands beside the stored one, and the last two rows give
-# the baselines from the stored features: two teachers of different seeds (what two independently trained
-# models of this setup share) and the controls' features with their rows permuted (no correspondence at
-# all: the estimator's floor). The plug-in MI of two unrelated models is about (K - 1)^2 / 2N nats for K
-# classes on N test examples, shown beside the MI. The exploratory tests below compare the stored values
-# between arms of the same architecture, where much of a common bias cancels:
+# %% tags=["remove-input"]
+_rows = view.feature_rows()
+display(Markdown(
+    "Both similarity measures are biased upwards on a finite test set, so each is read against a baseline "
+    f"measured here. For CKA (linear, on the {_rows} stored test rows of penultimate features) the debiased "
+    "estimate (the unbiased HSIC estimator, Song et al. 2012; Nguyen et al. 2021) stands beside the stored one, "
+    "and the last two rows give the baselines from the stored features: two teachers of different seeds (what two "
+    "independently trained models of this setup share) and the controls' features with their rows permuted (no "
+    "correspondence at all: the estimator's floor). The plug-in MI of two unrelated models is about (K - 1)^2 / 2N "
+    "nats for K classes on N test examples, shown beside the MI. The exploratory tests below compare the stored "
+    "values between arms of the same architecture, where much of a common bias cancels:"))
 
 # %% tags=["remove-input"]
 display(relabel(view.similarity_table(), columns=False))

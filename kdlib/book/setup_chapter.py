@@ -186,6 +186,15 @@ class SetupView:
             lines.append(f"- failed in the last training phase: `{label}`: {err.strip().splitlines()[-1] if err else ''}")
         return "\n\n".join(lines)
 
+    def feature_rows(self) -> int:
+        """How many test rows of penultimate features a run of this entry stores (the CKA subsample: 512, or the
+        whole test set where it is smaller)."""
+        r = self.results
+        if r.empty:
+            return 0
+        feats = self.store.features(r["hash"].iloc[0])
+        return 0 if feats is None else len(feats)
+
     def runs_csv(self) -> pd.DataFrame:
         """Every run of the entry, one row each: entry, arm, seed, reading (KD weight), RCD noise, hash and every
         metric (the table a reader takes away)."""
