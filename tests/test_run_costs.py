@@ -39,3 +39,19 @@ def test_the_gpu_plan_page_says_its_paper_runs_came_from_the_cpu(tmp_path, monke
     text = gpu_plan.gpu_status(load_study())
     assert "the 1 paper-scale runs in this checkout were computed on the CPU" in text
     assert "no chapter of the paper's setups is in this book" not in text
+
+
+def test_the_gpu_plan_page_gives_one_total_with_its_definition():
+    """The table's whole-plan total and the recipes note's "plan as listed" are the same figure; the wholesale
+    recipe switches are labelled as such."""
+    import re
+
+    from kdlib import load_study
+    from kdlib.book.gpu_plan import gpu_plan_table, recipes_note
+
+    study = load_study()
+    total = gpu_plan_table(study)[1]
+    note = recipes_note(study)
+    runs = re.search(r"\*\*Whole plan\*\*: (\d+) distinct runs", total).group(1)
+    assert f"The plan as listed (the table's total" in note and f"is {runs} distinct runs" in note
+    assert "every entry on `fast`" in note and "every entry on `authors`" in note
