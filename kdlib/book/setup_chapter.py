@@ -163,13 +163,18 @@ class SetupView:
                          f"data: {'; '.join(sources)}; arithmetic: {'; '.join(arith)}."
                          + (f" This chapter trained {self.trained_now} of them itself." if self.trained_now else ""))
         phases = self.results_folder.entry_phases(self.entry_id) if not self.trained_now else []
-        for t in phases:
-            mine = t.get("entries", {}).get(self.entry_id)
-            runs = f"{mine['trained']} of this entry's runs" if mine else f"{t['runs_trained']} runs"
-            lines.append(f"Trained in a phase of {t['runs_trained']} runs ({runs}) on {t['machine']} "
-                         f"({t['executor']} executor, {t['workers']} workers), {t['started'][:16].replace('T', ' ')} to "
-                         f"{t['finished'][:16].replace('T', ' ')}, {t['wall_seconds'] / 60:.1f} min wall time, code "
-                         f"`{t['code_version']}`." + "".join(f" {n[0].upper()}{n[1:]}." for n in (t.get("note"), t.get("interrupted")) if n))
+        if phases:  # one line here; each phase's operations log (interruptions, shared cores) is in the appendix
+            mine = sum((t.get("entries", {}).get(self.entry_id) or {}).get("trained", 0) for t in phases)
+            machines = sorted({t["machine"].split(",")[0] + ", " + t["machine"].split(",")[1].strip() for t in phases})
+            noted = sum(bool(t.get("note") or t.get("interrupted")) for t in phases)
+            lines.append(f"Trained in {len(phases)} phase{'s' if len(phases) > 1 else ''} ({mine} of this entry's runs), "
+                         f"{phases[0]['started'][:10]} to {phases[-1]['finished'][:10]}, on {'; '.join(machines)}, "
+                         f"{sum(t['wall_seconds'] for t in phases) / 60:.1f} min of wall time in all, code "
+                         + ", ".join(f"`{v}`" for v in dict.fromkeys(t["code_version"] for t in phases)) + "."
+                         + ((" The phase carries an operations note" if len(phases) == 1 else
+                             f" {noted} of the phases carry an operations note")
+                            + " (stopped early, or sharing the cores): the appendix's compute ledger gives it."
+                            if noted else ""))
         dirty = self.dirty_note()
         if dirty:
             lines.append(dirty)
