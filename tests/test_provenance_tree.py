@@ -39,6 +39,22 @@ def test_a_changed_file_is_recorded_with_its_diff(repo):
     assert prov.touches_training_code(changes) == ["kdlib/train.py"]
 
 
+def test_a_run_store_in_the_tree_is_not_code(repo):
+    """Training into results/ (tracked) rewrites files there: the code version stays clean."""
+    import subprocess
+
+    (repo / "results").mkdir()
+    (repo / "results" / "metrics.json").write_text("{}")
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "."], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "store"], cwd=repo, check=True)
+    prov.code_version.cache_clear()
+    (repo / "results" / "metrics.json").write_text('{"accuracy": 1}')
+    assert not prov.code_version().endswith("-dirty") and prov.tree_changes() == {}
+    (repo / "kdlib" / "train.py").write_text("LR = 0.3\n")
+    prov.code_version.cache_clear(), prov.tree_changes.cache_clear()
+    assert prov.tree_changes()["changed_files"] == ["kdlib/train.py"]  # results/ left out of the diff
+
+
 def test_an_untracked_module_makes_the_version_dirty_and_is_listed(repo):
     (repo / "kdlib" / "new_loss.py").write_text("X = 1\n")
     assert prov.code_version().endswith("-dirty")

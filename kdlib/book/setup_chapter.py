@@ -249,12 +249,15 @@ class SetupView:
                 files |= set(changes.get("changed_files", [])) | set(changes.get("untracked_files", []))
             else:
                 unrecorded += 1
+        code = sorted(f for f in files if not f.startswith("results/"))
         return (f"**{len(dirty)} of {len(r)} runs were trained from a work tree with uncommitted changes** (code "
                 f"version{'s' if dirty['code_version'].nunique() > 1 else ''} "
                 + ", ".join(f"`{v}`" for v in dirty["code_version"].unique()) + ")"
-                + (f"; the changes recorded in their provenance touch {', '.join(f'`{f}`' for f in sorted(files))}" if files else "")
+                + (f"; the changes recorded in their provenance touch {', '.join(f'`{f}`' for f in code)}" if code else "")
+                + ("; their recorded changes touch no code, only the run store under `results/` that the training "
+                   "phase wrote into (changes there no longer mark a version dirty)" if files and not code else "")
                 + (f"; {unrecorded} of them were trained before runs recorded what the changes were" if unrecorded else "")
-                + ". Their numbers come from code that is not in the history as such.")
+                + (". Their numbers come from code that is not in the history as such." if code or unrecorded else "."))
 
     def power_note(self) -> str:
         tests = self.tests()
