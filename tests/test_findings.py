@@ -65,3 +65,25 @@ def test_the_box_and_figure_are_written(root, tmp_path):
     text = path.read_text()
     assert text.startswith("````{admonition} The answer, computed from this build's runs") and text.rstrip().endswith("````")
     assert "```{figure} generated/findings.png" in text and (tmp_path / "findings.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("neg,heading", [((0.3, 0.3, 0.3), "The teacher's errors transfer more"),
+                                         ((0.3, 0.3, 0.1), "The teacher's errors transfer more"),
+                                         ((0.3, 0.1, 0.1), "The teacher's right answers transfer more"),
+                                         ((0.3, 0.3, 0.1, 0.1), "No consistent asymmetry")])
+def test_the_asymmetry_heading_takes_a_side_only_with_two_thirds(neg, heading):
+    """A+ share 0.2 everywhere; A- share above it in the setups given 0.3: the heading sides with errors from two
+    thirds of the setups, with right answers at one third or fewer, and says neither in between."""
+    import pandas as pd
+
+    class Evidence:
+        def readings(self):
+            return (0.9,)
+
+        summaries = {"s": [{"scale": "s", "id": f"e{i}", "kd_weight": 0.9, "objective": "hinton", "neg_share_closed": v,
+                            "pos_share_closed": 0.2, "rcd_kd_equivalent": False, "kd_beats_rcd_accuracy": True}
+                           for i, v in enumerate(neg)]}
+
+    rows = pd.DataFrame({"scale": "s", "id": [f"e{i}" for i in range(len(neg))], "reading": 0.9,
+                         "significant_transfer": True, "gain_points": 1.0, "share_closed": 0.1})
+    assert findings.sentences(Evidence(), rows)[1].startswith(f"**{heading}")

@@ -57,8 +57,9 @@ def sentences(evidence, rows: pd.DataFrame, matrix: pd.DataFrame | None = None) 
     both = [s for s in reps if np.isfinite(s["neg_share_closed"]) and np.isfinite(s["pos_share_closed"])]
     if both:
         more = sum(s["neg_share_closed"] > s["pos_share_closed"] for s in both)
-        head = ("The teacher's errors transfer more than its right answers." if 2 * more > len(both) else
-                "The teacher's right answers transfer more than its errors here." if 2 * more < len(both) else
+        # a heading takes a side only where at least two thirds of the setups do
+        head = ("The teacher's errors transfer more than its right answers." if 3 * more >= 2 * len(both) else
+                "The teacher's right answers transfer more than its errors here." if 3 * more <= len(both) else
                 "No consistent asymmetry between errors and right answers.")
         out.append(
             f"**{head}** Of the {len(both)} setup{'s' if len(both) > 1 else ''} where both can be measured, kd "
