@@ -275,7 +275,7 @@ def test_pages_render_offline_in_chromium(book):
             page.screenshot(path=str(shots / "claims-page.png"))
             # the landing page opens on the answer: the findings box and the headline figure in the first 900 px
             page.goto(f"{base}/book/intro.html", wait_until="networkidle")
-            box = page.locator(".admonition", has_text="The answer, computed from this build's runs")
+            box = page.locator(".admonition", has_text="The answer, computed from this build")  # (smart quotes after)
             assert box.count() == 1 and box.bounding_box()["y"] < 900
             fig = page.locator("img[src$='findings.png']")
             assert fig.count() == 1 and fig.bounding_box()["y"] < 900 and page.evaluate(

@@ -66,7 +66,7 @@ def test_rows_follow_from_the_stored_runs(evidence):
 
 def test_labels_and_findings_name_what_differs(evidence):
     rows = ot.objective_rows(evidence)
-    assert [ot.label(r) for _, r in rows[rows.kd_weight == 0.9].iterrows()] == ["Hinton (T 4)", "LS (weight 10, T 2)", "NKD (T 1)"]
+    assert [ot.label(r) for _, r in rows[rows.kd_weight == 0.9].iterrows()] == ["Hinton (T 4)", "LS (weight 10, T 2)", "NKD (gamma 1.5, T 1)"]
     text = ot.findings(rows)
     assert len(text) == 2 and text[0].startswith("**smoke: digits-mlp-standard, w = 0.9.**")
     assert "of 2" in text[0] and "Significant transfer (kd > control):" in text[0]

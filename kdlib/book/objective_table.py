@@ -105,13 +105,8 @@ def objective_rows(evidence) -> pd.DataFrame:
 
 
 def label(row) -> str:
-    """The objective with the arguments that differ from its registered defaults, and its temperature."""
-    from ..objectives import OBJECTIVES
-
-    args = row["objective_args"] or {}
-    defaults = OBJECTIVES.meta(row["objective"])["args"] if row["objective"] in OBJECTIVES else {}
-    shown = {k: v for k, v in args.items() if defaults.get(k) != v}
-    parts = [f"{k} {v:g}" for k, v in shown.items()]
+    """The objective with its arguments (as the entry ran them, defaults filled in) and its temperature."""
+    parts = [f"{k} {v:g}" for k, v in (row["objective_args"] or {}).items()]
     if row["objective"] != "mse":  # the only one that does not use the temperature
         parts.append(f"T {row['temperature']:g}")
     name = "Hinton" if row["objective"] == HINTON else row["objective"].upper()
