@@ -114,6 +114,7 @@ class RunStore:
         self._vouched: set[str] = set()             # runs whose folder name, config and manifest were checked
         self._checked: set[tuple] = set()           # (path, size, mtime_ns) of files whose checksum matched
         self.damage: dict[str, str] = {}            # hash -> why a read refused the run (`problem`)
+        self._whole: set[str] = set()               # runs `problem` found whole (asked once per store object)
         self.removed_stale = self._remove_stale()
 
     @property
@@ -375,6 +376,7 @@ class RunStore:
         folder = self.path(run)
         h = folder.name
         self._vouched.discard(h)
+        self._whole.discard(h)
         self._manifests.pop(h, None)
         try:
             if not self.has(h):
@@ -411,14 +413,21 @@ class RunStore:
         outputs do not vouch for it), or None. Remembered in `damage` so that the page that would have used the
         run can name it."""
         h = run if isinstance(run, str) else run.hash
+        if h in self._whole:
+            return None
         if h not in self.damage:
             try:
-                self.metrics(h), self.provenance(h), self.outputs(h)
+                self.metrics(h), self.provenance(h)
+                if "outputs.npz" in self._entries(h):
+                    self._file(h, "outputs.npz")  # size and checksum vouch for it; no need to decompress
+                else:
+                    self.outputs(h)  # a legacy run: only reading it shows the file is whole
             except StoreError as e:
                 self.damage[h] = str(e)
             except Exception as e:  # whatever a damaged folder raises
                 self.damage[h] = f"{self.path(h)} is damaged ({type(e).__name__}: {e})"
             else:
+                self._whole.add(h)
                 return None
         return self.damage[h]
 
@@ -487,6 +496,7 @@ class RunStore:
         """Move a (damaged) run out of the way so it is retrained."""
         p = self.path(run)
         self._manifests.pop(p.name, None)
+        self._vouched.discard(p.name), self._whole.discard(p.name), self.damage.pop(p.name, None)
         if p.exists():
             trash = self.root / f".trash-{p.name}@{_stamp()}"
             os.replace(p, trash)
