@@ -102,6 +102,13 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _too_close_in_float16(logits: np.ndarray) -> int:
+    """How many rows' two top logits are too close to order once stored in float16 (their argmax may differ
+    from the one the run computed in full precision)."""
+    top2 = np.sort(logits, 1)[:, -2:]
+    return int((top2[:, 1] - top2[:, 0] <= 2e-3 * np.maximum(1.0, np.abs(top2[:, 1]))).sum())
+
+
 class RunStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -453,13 +460,11 @@ class RunStore:
         z = self.outputs(run)["test_logits"].astype(np.float32)
         if labels is None or len(labels) != len(z):
             return None
-        top2 = np.sort(z, 1)[:, -2:]
-        close = int((top2[:, 1] - top2[:, 0] <= 2e-3 * np.maximum(1.0, np.abs(top2[:, 1]))).sum())
+        close = _too_close_in_float16(z)
         metrics, pred = self.metrics(run), z.argmax(1)
         checks = [("accuracy", float((pred == labels).mean()))]
         if teacher != run and "agreement" in metrics:
-            t2 = np.sort(tz, 1)[:, -2:]
-            close += int((t2[:, 1] - t2[:, 0] <= 2e-3 * np.maximum(1.0, np.abs(t2[:, 1]))).sum())
+            close += _too_close_in_float16(tz)
             checks.append(("agreement", float((pred == tz.argmax(1)).mean())))
         for key, value in checks:
             if key in metrics and abs(metrics[key] - value) * len(z) > close + 0.5:

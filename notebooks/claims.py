@@ -28,9 +28,11 @@ from IPython.display import HTML, Markdown, display
 
 import pandas as pd
 
-from kdlib.book.claims import (SENSITIVITY, anchor, closest_to_paper, flips_sentence, independence_table, linked_matrix,
-                          regime_sentences, sensitivity, verdict_columns, verdict_table)
-from kdlib.book.formatting import details
+import html
+
+from kdlib.book.claims import (SENSITIVITY, anchor, closest_to_paper, evidence_html, flips_sentence, independence_table,
+                               linked_matrix, regime_sentences, sensitivity, verdict_columns, verdict_table)
+from kdlib.book.formatting import details, link_entries
 from kdlib.book.evidence import BookEvidence
 
 evidence = BookEvidence.load(study_file, scale, results_dir, shipped)
@@ -148,7 +150,11 @@ for s in paper_like:
 # order counts; the others are listed beside it). Backdoor entries count for claim 7 only.
 
 # %% tags=["remove-input"]
-display(independence_table(columns).style.hide(axis="index").set_properties(**{"text-align": "left"}))
+_independent = independence_table(columns)
+for _c in _independent.columns[2:]:  # every entry named links to its chapter
+    _independent[_c] = [link_entries(html.escape(v), col.split(",")[0], [x["id"] for x in columns[col]])
+                        for v, col in zip(_independent[_c], _independent["column"])]
+display(_independent.style.hide(axis="index").set_properties(**{"text-align": "left"}))
 
 # %% [markdown]
 # ## The evidence behind each verdict
@@ -156,4 +162,5 @@ display(independence_table(columns).style.hide(axis="index").set_properties(**{"
 # %% tags=["remove-input"]
 for k, row in matrix.iterrows():
     display(Markdown(f"**Claim {k}.** {row['statement']}"))
-    display(HTML("".join(details(f"{c}: {row[c]}", texts[(c, k)], anchor=anchor(c, k)) for c in verdict_cols)))
+    display(HTML("".join(details(f"{c}: {row[c]}", evidence_html(c, texts[(c, k)], columns), raw_html=True,
+                                 anchor=anchor(c, k)) for c in verdict_cols)))

@@ -24,7 +24,6 @@ from kdlib.book.notebooks import check_parameters  # a misspelled parameter stop
 check_parameters(globals(), _names_before_parameters, "objectives")
 
 # %% tags=["remove-cell"]
-import matplotlib
 import pandas as pd
 from IPython.display import Markdown, display
 
@@ -33,7 +32,9 @@ from kdlib.book.evidence import BookEvidence
 from kdlib.book.formatting import fmt_p
 from kdlib.objectives import OBJECTIVES
 
-matplotlib.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False})
+from kdlib.book.figures import book_style
+
+book_style()  # the book's legible figure sizes (kdlib.book.figures.STYLE)
 evidence = BookEvidence.load(study_file, scale, results_dir, shipped)
 rows = ot.objective_rows(evidence)
 

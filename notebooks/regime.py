@@ -24,14 +24,15 @@ from kdlib.book.notebooks import check_parameters  # a misspelled parameter stop
 check_parameters(globals(), _names_before_parameters, "regime")
 
 # %% tags=["remove-cell"]
-import matplotlib
 from IPython.display import Markdown, display
 
 from kdlib.book import regime
 from kdlib.book.evidence import BookEvidence
-from kdlib.book.formatting import breakable, fmt_p
+from kdlib.book.formatting import entry_link, fmt_p
 
-matplotlib.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False})
+from kdlib.book.figures import book_style
+
+book_style()  # the book's legible figure sizes (kdlib.book.figures.STYLE)
 evidence = BookEvidence.load(study_file, scale, results_dir, shipped)
 readings = evidence.readings()
 tables = {w: regime.regime_rows(evidence, w) for w in readings}
@@ -54,7 +55,8 @@ display(Markdown(evidence.status()))
 
 
 def table(rows):
-    t = rows.assign(setup=breakable(rows["scale"] + ": " + rows["id"]))
+    rows = rows.assign(_key=rows["scale"] + ": " + rows["id"]).sort_values("_key")
+    t = rows.assign(setup=[entry_link(s, i, prefix=f"{s}: ") for s, i in zip(rows["scale"], rows["id"])])
     t["teacher test / train (%)"] = [f"{a:.1f} / {b:.1f}" for a, b in zip(rows["teacher_accuracy"], rows["teacher_train_accuracy"])]
     t["gain (points, 95 % CI)"] = [f"{g:+.2f} [{lo:+.2f}, {hi:+.2f}]" for g, lo, hi in
                                   zip(rows["gain_points"], rows["gain_lo"], rows["gain_hi"])]
@@ -64,7 +66,7 @@ def table(rows):
     t["significant"] = rows["significant_transfer"].map({True: "yes", False: "no"})
     cols = ["setup", "teacher test / train (%)", "gain (points, 95 % CI)", "control disagrees (%)", "share closed (%)",
             "controls' mutual disagreement (%)", "significant"]
-    return (t[cols].sort_values("setup").style.hide(axis="index")
+    return (t[cols].style.hide(axis="index")
             .format({c: "{:.1f}" for c in cols[3:6]})
             .set_properties(subset=cols[1:3], **{"white-space": "nowrap"}))
 

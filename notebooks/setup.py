@@ -45,7 +45,6 @@ check_parameters(globals(), _names_before_parameters, "setup")
 # %% tags=["remove-cell"]
 import html
 
-import matplotlib
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import HTML, Markdown, display
@@ -55,7 +54,9 @@ from kdlib.book import formatting as show
 from kdlib.book.formatting import details, relabel, tests_table
 from kdlib.book.setup_chapter import ChapterSetup, SetupView, chapter_seconds
 
-matplotlib.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False})
+from kdlib.book.figures import book_style
+
+book_style()  # the book's legible figure sizes (kdlib.book.figures.STYLE)
 pd.set_option("display.max_columns", 40, "display.width", 200)
 chapter = ChapterSetup.from_parameters(globals())
 trained_now = 0
@@ -136,8 +137,11 @@ display(tests_table(view.compact_tests("exploratory")))
 # p, the smallest p these data allow) is one click away:
 
 # %% tags=["remove-input"]
-display(HTML(details("full table of tests", view.full_tests().to_html(index=False, float_format=lambda v: f"{v:.4g}"),
-                     raw_html=True)))
+display(HTML(details("full table of tests", show.full_tests_html(view.full_tests())
+                     + "<p><small>a, b: the two arms of the comparison, as fractions (accuracy, agreement) or in the "
+                     "metric's unit; n: seed pairs, of which ≠ 0 differ and excl. were left out; W: the signed-rank "
+                     "statistic; r: rank-biserial correlation; smallest p: the least p the pairs kept allow, and "
+                     "whether it passes the correction.</small></p>", raw_html=True)))
 
 # %% [markdown]
 # ## Both readings of the paper's alpha
@@ -155,12 +159,12 @@ display(show.readings_table(view.readings_table()))
 fig = figures.per_seed_figure(main)
 
 # %% [markdown]
-# Pick a metric in the menu above the chart to see every seed of every arm:
+# Every seed of every arm, one metric at a time (pick it in the menu above the chart):
 
 # %% tags=["remove-input"]
 figures.show_plotly(figures.metric_explorer(main, ["agreement", "js_divergence", "activation_distance", "kl_teacher_student",
                                                "accuracy", "pos_agreement", "neg_agreement", "mi", "cka",
-                                               "generalisation_gap"], f"{view.cfg.title}: per-seed values"))
+                                               "generalisation_gap"]))
 
 # %% [markdown]
 # Per-seed numbers by arm (a tab per arm):

@@ -24,13 +24,14 @@ from kdlib.book.notebooks import check_parameters  # a misspelled parameter stop
 check_parameters(globals(), _names_before_parameters, "summary")
 
 # %% tags=["remove-cell"]
-import matplotlib
 from IPython.display import Markdown, display
 
 from kdlib.book import figures
 from kdlib.book.evidence import BookEvidence
 
-matplotlib.rcParams.update({"figure.dpi": 110, "axes.spines.top": False, "axes.spines.right": False})
+from kdlib.book.figures import book_style
+
+book_style()  # the book's legible figure sizes (kdlib.book.figures.STYLE)
 evidence = BookEvidence.load(study_file, scale, results_dir, shipped)
 
 # %% tags=["remove-input"]
@@ -80,7 +81,8 @@ fig = figures.gain_by_setup(allmain)
 fig = figures.asymmetry_by_setup(allmain)
 
 # %% [markdown]
-# Pick the quantity in the menu:
+# The other quantities across setups, one at a time (pick it in the menu above the chart; red bars: significant
+# kd > control agreement after BY correction):
 
 # %% tags=["remove-input"]
 figures.show_plotly(figures.summary_explorer(allmain))

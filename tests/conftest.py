@@ -36,3 +36,33 @@ def isolated_data(tmp_path, monkeypatch):
     _load_cached.cache_clear()
     yield folder
     _load_cached.cache_clear()
+
+
+VOWELS_ENTRY = ["--scale", "smoke", "--only", "vowels-seqcnn-self", "--workers", "1"]
+
+
+@pytest.fixture(scope="session")
+def vowels_setup():
+    """The smoke entry the store tests damage copies of."""
+    from kdlib import load_study
+
+    return load_study().setup("vowels-seqcnn-self", "smoke")
+
+
+@pytest.fixture(scope="session")
+def vowels_results(tmp_path_factory):
+    """A results folder with that entry trained (once per session): tests damage copies, never this one."""
+    from kdlib.driver import main as driver_main
+
+    folder = tmp_path_factory.mktemp("vowels") / "results"
+    assert driver_main(VOWELS_ENTRY + ["--results", str(folder), "--train-only"]) == 0
+    return folder
+
+
+@pytest.fixture()
+def vowels_copy(vowels_results, tmp_path):
+    """A copy of `vowels_results` of the test's own."""
+    import shutil
+
+    shutil.copytree(vowels_results, tmp_path / "results")
+    return tmp_path / "results"

@@ -70,7 +70,7 @@ def _summary(n=3):
     ids = [f"digits-mlp-standard-s{k}" for k in range(n)]
     f = np.linspace(0.1, 0.9, n)
     return pd.DataFrame({
-        "id": ids, "modality": "image", "n_seeds": 10, "teacher_accuracy": f, "teacher_train_accuracy": f,
+        "id": ids, "scale": "cpu", "modality": "image", "n_seeds": 10, "teacher_accuracy": f, "teacher_train_accuracy": f,
         "teacher_errors": 100.0, "control_accuracy": f, "kd_accuracy": f, "rcd_accuracy": f,
         "agreement_gain_points": f, "agreement_share_closed": [0.05, float("nan"), 0.2][:n], "agreement_p_by": [0.0018, 0.5, 1.0][:n], "significant_transfer": [True, False, False][:n],
         "transfer_testable": True, "asymmetry_seeds": 10, "pos_gain_points": f, "neg_gain_points": f, "pos_headroom": f, "neg_headroom": f,

@@ -101,3 +101,38 @@ def test_the_scale_menu_lists_scales_with_runs():
         assert ex.entry_w.value in [e.id for e in study.plan("mid")]
         assert ex.arms_w.options  # the shipped runs are read
     plt.close("all")
+
+
+def test_a_scale_change_never_sends_the_browser_an_index_its_options_lack(smoke):
+    """The browser applies each state message in turn: options sent apart from their index left the entry
+    menu selecting an option the new list lacks ("Cannot set properties of undefined (setting 'selected')"
+    in JupyterLab). Here every message the menus send is applied to a model of the browser's state, and
+    after each one the index must name an existing option. Also: every scale opens on an entry with runs,
+    listed by title."""
+    study = load_study()
+    ex = Explorer(scale="smoke", results_dir=str(smoke["root"]))
+    browser, bad = {}, []
+    for name in ("entry_w", "arms_w"):
+        widget = getattr(ex, name)
+        browser[name] = {"_options_labels": widget._options_labels, "index": widget.index}
+
+        def send(msg, buffers=None, name=name):
+            state = browser[name]
+            state.update(msg["state"])
+            index = state["index"]
+            indices = index if isinstance(index, tuple) else () if index is None else (index,)
+            if any(i >= len(state["_options_labels"]) for i in indices):
+                bad.append((name, dict(msg["state"])))
+
+        widget._send = send
+    scales = [s for s in ex.scale_w.options if s != "smoke"]
+    assert scales, "no shipped scale to change to"
+    for s in scales + ["smoke"]:
+        ex.scale_w.value = s
+        store = ex.store()
+        cfg = dict(__import__("kdlib.book.setup_analysis", fromlist=["plan_setups"]).plan_setups(study, s))[ex.entry_w.value]
+        assert any(store.has(r) for r in cfg.runs()), f"{s} opens on {ex.entry_w.value}, which has no runs"
+        titles = {e.id: e.title or e.id for e in study.plan(s)}
+        assert ex.entry_w.label == titles[ex.entry_w.value]
+    assert not bad, bad
+    plt.close("all")

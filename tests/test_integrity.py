@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from kdlib import load_study
 from kdlib.driver import main as driver_main
 from kdlib.store import RunStore, StoreError
 from kdlib.book.frames import run_table
@@ -20,16 +19,14 @@ ROOT = Path(__file__).resolve().parent.parent
 ENTRY = ["--scale", "smoke", "--only", "vowels-seqcnn-self", "--workers", "1"]
 
 
-@pytest.fixture(scope="module")
-def setup():
-    return load_study().setup("vowels-seqcnn-self", "smoke")
+@pytest.fixture()
+def setup(vowels_setup):
+    return vowels_setup
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("integrity") / "results"
-    assert driver_main(ENTRY + ["--results", str(folder), "--train-only"]) == 0
-    return folder
+@pytest.fixture()
+def results(vowels_results):  # the session's trained store (conftest); tests damage copies (_copy)
+    return vowels_results
 
 
 def _copy(results, tmp_path) -> Path:

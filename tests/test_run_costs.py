@@ -53,5 +53,5 @@ def test_the_gpu_plan_page_gives_one_total_with_its_definition():
     total = gpu_plan_table(study)[1]
     note = recipes_note(study)
     runs = re.search(r"\*\*Whole plan\*\*: (\d+) distinct runs", total).group(1)
-    assert f"The plan as listed (the table's total" in note and f"is {runs} distinct runs" in note
+    assert "The plan as listed (the table's total" in note and f"is {runs} distinct runs" in note
     assert "every entry on `fast`" in note and "every entry on `authors`" in note

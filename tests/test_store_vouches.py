@@ -5,10 +5,8 @@ that checked only sizes and the JSON files' checksums."""
 import json
 import shutil
 
-import numpy as np
 import pytest
 
-from kdlib import load_study
 from kdlib.book.frames import damaged_runs, run_table
 from kdlib.driver import main as driver_main
 from kdlib.store import SEALED, RunStore, StoreError
@@ -16,22 +14,14 @@ from kdlib.store import SEALED, RunStore, StoreError
 ENTRY = ["--scale", "smoke", "--only", "vowels-seqcnn-self", "--workers", "1"]
 
 
-@pytest.fixture(scope="module")
-def setup():
-    return load_study().setup("vowels-seqcnn-self", "smoke")
-
-
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("vouch") / "results"
-    assert driver_main(ENTRY + ["--results", str(folder), "--train-only"]) == 0
-    return folder
+@pytest.fixture()
+def setup(vowels_setup):
+    return vowels_setup
 
 
 @pytest.fixture()
-def folder(results, tmp_path):
-    shutil.copytree(results, tmp_path / "results")
-    return tmp_path / "results"
+def folder(vowels_copy):  # a copy of the session's trained store (conftest), this test's own
+    return vowels_copy
 
 
 def _swap(store, a, b):

@@ -7,7 +7,9 @@ into place only when it ran to the end), the generated _toc.yml, and the Jupyter
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -67,6 +69,42 @@ def chapter_metadata(path: Path) -> dict:
         return {}
 
 
+def book_relative(path, out: Path) -> str:
+    """A path as the book shows it: relative to the book's root, else to the repository, else as given
+    (a store the user keeps elsewhere)."""
+    p = Path(path).resolve()
+    for root in (Path(out).resolve(), REPO_ROOT.resolve()):
+        try:
+            return p.relative_to(root).as_posix() or "."
+        except ValueError:
+            pass
+    return str(p)
+
+
+def location_key(results_root, study_file) -> str:
+    """Which results folder and study file a chapter was executed for, without writing the machine's paths
+    into the book: a digest of both absolute paths."""
+    where = f"{Path(results_root).resolve()}\n{Path(study_file).resolve()}"
+    return hashlib.sha256(where.encode()).hexdigest()[:16]
+
+
+def scrub_paths(nb, out: Path, output: Path):
+    """The executed notebook without this machine's paths: the book's root and the repository become
+    relative paths in every cell, output and metadata field; papermill's temporary input and output paths
+    are dropped. A reader (and the built _sources) sees `results/cpu/runs`, not `/home/.../results/cpu/runs`."""
+    import nbformat
+
+    pm = nb.metadata.get("papermill", {})
+    pm.pop("input_path", None)
+    pm["output_path"] = book_relative(output, out)
+    text = json.dumps(nb)
+    roots = {str(Path(out).resolve()), str(REPO_ROOT.resolve()), str(Path(out).absolute()), str(REPO_ROOT)}
+    for root in sorted((r for r in roots if r not in ("/", "") and json.dumps(r)[1:-1] == r), key=len, reverse=True):
+        text = re.sub(re.escape(root) + r"/", "", text)
+        text = re.sub(re.escape(root) + r"(?![\w-]|\.\w)", ".", text)  # not a longer name (/book2, /book.bak)
+    return nbformat.from_dict(json.loads(text))
+
+
 def tidy_for_book(nb, title: str, meta: dict) -> None:
     """Give the executed notebook a title and its build metadata, hide the parameter cells, fold code."""
     import nbformat
@@ -97,8 +135,10 @@ def remove_stale_notebooks(gen: Path) -> int:
     return n
 
 
-def execute_chapter(chapter: str, output: Path, params: dict, title: str, meta: dict, verbose: bool = False) -> float:
-    """Execute into a temporary file and rename it over `output` only when it ran to the end."""
+def execute_chapter(chapter: str, output: Path, params: dict, title: str, meta: dict, verbose: bool = False,
+                    out: Path | None = None) -> float:
+    """Execute into a temporary file and rename it over `output` only when it ran to the end; `out` (the
+    book's root, by default the repository) is where paths in the notebook are made relative to."""
     import nbformat
 
     started = time.perf_counter()
@@ -108,6 +148,7 @@ def execute_chapter(chapter: str, output: Path, params: dict, title: str, meta: 
         execute(chapter, tmp, params, log_output=verbose)
         nb = nbformat.read(tmp, as_version=4)
         tidy_for_book(nb, title, {**meta, "executed": time.strftime("%Y-%m-%d %H:%M:%S")})
+        nb = scrub_paths(nb, out or REPO_ROOT, output)
         nbformat.write(nb, tmp)
         os.replace(tmp, output)
     finally:
@@ -265,9 +306,11 @@ def notebook_phase(study: Study, book_scale: str, book_results: ResultsFolder, c
         params = {"scale": ch.scale, "results_dir": str(ch.results.root), "study_file": study_file,
                   "book_scale": book_scale, "entry_id": ch.entry.id, "setup": ch.entry.setup,
                   "device": device, "train_missing": False, **ch.entry.params}
-        meta = {"chapter": "setup", "scale": ch.scale, "entry": ch.entry.id, "results_dir": str(ch.results.root),
-                "study_file": study_file, "setup_key": ch.setup_key, "book_scale": book_scale, "runs": ch.runs}
-        return execute_chapter("setup", gen / f"{ch.relpath}.ipynb", params, ch.title, meta, verbose)
+        meta = {"chapter": "setup", "scale": ch.scale, "entry": ch.entry.id,
+                "results_dir": book_relative(ch.results.root, out), "study_file": book_relative(study_file, out),
+                "location": location_key(ch.results.root, study_file), "setup_key": ch.setup_key,
+                "book_scale": book_scale, "runs": ch.runs}
+        return execute_chapter("setup", gen / f"{ch.relpath}.ipynb", params, ch.title, meta, verbose, out)
 
     def run(fn, key, *a):
         try:
@@ -287,7 +330,7 @@ def notebook_phase(study: Study, book_scale: str, book_results: ResultsFolder, c
               "book_scale": book_scale}
     params = {"results": {**common, "shipped": shipped}, "running": common}
     _run_all(lambda c: run(lambda: execute_chapter(c[0], gen / f"{c[0]}.ipynb", params[c[2]], c[1],
-                                                   {"chapter": c[0], "book_scale": book_scale}, verbose), c[0]),
+                                                   {"chapter": c[0], "book_scale": book_scale}, verbose, out), c[0]),
              finals, jobs)
     bar.close()
     return timings, failed
@@ -328,8 +371,8 @@ def stale_kept(ch: Chapter, gen: Path, study: Study) -> bool:
 
 def executed_for(meta: dict, ch: Chapter, study_file: str) -> bool:
     """A chapter's recorded metadata match this chapter's scale, results folder, study file and setup."""
-    return (meta.get("scale") == ch.scale and meta.get("results_dir") == str(ch.results.root)
-            and meta.get("study_file") == study_file and meta.get("setup_key") == ch.setup_key)
+    return (meta.get("scale") == ch.scale and meta.get("location") == location_key(ch.results.root, study_file)
+            and meta.get("setup_key") == ch.setup_key)
 
 
 @dataclass
@@ -352,18 +395,49 @@ def plan_chapters(study: Study, scale: str, results: ResultsFolder) -> list[Chap
     return out
 
 
-def write_findings(study: Study, scale: str, results: ResultsFolder, out: Path) -> None:
-    """The landing page's findings box and headline figure (`kdlib.book.findings`), from this build's stores;
-    a failure is written into the box instead of stopping the build."""
+BACKLINKS_CELL = "kdlib-claims-using-this-entry"
+
+
+def write_backlinks(gen: Path, naming: dict, chapters: list[Chapter]) -> int:
+    """Under each setup chapter's title, the verdicts whose evidence names its runs, each linking to its
+    evidence block on the claims page (`claims.claims_naming`); replaced at every build. Returns how many
+    chapters were written."""
+    import nbformat
+
+    from .claims import backlinks_html
+
+    n = 0
+    for ch in chapters:
+        path = gen / f"{ch.relpath}.ipynb"
+        if not path.is_file():
+            continue
+        nb = nbformat.read(path, as_version=4)
+        nb.cells = [c for c in nb.cells if c.get("id") != BACKLINKS_CELL]
+        cell = nbformat.v4.new_markdown_cell(backlinks_html(naming.get((ch.scale, ch.entry.id), [])))
+        cell["id"] = BACKLINKS_CELL
+        nb.cells.insert(1, cell)
+        tmp = _tmp_notebook(path)
+        nbformat.write(nb, tmp)
+        os.replace(tmp, path)
+        n += 1
+    return n
+
+
+def write_findings(study: Study, scale: str, results: ResultsFolder, out: Path, chapters: list[Chapter] = ()) -> None:
+    """The landing page's findings box and headline figure (`kdlib.book.findings`), from this build's stores,
+    and each chapter's links to the claims that use it; a failure is written into the box instead of stopping
+    the build."""
     gen = out / "book" / "generated"
     try:
-        from .claims import verdict_table
+        from .claims import claims_naming, verdict_table
         from .evidence import BookEvidence
         from .findings import write
 
         evidence = BookEvidence.load(str(study.path), scale, str(results.root), study.shipped_scales(scale))
-        matrix = verdict_table(evidence.claim_columns())[0]
+        columns = evidence.claim_columns()
+        matrix, texts, _ = verdict_table(columns)
         write(gen, evidence, matrix)
+        write_backlinks(gen, claims_naming(columns, texts, matrix), list(chapters))
     except Exception as e:  # the rest of the book still builds; the box says why it is empty
         gen.mkdir(parents=True, exist_ok=True)
         (gen / "findings.md").write_text("```{admonition} The answer, computed from this build's runs\n:class: warning\n\n"
@@ -397,7 +471,7 @@ def make_book(study: Study, scale: str, results: ResultsFolder, out: Path, built
                                   "failed_chapters": failed, "notes": notes})
     except OSError as e:  # a read-only results folder still builds the book
         _log(f"note: could not write the driver log in {results.root} ({e.strerror or e}); the results folder is read-only?")
-    write_findings(study, scale, results, out)
+    write_findings(study, scale, results, out, all_chapters)
     write_toc(out, study, book_parts(study, scale, all_chapters, out))
     if build:
         secs = build_book(out)

@@ -64,6 +64,18 @@ CLAIMS = {
     7: "A backdoor in the teacher reaches the student more than it reaches the control.",
 }
 
+# The claims as the verdict table names them (two lines at most in its column); the full statements above are
+# shown on hover and above each claim's evidence.
+SHORT = {
+    1: "Transfer is significant in some setups, not all",
+    2: "Where significant, transfer is small",
+    3: "Errors (A-) transfer more than right answers (A+)",
+    4: "RCD reaches KD's accuracy",
+    5: "CIFAR-10: agreement rises for ResNet-18 and VGG-19",
+    6: "ViTs generalise worse than CNNs",
+    7: "A teacher's backdoor reaches its student",
+}
+
 
 def independent_groups(summaries: list[dict]) -> list[tuple[dict, list[dict]]]:
     """(representative, sweeps): entries that share any teacher or control run are one piece of evidence
@@ -622,9 +634,11 @@ def anchor(col: str, claim: int) -> str:
 
 
 def linked_matrix(matrix: pd.DataFrame, reasons: dict | None = None) -> pd.DataFrame:
-    """The matrix with each verdict cell a link to its evidence block (`anchor`), its short reason below it."""
+    """The matrix with each verdict cell a link to its evidence block (`anchor`), its short reason below it;
+    each claim by its short statement, the full one on hover."""
     out = matrix.copy()
     reasons = reasons or {}
+    out["statement"] = [f'<span title="{html.escape(CLAIMS[k])}">{html.escape(SHORT[k])}</span>' for k in matrix.index]
     for c in verdict_columns(matrix):
         out[c] = [f'<a href="#{anchor(c, k)}">{html.escape(v)}</a>'
                   + (f'<br><small>{html.escape(reasons[(c, k)])}</small>' if reasons.get((c, k)) else "")
@@ -664,3 +678,41 @@ def closest_to_paper(matrix: pd.DataFrame, scale: str) -> str:
     lines = [f"- *{text}* (claim{'s' if len(ks) > 1 else ''} {', '.join(map(str, ks))}): {agreement(ks)}."
              for text, ks in ABSTRACT]
     return "\n".join(lines)
+
+
+def _column_scale(col: str) -> str:
+    return col.split(",")[0]
+
+
+def evidence_html(col: str, text: str, columns: dict[str, list[dict]]) -> str:
+    """A verdict's evidence as HTML, each entry it names a link to that entry's chapter."""
+    from .formatting import link_entries
+
+    return f"<p>{link_entries(html.escape(text), _column_scale(col), [x['id'] for x in columns.get(col, [])])}</p>"
+
+
+def claims_naming(columns: dict[str, list[dict]], texts: dict, matrix: pd.DataFrame) -> dict:
+    """(scale, entry id) -> [(claim, column, verdict)]: the verdicts whose evidence names the entry (the
+    way back from a chapter to the claims that use it)."""
+    import re
+
+    out: dict = {}
+    for (col, k), text in sorted(texts.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        for x in columns.get(col, []):
+            if re.search(r"(?<![\w-])" + re.escape(x["id"]) + r"(?![\w-])", text):
+                out.setdefault((_column_scale(col), x["id"]), []).append((k, col, matrix.loc[k, col]))
+    return out
+
+
+def backlinks_html(items: list, claims_page: str = "../claims.html") -> str:
+    """A chapter's paragraph naming the verdicts that use its runs, each a link to its evidence block."""
+    if not items:
+        return ("<p><b>Claims that use this entry:</b> none; no verdict's evidence names it in this build (entries "
+                "distilled with another KD objective than Hinton's are compared in the chapter on KD objectives).</p>")
+    by_claim: dict = {}
+    for k, col, verdict in items:
+        by_claim.setdefault(k, []).append(
+            f'<a href="{claims_page}#{anchor(col, k)}">{html.escape(_reading(col))}: {html.escape(verdict)}</a>')
+    return ("<p><b>Claims that use this entry</b> (its runs are named in the evidence of these verdicts): "
+            + "; ".join(f'claim {k}, <i>{html.escape(SHORT[k])}</i> ({", ".join(links)})' for k, links in by_claim.items())
+            + ".</p>")

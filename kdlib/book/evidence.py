@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .setup_analysis import collect_summaries, plan_setups
-from .formatting import breakable, fmt_p
+from .formatting import entry_link, fmt_p
 from .claims import num
 from ..results import ResultsFolder
 from .frames import damaged_runs, repair_command, run_table
@@ -129,7 +129,7 @@ class BookEvidence:
         """One row per entry, narrow enough for the text column: paired numbers share a cell, the seed count
         is a column only where it varies (else it is named in the header), headers wrap."""
         seeds = summary["n_seeds"].unique()
-        t = pd.DataFrame({"setup": breakable(summary["id"]), "modality": summary["modality"]})
+        t = pd.DataFrame({"setup": _setup_links(summary), "modality": summary["modality"]})
         if len(seeds) > 1:
             t["seeds"] = summary["n_seeds"]
         t["teacher acc test / train (%)"] = [f"{100 * a:.1f} / {100 * b:.1f}" for a, b in
@@ -157,7 +157,7 @@ class BookEvidence:
             return [" / ".join("n/a" if v != v else fmt.format(v) for v in ab) for ab in zip(a, b)]
 
         t = pd.DataFrame({
-            "setup": breakable(summary["id"]), "significant transfer": np.where(
+            "setup": _setup_links(summary), "significant transfer": np.where(
                 summary["significant_transfer"], "yes", np.where(summary["transfer_testable"], "no", "not testable")),
             "ΔA+ / ΔA- (points)": pair(summary["pos_gain_points"], summary["neg_gain_points"], "{:+.2f}"),
             "headroom A+ / A- (%)": pair(100 * summary["pos_headroom"], 100 * summary["neg_headroom"], "{:.1f}"),
@@ -171,3 +171,8 @@ class BookEvidence:
                 .hide(axis="index")
                 .set_properties(subset=["ΔA+ / ΔA- (points)", "headroom A+ / A- (%)", "share closed A+ / A- (seeds)"],
                                 **{"white-space": "nowrap"}))
+
+
+def _setup_links(summary: pd.DataFrame) -> list[str]:
+    """Each entry's id as a link to its chapter (summaries carry their scale)."""
+    return [entry_link(s, i) for s, i in zip(summary["scale"], summary["id"])]

@@ -18,7 +18,7 @@ from matplotlib.colors import to_rgb
 from .. import metrics
 from .setup_analysis import PERCENT_METRICS, compact_tests, plan_setups, primary_family, setup_tests
 from .formatting import label, tests_table
-from .figures import ARM_COLOURS, RCD_COLOURS
+from .figures import ARM_COLOURS, RCD_COLOURS, STYLE
 from ..stats import DIRECTIONS, measured
 from ..results import ResultsFolder
 from ..store import RunStore
@@ -90,7 +90,7 @@ def per_seed_figure(results: pd.DataFrame, groups: list[ArmGroup], metric: str):
     """Every seed of every arm, one row per arm (labels never overlap, however many arms), the mean ±
     SEM in black, blocks of arms separated and named, a legend of the colours."""
     n = len(groups)
-    fig, ax = plt.subplots(figsize=(8.5, 0.42 * n + 1.4))
+    fig, ax = plt.subplots(figsize=(7.2, 0.42 * n + 1.4))
     rng = np.random.default_rng(0)  # fixed jitter: a redraw looks the same
     for i, g in enumerate(groups):
         v = values(_select(results, g), metric).dropna()
@@ -105,9 +105,9 @@ def per_seed_figure(results: pd.DataFrame, groups: list[ArmGroup], metric: str):
     ax.set_yticks(range(n), [g.label for g in groups])
     ax.set_ylim(n - 0.5, -0.5)
     ax.set_xlabel(label(metric))
-    ax.set_title(f"{label(metric)} per seed (black: mean ± SEM)", fontsize=10)
+    ax.set_title(f"{label(metric)} per seed (black: mean ± SEM)")
     if n:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, title="arm", title_fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="arm")
     fig.tight_layout()
     return fig
 
@@ -137,7 +137,7 @@ def per_class_figure(table: pd.DataFrame, groups: list[ArmGroup], key: str):
     """Grouped bars per true class; the legend sits beside the axes, never over the bars."""
     shown = [g for g in groups if g.label in table.columns]
     n_classes = len(table)
-    fig, ax = plt.subplots(figsize=(10, 3.8))
+    fig, ax = plt.subplots(figsize=(8.2, 3.8))
     width = 0.8 / max(1, len(shown))
     for j, g in enumerate(shown):
         ax.bar(np.arange(n_classes) + j * width, table[g.label], width, label=g.label, color=g.colour)
@@ -145,8 +145,8 @@ def per_class_figure(table: pd.DataFrame, groups: list[ArmGroup], key: str):
     ax.set_xticks(ticks + 0.4 - width / 2, [str(t) for t in ticks])
     ax.set_xlabel("true class")
     ax.set_ylabel(f"{'accuracy' if key == 'accuracy' else 'agreement with teacher'} (%)")
-    ax.set_title(f"{key} per true class, mean over seeds", fontsize=10)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, title="arm", title_fontsize=8)
+    ax.set_title(f"{key} per true class, mean over seeds")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="arm")
     fig.tight_layout()
     return fig
 
@@ -235,21 +235,38 @@ class Explorer:
             self._cache[key] = entry_tests(results, cfg)
         return self._cache[key]
 
+    def first_entry_with_runs(self) -> Optional[str]:
+        """The scale's first plan entry whose store holds any of its runs (the paper scale ran one entry of
+        many on the CPU), else its first entry."""
+        plan = self.study.plan(self.scale_w.value)
+        try:
+            stored = set(self.store().hashes())
+        except Exception:  # no store for this scale yet
+            stored = set()
+        for entry_id, cfg in plan_setups(self.study, self.scale_w.value):
+            if any(r.hash in stored for r in cfg.runs()):
+                return entry_id
+        return plan[0].id if plan else None
+
     def _set_entries(self):
         plan = self.study.plan(self.scale_w.value)
         self._quiet = True  # one redraw for the whole change, not one per widget
         try:
-            self.entry_w.options = [(e.title or e.id, e.id) for e in plan]
-            self.entry_w.value = plan[0].id if plan else None
+            # options and value in one message: sent apart, the browser's dropdown selects an index of the old
+            # options ("Cannot set properties of undefined (setting 'selected')")
+            with self.entry_w.hold_sync():
+                self.entry_w.options = [(e.title or e.id, e.id) for e in plan]
+                self.entry_w.value = self.first_entry_with_runs()
             self._set_arms()
         finally:
             self._quiet = False
 
     def _set_arms(self):
         _, _, groups = self._entry() if self.entry_w.value else (None, None, [])
-        self.arms_w.options = [g.label for g in groups]
-        self.arms_w.value = tuple(g.label for g in groups)
-        self.arms_w.rows = min(10, max(3, len(groups)))
+        with self.arms_w.hold_sync():
+            self.arms_w.options = [g.label for g in groups]
+            self.arms_w.value = tuple(g.label for g in groups)
+            self.arms_w.rows = min(10, max(3, len(groups)))
 
     def _on_scale(self, _=None):
         self._set_entries()
@@ -304,6 +321,12 @@ class Explorer:
 
         fmt = InteractiveShell.instance().display_formatter.format
         outputs = []
+        with plt.rc_context(STYLE):  # the book's legible sizes, drawn here, without changing the user's defaults
+            outputs = self._formatted(fmt)
+        self.out.outputs = tuple(outputs)
+
+    def _formatted(self, fmt) -> list:
+        outputs = []
         for item in self.render():
             if isinstance(item, str):
                 outputs.append({"output_type": "stream", "name": "stdout", "text": item + "\n"})
@@ -312,4 +335,4 @@ class Explorer:
             outputs.append({"output_type": "display_data", "data": data, "metadata": metadata})
             if isinstance(item, plt.Figure):
                 plt.close(item)  # shown once, not again by the inline backend
-        self.out.outputs = tuple(outputs)
+        return outputs

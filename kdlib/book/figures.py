@@ -14,6 +14,41 @@ from .setup_analysis import PERCENT_METRICS, arms_present, paired_shares, transf
 from .formatting import LABELS, short_label
 from ..stats import measured
 
+# Legibility: the book's text column is COLUMN_PX wide in a 1000 px window; a figure wider than that is
+# scaled down to it, so text of `size` points in a figure saved `width` px wide is shown at
+# size / 72 * DPI * min(1, COLUMN_PX / width) px. With 10-point text, figures up to about 10 inches wide
+# keep every label at MIN_TEXT_PX or more (`small_text` checks a figure; the tests check every kind).
+DPI = 110
+COLUMN_PX = 736
+MIN_TEXT_PX = 10.0
+STYLE = {"figure.dpi": DPI, "savefig.dpi": DPI, "font.size": 10, "axes.titlesize": 10.5, "axes.labelsize": 10,
+         "xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 10, "legend.title_fontsize": 10,
+         "figure.titlesize": 11, "axes.spines.top": False, "axes.spines.right": False}
+
+
+def book_style() -> None:
+    """The book's figure style (sizes above), for a notebook's figures."""
+    matplotlib.rcParams.update(STYLE)
+
+
+def small_text(fig, column_px: int = COLUMN_PX, min_px: float = MIN_TEXT_PX) -> list[tuple[str, float]]:
+    """The texts of `fig` (tick labels, titles, legends, annotations) a reader would see below `min_px`
+    pixels once the figure, saved with a tight box as the notebooks save it, is fitted to the column."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    width_px = (fig.get_tightbbox(renderer).width + 2 * matplotlib.rcParams["savefig.pad_inches"]) * fig.dpi
+    scale = min(1.0, column_px / width_px)
+    out = []
+    for t in fig.findobj(Text):
+        if t.get_visible() and t.get_text().strip() and t.get_window_extent(renderer).width > 0:
+            px = t.get_fontsize() / 72 * fig.dpi * scale
+            if px < min_px:
+                out.append((t.get_text()[:40], round(px, 1)))
+    return out
+
+
 ARM_COLOURS = {"teacher": "#555555", "control": "#1f77b4", "kd": "#d62728", "rcd": "#2ca02c"}
 RCD_COLOURS = {"unit_fixed": "#2ca02c", "unit_resampled": "#98df8a", "teacher_scaled": "#8c564b", "permuted": "#bcbd22"}
 
@@ -24,7 +59,7 @@ def _values(d: pd.DataFrame, metric: str) -> pd.Series:
 
 def per_seed_figure(results: pd.DataFrame, metrics=("agreement", "js_divergence", "accuracy")):
     """Per-seed values by arm; grey lines join the arms of one seed (the pairing of the tests)."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.5 * len(metrics), 3.6))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.6))
     for ax, m in zip(np.atleast_1d(axes), metrics):
         arms = arms_present(results, with_teacher=m in ("accuracy", "backdoor_asr", "backdoor_lift"))
         d = results[results["arm"].isin(arms)].copy()
@@ -38,7 +73,7 @@ def per_seed_figure(results: pd.DataFrame, metrics=("agreement", "js_divergence"
                     markersize=22, capsize=4, zorder=3)
         ax.set_xlabel("arm")
         ax.set_ylabel(LABELS.get(m, m))
-        ax.set_title(m.replace("_", " "))
+        ax.set_title(short_label(m))
     fig.suptitle("Per-seed results (black: mean ± SEM)")
     fig.tight_layout()
     return fig
@@ -61,7 +96,7 @@ def transfer_figure(results: pd.DataFrame):
     ax1.set_xlabel("arm")
     ax1.set_ylabel("agreement with teacher (%)")
     ax1.set_title("positive (A+, solid) and negative (A-, hatched) agreement")
-    ax1.legend(loc="lower left", fontsize=8)
+    ax1.legend(loc="lower left")
     students = [a for a in arms if a != "control"]
     for j, (key, label) in enumerate((("pos_gain_points", "ΔA+"), ("neg_gain_points", "ΔA-"))):
         deltas = table.loc[key, students]
@@ -73,8 +108,8 @@ def transfer_figure(results: pd.DataFrame):
     ax2.set_xticks(range(len(students)), students)
     ax2.set_xlabel("arm")
     ax2.set_ylabel("change over control (points)")
-    ax2.set_title(f"headroom: 1-A+(control) = {head_pos:.1f}, 1-A-(control) = {head_neg:.1f} points", fontsize=9)
-    ax2.legend(fontsize=8)
+    ax2.set_title(f"headroom: 1-A+(control) = {head_pos:.1f}, 1-A-(control) = {head_neg:.1f} points")
+    ax2.legend()
     fig.tight_layout()
     return fig
 
@@ -124,8 +159,10 @@ def show_plotly(fig) -> None:
     display({"text/html": html, "application/vnd.plotly.v1+json": json.loads(fig.to_json())}, raw=True)
 
 
-def metric_explorer(results: pd.DataFrame, metrics, title: str):
-    """Per-seed values by arm with a dropdown that switches the metric (runs in the browser)."""
+def metric_explorer(results: pd.DataFrame, metrics):
+    """Per-seed values by arm with a dropdown that switches the metric (runs in the browser). No plotly
+    title: plotly does not wrap one, so a long title is clipped in a narrow column; the page's text says
+    what the chart shows."""
     import plotly.graph_objects as go
 
     arms = arms_present(results)
@@ -138,22 +175,22 @@ def metric_explorer(results: pd.DataFrame, metrics, title: str):
     buttons = []
     for m in metrics:
         ys = [list(_values(results[results.arm == a], m)) if measured(results[results.arm == a], m) else [] for a in arms]
-        buttons.append({"label": m.replace("_", " "), "method": "update",
+        buttons.append({"label": LABELS.get(m, m), "method": "update",
                         "args": [{"y": ys}, {"yaxis": {"title": {"text": LABELS.get(m, m)}}}]})
-    fig.update_layout(title={"text": title, "y": 0.97}, yaxis_title=LABELS.get(metrics[0], metrics[0]),
-                      xaxis_title="arm", showlegend=False, height=460, margin={"t": 110}, template="plotly_white",
+    fig.update_layout(yaxis_title=LABELS.get(metrics[0], metrics[0]),
+                      xaxis_title="arm", showlegend=False, height=440, margin={"t": 60}, template="plotly_white",
                       updatemenus=[{"buttons": buttons, "x": 0.0, "xanchor": "left", "y": 1.04, "yanchor": "bottom"}])
     return fig
 
 
 def summary_explorer(summary: pd.DataFrame):
-    """One bar per setup; a dropdown picks the quantity (agreement gain, ΔA+ / ΔA-, accuracies)."""
+    """One bar per setup; a dropdown picks the quantity (ΔA- / ΔA+, accuracies; the agreement gain has its
+    own chart with intervals above it, so it is not drawn twice). No plotly title (see `metric_explorer`)."""
     import plotly.graph_objects as go
 
     quantities = {
-        "agreement gain kd - control (points)": summary["agreement_gain_points"],
-        "ΔA+ kd - control (points)": summary["pos_gain_points"],
         "ΔA- kd - control (points)": summary["neg_gain_points"],
+        "ΔA+ kd - control (points)": summary["pos_gain_points"],
         "ΔA+ relative to control (%)": 100 * summary["pos_gain_relative"],
         "ΔA- relative to control (%)": 100 * summary["neg_gain_relative"],
         "accuracy kd - rcd (points)": 100 * (summary["kd_accuracy"] - summary["rcd_accuracy"]),
@@ -164,8 +201,7 @@ def summary_explorer(summary: pd.DataFrame):
     fig = go.Figure(go.Bar(x=summary["id"], y=quantities[names[0]], marker_color=colours,
                            hovertemplate="%{x}: %{y:.2f}<extra></extra>"))
     fig.update_layout(
-        title={"text": "Across setups (red: significant kd > control agreement after BY correction)", "y": 0.97},
-        yaxis_title=names[0], xaxis_title="setup", template="plotly_white", height=480, margin={"t": 110},
+        yaxis_title=names[0], xaxis_title="setup", template="plotly_white", height=460, margin={"t": 60},
         updatemenus=[{"buttons": [{"label": n, "method": "update",
                                    "args": [{"y": [list(v)]}, {"yaxis": {"title": {"text": n}}}]}
                                   for n, v in quantities.items()],
@@ -222,10 +258,10 @@ def loss_curves(results: pd.DataFrame, epoch_logs: dict):
     for ax, title in ((ax1, "training loss (mean over seeds)"), (ax2, "loss terms of kd and rcd")):
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss (nats)")
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title)
         if ax.lines:
             ax.set_yscale("log")
-            ax.legend(fontsize=7)
+            ax.legend()
     fig.tight_layout()
     return fig
 
@@ -266,7 +302,7 @@ def weight_curve_figure(results: pd.DataFrame):
     rcd - kd and kd - control in accuracy with 95 % confidence intervals, on a scale where a one-point
     difference at w = 0.1 is visible."""
     wc = weight_curve(results)
-    fig = plt.figure(figsize=(10, 7.6))
+    fig = plt.figure(figsize=(9, 8.2))
     grid = fig.add_gridspec(2, 2, height_ratios=[1, 1.05])
     axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])]
     for ax, m in zip(axes, ("accuracy", "agreement")):
@@ -280,8 +316,8 @@ def weight_curve_figure(results: pd.DataFrame):
             ax.axhline(100 * ctrl.mean(), color=ARM_COLOURS["control"], ls=(0, (2, 2)), lw=1.6, label="control", zorder=4)
         ax.set_xlabel("KD weight w")
         ax.set_ylabel(LABELS[m])
-        ax.set_title(f"{m} (mean ± SEM over seeds)", fontsize=10)
-        ax.legend(fontsize=7, loc="best")
+        ax.set_title(f"{m} (mean ± SEM over seeds)")
+        ax.legend(loc="best")
     ax = fig.add_subplot(grid[1, :])
     diffs = paired_differences(results, "accuracy")
     names = list(dict.fromkeys(diffs["difference"]))
@@ -298,9 +334,8 @@ def weight_curve_figure(results: pd.DataFrame):
     ax.grid(axis="y", color="0.92", lw=0.8)
     ax.set_xlabel("KD weight w  (loss = (1 - w) CE + w T² KL)")
     ax.set_ylabel("accuracy difference (points)\nlinear within ±2, log beyond")
-    ax.set_title("seed-paired accuracy differences (mean, 95 % CI): above 0, the first arm is more accurate",
-                 fontsize=10)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title("seed-paired accuracy differences (mean, 95 % CI): above 0, the first arm is more accurate")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -318,27 +353,24 @@ def headroom_figure(results: pd.DataFrame, min_disagreements: int = 1):
     ax.set_xticks([0, 1], ["A+ (teacher right)", "A- (teacher wrong)"])
     ax.set_xlim(-0.4, 1.4)
     ax.set_ylabel("share of control's headroom kd closes")
-    ax.set_title("asymmetry, judged on headroom", fontsize=10)
+    ax.set_title("asymmetry, judged on headroom")
     fig.tight_layout()
     return fig
 
 
 # ---------------------------------------------------------------------------------- across setups
-def _rotate(ax):
-    ax.tick_params(axis="x", rotation=35)
-    for tick in ax.get_xticklabels():
-        tick.set_horizontalalignment("right")
-
-
 def gain_by_setup(summary: pd.DataFrame):
-    """The agreement gain of kd over control per setup (filled: significant in the primary family)."""
+    """The agreement gain of kd over control per setup (filled: significant in the primary family), a row per
+    setup: the figure grows in height, not width, with the number of setups, so its labels stay legible."""
     colours = [ARM_COLOURS["kd"] if s else "white" for s in summary["significant_transfer"]]
-    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(summary) + 2), 3.8))
-    ax.bar(summary["id"], summary["agreement_gain_points"], color=colours, edgecolor=ARM_COLOURS["kd"])
-    ax.axhline(0, color="black", lw=0.8)
-    ax.set_ylabel("agreement kd - control (points)")
-    ax.set_xlabel("setup")
-    _rotate(ax)
+    n = len(summary)
+    fig, ax = plt.subplots(figsize=(7.5, 0.3 * n + 1.3))
+    ax.barh(np.arange(n), summary["agreement_gain_points"], color=colours, edgecolor=ARM_COLOURS["kd"])
+    ax.set_yticks(np.arange(n), summary["id"])
+    ax.set_ylim(n - 0.5, -0.5)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel("agreement kd - control (points)")
+    ax.grid(axis="x", color="0.92", lw=0.8)
     fig.tight_layout()
     return fig
 
@@ -363,7 +395,8 @@ def asymmetry_by_setup(summary: pd.DataFrame):
     never print over each other."""
     colours = [ARM_COLOURS["kd"] if s else "white" for s in summary["significant_transfer"]]
     x, y = summary["pos_share_closed"].to_numpy(float), summary["neg_share_closed"].to_numpy(float)
-    fig, ax = plt.subplots(figsize=(10, 5.5))
+    fig, (ax, key_ax) = plt.subplots(1, 2, figsize=(9.4, max(5.0, 0.2 * len(summary) + 1.2)),
+                                     gridspec_kw={"width_ratios": [1.25, 1]})
     ax.scatter(x, y, c=colours, edgecolors=ARM_COLOURS["kd"], s=70, zorder=3)
     finite = np.concatenate([x[np.isfinite(x)], y[np.isfinite(y)], [0.0]])
     lo, hi = finite.min() - 0.05, finite.max() + 0.05
@@ -375,30 +408,33 @@ def asymmetry_by_setup(summary: pd.DataFrame):
     key = []
     for c in _clusters((x[ok] - lo) / span, (y[ok] - lo) / span, 0.04):
         idx = [int(ok[i]) for i in c]
-        ax.annotate(", ".join(str(i + 1) for i in idx), (x[idx[0]], y[idx[0]]), fontsize=8, xytext=(7, 5),
-                    textcoords="offset points")
+        numbers = [str(i + 1) for i in idx]
+        ax.annotate(",\n".join(", ".join(numbers[j:j + 6]) for j in range(0, len(numbers), 6)),
+                    (x[idx[0]], y[idx[0]]), xytext=(7, 5), textcoords="offset points", va="bottom")
     for i, name in enumerate(summary["id"]):
         key.append(f"{i + 1}  {name}" + ("" if i in ok else "  (undefined)"))
-    ax.text(1.03, 1.0, "\n".join(key), transform=ax.transAxes, fontsize=7.5, va="top", family="monospace")
+    key_ax.axis("off")  # the key has its own axes beside the chart: tight_layout keeps room for both
+    key_ax.text(0.0, 1.0, "\n".join(key), transform=key_ax.transAxes, va="top", family="monospace")
     ax.set_xlabel("share of A+ headroom kd closes")
     ax.set_ylabel("share of A- headroom kd closes")
-    ax.set_title("asymmetry on headroom: above the diagonal = errors copied more (filled: significant transfer)",
-                 fontsize=9)
+    ax.set_title("above the diagonal: errors copied more\n(filled: significant transfer)")
     fig.tight_layout()
     return fig
 
 
 def accuracy_by_setup(summary: pd.DataFrame):
-    fig, ax = plt.subplots(figsize=(max(7, 0.6 * len(summary) + 2), 3.6))
+    """Control, kd and rcd test accuracy per setup, a row of three bars per setup (grows in height)."""
+    n = len(summary)
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * n + 1.4))
     width = 0.27
     for j, arm in enumerate(("control", "kd", "rcd")):
-        ax.bar(np.arange(len(summary)) + (j - 1) * width, 100 * summary[f"{arm}_accuracy"], width,
-               color=ARM_COLOURS[arm], label=arm)
-    ax.set_xticks(range(len(summary)), summary["id"], rotation=35, ha="right")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_xlabel("setup")
+        ax.barh(np.arange(n) + (j - 1) * width, 100 * summary[f"{arm}_accuracy"], width,
+                color=ARM_COLOURS[arm], label=arm)
+    ax.set_yticks(range(n), summary["id"])
+    ax.set_ylim(n - 0.5, -0.5)
+    ax.set_xlabel("test accuracy (%)")
     lo = np.nanmin(100 * summary[["control_accuracy", "kd_accuracy", "rcd_accuracy"]].to_numpy())
-    ax.set_ylim(max(0, lo - 10), 100)
-    ax.legend()
+    ax.set_xlim(max(0, lo - 10), 100)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
     fig.tight_layout()
     return fig

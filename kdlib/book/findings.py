@@ -86,6 +86,28 @@ def sentences(evidence, rows: pd.DataFrame, matrix: pd.DataFrame | None = None) 
     return out
 
 
+def _symlog(t: float) -> float:
+    """Where a tick sits on the forest plot's symlog axis (linthresh 1), in decades."""
+    return float(np.sign(t) * (1 + np.log10(abs(t)))) if abs(t) >= 1 else float(t)
+
+
+def spaced_ticks(ticks: list, min_gap: float = 0.14) -> list:
+    """Ticks that do not print over each other: kept from 0 outwards, each at least `min_gap` of the axis's
+    span away from the last one kept on its side."""
+    if not ticks:
+        return ticks
+    pos = {t: _symlog(t) for t in ticks}
+    span = max(pos.values()) - min(pos.values()) or 1.0
+    kept = [0] if 0 in pos else []
+    for side in (sorted(t for t in ticks if t > 0), sorted((t for t in ticks if t < 0), reverse=True)):
+        last = 0.0
+        for t in side:
+            if abs(pos[t] - last) >= min_gap * span:
+                kept.append(t)
+                last = pos[t]
+    return sorted(kept)
+
+
 def figure(rows: pd.DataFrame):
     """The forest plot: one row per independent setup, grouped by scale; one panel per reading."""
     import matplotlib.pyplot as plt
@@ -98,7 +120,7 @@ def figure(rows: pd.DataFrame):
     labels = [f"{s}: {i}" for s, i in zip(order["scale"], order["id"])]
     pos = {k: len(labels) - 1 - n for n, k in enumerate(zip(order["scale"], order["id"]))}
     colours = dict(zip(order["scale"].unique(), plt.get_cmap("tab10").colors))
-    fig, axes = plt.subplots(1, len(readings), figsize=(5.6 * len(readings) + 1.5, 0.32 * len(labels) + 1.4),
+    fig, axes = plt.subplots(1, len(readings), figsize=(3.6 * len(readings) + 1.2, 0.32 * len(labels) + 1.4),
                              sharey=True, squeeze=False)
     for ax, w in zip(axes[0], readings):
         d = rows[rows["reading"] == w]
@@ -108,18 +130,18 @@ def figure(rows: pd.DataFrame):
                         ms=5, color=colours[r.scale], mfc=colours[r.scale] if r.significant_transfer else "white",
                         capsize=2, lw=1)
             ax.annotate(f"{100 * r.share_closed:.0f} %", (1.0, y), xycoords=("axes fraction", "data"),
-                        xytext=(3, 0), textcoords="offset points", va="center", fontsize=9, color="0.35")
+                        xytext=(3, 0), textcoords="offset points", va="center", color="0.35")
         ax.axvline(0, color="0.6", lw=0.8)
         ax.set_xscale("symlog", linthresh=1.0)
-        ticks = [t for t in (-50, -20, -10, -5, -2, -1, 0, 1, 2, 5, 10, 20, 50)
-                 if d["gain_lo"].min() - 1 <= t <= d["gain_hi"].max() + 1 or t == 0]
-        ax.set_xticks(ticks, [f"{t:g}" for t in ticks], fontsize=9)
-        ax.set_title(f"KD weight w = {w:g}" + (" (main reading)" if w == readings[0] else ""), fontsize=10)
-        ax.set_xlabel("agreement gain over the control (points)", fontsize=10)
-    axes[0][0].set_yticks(list(pos.values()), [labels[len(labels) - 1 - v] for v in pos.values()], fontsize=9)
+        ticks = spaced_ticks([t for t in (-50, -20, -10, -5, -2, -1, 0, 1, 2, 5, 10, 20, 50)
+                              if d["gain_lo"].min() - 1 <= t <= d["gain_hi"].max() + 1 or t == 0])
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_title(f"KD weight w = {w:g}" + (" (main reading)" if w == readings[0] else ""))
+        ax.set_xlabel("agreement gain over the control (points)")
+    axes[0][0].set_yticks(list(pos.values()), [labels[len(labels) - 1 - v] for v in pos.values()])
     axes[0][0].set_ylim(-0.7, len(labels) - 0.3)
     fig.text(0.995, 0.01, "beside each: share of the control's disagreement closed; filled: significant",
-             ha="right", va="bottom", fontsize=8, color="0.35")
+             ha="right", va="bottom", color="0.35")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 
@@ -136,9 +158,12 @@ def write(out_dir: Path, evidence, matrix: pd.DataFrame | None = None) -> Path:
     text = sentences(evidence, rows, matrix)
     body = "\n\n".join(text)
     if len(rows):
-        fig = figure(rows)
-        fig.savefig(out_dir / "findings.png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        from .figures import STYLE
+
+        with plt.rc_context(STYLE):
+            fig = figure(rows)
+            fig.savefig(out_dir / "findings.png", bbox_inches="tight")
+            plt.close(fig)
         # the path as the including page (book/intro.md) sees it
         body += ("\n\n```{figure} generated/findings.png\n:alt: forest plot of the kd - control agreement gain per setup\n\n"
                  "The kd - control agreement gain (points, 95 % interval over seeds) of every independent setup, "

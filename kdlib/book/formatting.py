@@ -118,13 +118,51 @@ def undefined_note(df: pd.DataFrame) -> str:
         "*-*: the control is the reference."
 
 
+def plain_name(key: str) -> str:
+    """A metric's name without its unit, for a table whose column says what the numbers are:
+    "A-: agreement where teacher wrong", not "neg_agreement"."""
+    import re
+
+    return re.sub(r" \([^()]*\)$", "", label(key))
+
+
 def tests_table(compact: pd.DataFrame):
-    """The compact hypothesis-test table, styled: significant rows in bold."""
+    """The compact hypothesis-test table, styled: significant rows in bold, metrics by name."""
     t = compact.copy()
     t["p_by"] = t["p_by"].map(fmt_p)
+    if "metric" in t:
+        t["metric"] = t["metric"].map(plain_name)
     sty = relabel(t, index=False).style.hide(axis="index")
     return sty.apply(lambda row: ["font-weight: bold" if row[label("verdict")] == "significant" else ""
                                   for _ in row], axis=1).set_properties(**{"white-space": "nowrap"})
+
+
+def full_tests_html(t: pd.DataFrame) -> str:
+    """Every test of a setup in a table that fits the text column: the family and comparison share a cell,
+    the counts share one ("n (non-zero, excluded)"), each arm's mean and SEM share one, metrics by their
+    short names; p-values to two significant figures, effect sizes to two decimals."""
+    if t.empty:
+        return "<p>No tests.</p>"
+
+    def g(v, spec=".4g"):
+        return "n/a" if v != v else format(v, spec)
+
+    out = pd.DataFrame({
+        "test": [f"{f}: {c}" for f, c in zip(t["family"], t["comparison"])],
+        "metric": [plain_name(m) for m in t["metric"]],
+        "n (≠ 0, excl.)": [f"{n} ({nz}, {ex})" for n, nz, ex in zip(t["n"], t["n_nonzero"], t["n_excluded"])],
+        "a: mean ± SEM": [f"{g(m)} ± {g(s, '.2g')}" for m, s in zip(t["mean_a"], t["sem_a"])],
+        "b: mean ± SEM": [f"{g(m)} ± {g(s, '.2g')}" for m, s in zip(t["mean_b"], t["sem_b"])],
+        "a - b": [g(v, "+.3g") for v in t["mean_diff"]],
+        "W": [g(v, "g") for v in t["W"]],
+        "p": [fmt_p(v) for v in t["p"]],
+        "p (BY)": [fmt_p(v) for v in t["p_by"]],
+        "r": [g(v, "+.2f") for v in t["rbc"]],
+        "sig.": ["yes" if v else "no" for v in t["significant"]],
+        "smallest p (reachable)": [f"{fmt_p(m)} ({'yes' if r else 'no'})" for m, r in zip(t["min_p"], t["reachable"])],
+    })
+    return (out.style.format(escape="html").hide(axis="index").set_table_attributes('class="kd-full-tests"')
+            .set_properties(**{"font-size": "0.78em", "padding": "2px 4px"}).to_html())
 
 
 def breakable(names) -> list[str]:
@@ -147,3 +185,25 @@ def details(summary: str, body: str, raw_html: bool = False, anchor: str = "") -
     inner = body if raw_html else f"<p>{html.escape(body)}</p>"
     ident = f' id="{html.escape(anchor)}"' if anchor else ""
     return f"<details{ident}><summary>{html.escape(summary)}</summary>\n{inner}\n</details>"
+
+
+def chapter_href(scale: str, entry_id: str) -> str:
+    """A setup chapter's page, relative to the book's own chapters (book/generated/)."""
+    return f"{scale}/{entry_id}.html"
+
+
+def entry_link(scale: str, entry_id: str, prefix: str = "") -> str:
+    """An entry id (breakable) that links to its chapter; `prefix` is shown before it inside the link."""
+    return f'<a href="{html.escape(chapter_href(scale, entry_id))}">{html.escape(prefix)}{breakable([entry_id])[0]}</a>'
+
+
+def link_entries(text_html: str, scale: str, entry_ids) -> str:
+    """Every whole mention of one of `entry_ids` in an HTML text becomes a link to its chapter (the longest
+    id first, so digits-mlp-standard-T16 is not read as digits-mlp-standard)."""
+    import re
+
+    ids = sorted({str(i) for i in entry_ids}, key=len, reverse=True)
+    if not ids:
+        return text_html
+    pattern = re.compile(r"(?<![\w./#-])(" + "|".join(map(re.escape, ids)) + r")(?![\w-])")
+    return pattern.sub(lambda m: entry_link(scale, m.group(1)), text_html)

@@ -150,7 +150,7 @@ def figure(rows: pd.DataFrame):
     groups = list(rows.groupby(["scale", "base", "setup"], sort=False))
     readings = sorted(rows["kd_weight"].unique(), reverse=True)
     fig, axes = plt.subplots(len(groups), len(readings), squeeze=False,
-                             figsize=(5.2 * len(readings), (0.42 * rows.groupby(["scale", "base", "setup", "kd_weight"]).size().max() + 1.2) * len(groups)))
+                             figsize=(3.8 * len(readings) + 1.5, (0.42 * rows.groupby(["scale", "base", "setup", "kd_weight"]).size().max() + 1.2) * len(groups)))
     for i, ((scale, base, setup), g) in enumerate(groups):
         for j, w in enumerate(readings):
             ax, d = axes[i, j], g[g["kd_weight"] == w].reset_index(drop=True)

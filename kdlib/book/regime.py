@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..metrics import mutual_disagreement, share_closed
+from ..metrics import mutual_disagreement
 from ..stats import mean_ci, spearman
 from .claims import independent_groups
 from .setup_analysis import plan_setups
