@@ -42,9 +42,10 @@ readings = evidence.readings()
 
 # %% tags=["remove-input"]
 display(Markdown(
-    "Each verdict is computed from this build's stored runs (none is written by hand). A column is one scale "
-    "under one reading of the paper's alpha, the KD weight w; the mid and full columns are the paper's own "
-    "datasets. <span style='background:#d9f2d9'>supported</span> · <span style='background:#fbeacb'>not "
+    "Each verdict is computed from this build's stored runs (none is written by hand). A table per reading of "
+    "the paper's alpha (the KD weight w), the main one first; a column per scale: **cpu** the offline stand-in "
+    "datasets, **mid** and **full** the paper's own datasets (scaled-down models; CIFAR-10 on its full training "
+    "set), **paper** the paper's setups. <span style='background:#d9f2d9'>supported</span> · <span style='background:#fbeacb'>not "
     "supported</span> · <span style='background:#f8d7d7'>contradicted</span> (significant evidence of the "
     "opposite) · <span style='background:#eeeeee'>not testable / not tested</span>. Each verdict links to its "
     "evidence below; how verdicts are reached is folded under the table."))
@@ -57,9 +58,17 @@ def colour(v):
 
 
 verdict_cols = verdict_columns(matrix)
-display(linked_matrix(matrix, reasons).style
-        .apply(lambda col: [colour(v) for v in matrix[col.name]], subset=verdict_cols)
-        .set_properties(subset=["statement"], **{"text-align": "left"}))
+for i, w in enumerate(readings):  # a table per reading: four scale columns fit the text column, eight did not
+    cols = [c for c in verdict_cols if c.split(",", 1)[1].strip() == f"w={w:g}"]
+    if not cols:
+        continue
+    names = {c: c.split(",")[0] for c in cols}
+    shown = linked_matrix(matrix[["statement"] + cols], reasons).rename(columns=names)
+    raw = matrix[cols].rename(columns=names)
+    display(Markdown(f"**KD weight w = {w:g}**" + (" (the main reading)" if i == 0 else "")))
+    display(shown.style
+            .apply(lambda col: [colour(v) for v in raw[col.name]], subset=list(names.values()))
+            .set_properties(subset=["statement"], **{"text-align": "left"}))
 
 # %% tags=["remove-input"]
 display(Markdown(flips_sentence(matrix)))

@@ -697,7 +697,8 @@ def claims_naming(columns: dict[str, list[dict]], texts: dict, matrix: pd.DataFr
     import re
 
     out: dict = {}
-    for (col, k), text in sorted(texts.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    order = {col: i for i, col in enumerate(columns)}  # the study's order: each scale's main reading first
+    for (col, k), text in sorted(texts.items(), key=lambda kv: (kv[0][1], order.get(kv[0][0], len(order)))):
         for x in columns.get(col, []):
             if re.search(r"(?<![\w-])" + re.escape(x["id"]) + r"(?![\w-])", text):
                 out.setdefault((_column_scale(col), x["id"]), []).append((k, col, matrix.loc[k, col]))
