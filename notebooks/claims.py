@@ -28,11 +28,10 @@ from IPython.display import HTML, Markdown, display
 
 import pandas as pd
 
-import html
-
-from kdlib.book.claims import (SENSITIVITY, anchor, closest_to_paper, evidence_html, flips_sentence, independence_table,
-                               linked_matrix, regime_sentences, sensitivity, verdict_columns, verdict_table)
-from kdlib.book.formatting import details, link_entries
+from kdlib.book.claims import (SENSITIVITY, anchor, closest_to_paper, columns_by_reading, evidence_html, flips_sentence,
+                               independence_table, linked_matrix, linked_text, regime_sentences, sensitivity,
+                               verdict_columns, verdict_table)
+from kdlib.book.formatting import details
 from kdlib.book.evidence import BookEvidence
 
 evidence = BookEvidence.load(study_file, scale, results_dir, shipped)
@@ -58,14 +57,11 @@ def colour(v):
 
 
 verdict_cols = verdict_columns(matrix)
-for i, w in enumerate(readings):  # a table per reading: four scale columns fit the text column, eight did not
-    cols = [c for c in verdict_cols if c.split(",", 1)[1].strip() == f"w={w:g}"]
-    if not cols:
-        continue
-    names = {c: c.split(",")[0] for c in cols}
-    shown = linked_matrix(matrix[["statement"] + cols], reasons).rename(columns=names)
-    raw = matrix[cols].rename(columns=names)
-    display(Markdown(f"**KD weight w = {w:g}**" + (" (the main reading)" if i == 0 else "")))
+# a table per reading: four scale columns fit the text column, eight did not
+for w, names in columns_by_reading(matrix, readings):
+    shown = linked_matrix(matrix[["statement"] + list(names)], reasons).rename(columns=names)
+    raw = matrix[list(names)].rename(columns=names)
+    display(Markdown(f"**KD weight w = {w:g}**" + (" (the main reading)" if w == readings[0] else "")))
     display(shown.style
             .apply(lambda col: [colour(v) for v in raw[col.name]], subset=list(names.values()))
             .set_properties(subset=["statement"], **{"text-align": "left"}))
@@ -161,8 +157,7 @@ for s in paper_like:
 # %% tags=["remove-input"]
 _independent = independence_table(columns)
 for _c in _independent.columns[2:]:  # every entry named links to its chapter
-    _independent[_c] = [link_entries(html.escape(v), col.split(",")[0], [x["id"] for x in columns[col]])
-                        for v, col in zip(_independent[_c], _independent["column"])]
+    _independent[_c] = [linked_text(col, v, columns) for v, col in zip(_independent[_c], _independent["column"])]
 display(_independent.style.hide(axis="index").set_properties(**{"text-align": "left"}))
 
 # %% [markdown]

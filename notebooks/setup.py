@@ -54,9 +54,7 @@ from kdlib.book import formatting as show
 from kdlib.book.formatting import details, relabel, tests_table
 from kdlib.book.setup_chapter import ChapterSetup, SetupView, chapter_seconds
 
-from kdlib.book.figures import book_style
-
-book_style()  # the book's legible figure sizes (kdlib.book.figures.STYLE)
+figures.book_style()  # the book's legible figure sizes (kdlib.book.figures.STYLE)
 pd.set_option("display.max_columns", 40, "display.width", 200)
 chapter = ChapterSetup.from_parameters(globals())
 trained_now = 0

@@ -29,9 +29,7 @@ from IPython.display import Markdown, display
 from kdlib.book import figures
 from kdlib.book.evidence import BookEvidence
 
-from kdlib.book.figures import book_style
-
-book_style()  # the book's legible figure sizes (kdlib.book.figures.STYLE)
+figures.book_style()  # the book's legible figure sizes (kdlib.book.figures.STYLE)
 evidence = BookEvidence.load(study_file, scale, results_dir, shipped)
 
 # %% tags=["remove-input"]

@@ -13,6 +13,7 @@ from kdlib.executors import LocalExecutor  # noqa: E402
 from kdlib.jobs import collect_jobs
 from kdlib.book.explorer import Explorer, arm_groups, per_class_figure, per_class_values, per_seed_figure  # noqa: E402
 from kdlib.book.frames import run_table
+from kdlib.book.setup_analysis import plan_setups
 from kdlib.results import ResultsFolder
 
 
@@ -130,7 +131,7 @@ def test_a_scale_change_never_sends_the_browser_an_index_its_options_lack(smoke)
     for s in scales + ["smoke"]:
         ex.scale_w.value = s
         store = ex.store()
-        cfg = dict(__import__("kdlib.book.setup_analysis", fromlist=["plan_setups"]).plan_setups(study, s))[ex.entry_w.value]
+        cfg = dict(plan_setups(study, s))[ex.entry_w.value]
         assert any(store.has(r) for r in cfg.runs()), f"{s} opens on {ex.entry_w.value}, which has no runs"
         titles = {e.id: e.title or e.id for e in study.plan(s)}
         assert ex.entry_w.label == titles[ex.entry_w.value]

@@ -684,23 +684,42 @@ def _column_scale(col: str) -> str:
     return col.split(",")[0]
 
 
-def evidence_html(col: str, text: str, columns: dict[str, list[dict]]) -> str:
-    """A verdict's evidence as HTML, each entry it names a link to that entry's chapter."""
+def linked_text(col: str, text: str, columns: dict[str, list[dict]]) -> str:
+    """Text about one column (a verdict's evidence, a cell of the independence table) as HTML, each entry of
+    the column it names a link to that entry's chapter."""
     from .formatting import link_entries
 
-    return f"<p>{link_entries(html.escape(text), _column_scale(col), [x['id'] for x in columns.get(col, [])])}</p>"
+    return link_entries(html.escape(text), _column_scale(col), [x["id"] for x in columns.get(col, [])])
+
+
+def evidence_html(col: str, text: str, columns: dict[str, list[dict]]) -> str:
+    """A verdict's evidence as an HTML paragraph, with its entries linked (`linked_text`)."""
+    return f"<p>{linked_text(col, text, columns)}</p>"
+
+
+def columns_by_reading(matrix: pd.DataFrame, readings) -> list[tuple[float, dict]]:
+    """(reading, {verdict column: its scale}) per reading of alpha that has columns, in the order given:
+    the claims page's tables, one per reading."""
+    out = []
+    for w in readings:
+        cols = {c: _column_scale(c) for c in verdict_columns(matrix) if _reading(c) == f"w={w:g}"}
+        if cols:
+            out.append((w, cols))
+    return out
 
 
 def claims_naming(columns: dict[str, list[dict]], texts: dict, matrix: pd.DataFrame) -> dict:
-    """(scale, entry id) -> [(claim, column, verdict)]: the verdicts whose evidence names the entry (the
-    way back from a chapter to the claims that use it)."""
-    import re
+    """(scale, entry id) -> [(claim, column, verdict)]: the verdicts whose evidence names the entry, as
+    `linked_text` links it (the way back from a chapter to the claims that use it)."""
+    from .formatting import entry_pattern
 
     out: dict = {}
     order = {col: i for i, col in enumerate(columns)}  # the study's order: each scale's main reading first
     for (col, k), text in sorted(texts.items(), key=lambda kv: (kv[0][1], order.get(kv[0][0], len(order)))):
+        pattern = entry_pattern(x["id"] for x in columns.get(col, []))
+        named = {m.group(1) for m in pattern.finditer(text)} if pattern else set()
         for x in columns.get(col, []):
-            if re.search(r"(?<![\w-])" + re.escape(x["id"]) + r"(?![\w-])", text):
+            if x["id"] in named:
                 out.setdefault((_column_scale(col), x["id"]), []).append((k, col, matrix.loc[k, col]))
     return out
 

@@ -320,7 +320,6 @@ class Explorer:
         from IPython.core.interactiveshell import InteractiveShell
 
         fmt = InteractiveShell.instance().display_formatter.format
-        outputs = []
         with plt.rc_context(STYLE):  # the book's legible sizes, drawn here, without changing the user's defaults
             outputs = self._formatted(fmt)
         self.out.outputs = tuple(outputs)

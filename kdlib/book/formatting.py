@@ -197,13 +197,18 @@ def entry_link(scale: str, entry_id: str, prefix: str = "") -> str:
     return f'<a href="{html.escape(chapter_href(scale, entry_id))}">{html.escape(prefix)}{breakable([entry_id])[0]}</a>'
 
 
-def link_entries(text_html: str, scale: str, entry_ids) -> str:
-    """Every whole mention of one of `entry_ids` in an HTML text becomes a link to its chapter (the longest
-    id first, so digits-mlp-standard-T16 is not read as digits-mlp-standard)."""
+def entry_pattern(entry_ids):
+    """A regex whose group 1 is a whole mention of one of `entry_ids` (the longest id first, so
+    digits-mlp-standard-T16 is not read as digits-mlp-standard; not inside a path or an anchor), or None
+    when there are no ids."""
     import re
 
     ids = sorted({str(i) for i in entry_ids}, key=len, reverse=True)
-    if not ids:
-        return text_html
-    pattern = re.compile(r"(?<![\w./#-])(" + "|".join(map(re.escape, ids)) + r")(?![\w-])")
-    return pattern.sub(lambda m: entry_link(scale, m.group(1)), text_html)
+    return re.compile(r"(?<![\w./#-])(" + "|".join(map(re.escape, ids)) + r")(?![\w-])") if ids else None
+
+
+def link_entries(text_html: str, scale: str, entry_ids) -> str:
+    """Every whole mention of one of `entry_ids` in an HTML text (`entry_pattern`) becomes a link to its
+    chapter."""
+    pattern = entry_pattern(entry_ids)
+    return pattern.sub(lambda m: entry_link(scale, m.group(1)), text_html) if pattern else text_html
