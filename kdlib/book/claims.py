@@ -71,7 +71,7 @@ SHORT = {
     2: "Where significant, transfer is small",
     3: "Errors (A-) transfer more than right answers (A+)",
     4: "RCD reaches KD's accuracy",
-    5: "ResNet-18 and VGG-19 gain agreement (CIFAR-10)",
+    5: "ResNet-18 and VGG-19 gain agreement",
     6: "ViTs generalise worse than CNNs",
     7: "A teacher's backdoor reaches its student",
 }
