@@ -100,11 +100,19 @@ def _stop_workers(pool) -> None:
     """Ctrl-C, SIGTERM or an unwritable store: cancel what has not started and end the worker processes now.
     A run cut short leaves only its temporary folder, which the next start of the store removes."""
     procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
+    manager = getattr(pool, "_executor_manager_thread", None)
     for proc in procs:
         proc.terminate()
     pool.shutdown(wait=False, cancel_futures=True)
     for proc in procs:
-        proc.join(10)
+        proc.join(5)
+        if proc.exitcode is None:  # SIGTERM ignored or blocked in the worker: SIGKILL cannot be
+            proc.kill()
+            proc.join(5)
+    if manager is not None:
+        # The pool's manager thread reaps the dead workers too; until it is done, a worker it reaped may not
+        # show its exit code yet (multiprocessing.active_children() would still list it)
+        manager.join(60)
 
 
 class LocalExecutor:

@@ -270,7 +270,7 @@ def test_pages_render_offline_in_chromium(book):
             link = page.locator("table a[href^='#']").first
             target = link.get_attribute("href")[1:]
             link.click()
-            page.wait_for_function(f"document.getElementById({target!r}).open === true", timeout=5000)
+            page.wait_for_function(f"document.getElementById({target!r}).open === true", timeout=30000)
             assert page.evaluate(f"document.getElementById({target!r}).getBoundingClientRect().top") >= 60
             page.screenshot(path=str(shots / "claims-page.png"))
             # the landing page opens on the answer: the findings box and the headline figure in the first 900 px

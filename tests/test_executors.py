@@ -69,6 +69,25 @@ def test_workers_must_be_positive():
         LocalExecutor("cpu", workers=0)
 
 
+def _held(lock_file) -> bool:
+    """Whether another process holds this run lock (a worker is training the run)."""
+    import fcntl
+    import os
+
+    if not lock_file.exists():
+        return False
+    fd = os.open(lock_file, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 def test_ctrl_c_ends_the_worker_processes_at_once(study, tmp_path, monkeypatch):
     """Without stopping them, leaving the pool waits for the runs in flight (minutes at the mid scale); a
     run cut short leaves nothing in the store."""
@@ -79,18 +98,23 @@ def test_ctrl_c_ends_the_worker_processes_at_once(study, tmp_path, monkeypatch):
 
     long_teacher = study.setup("digits-mlp-self", "smoke", n_seeds=2, kd_weight_variants=[], epochs=20000)
     jobs = [j for j in collect_jobs([("d", long_teacher)]) if j.cfg.arm == "teacher"]
+    store = RunStore(tmp_path / "runs")
+    locks = [store.root / ".locks" / j.cfg.hash for j in jobs]
 
     def interrupted(futures, return_when):
-        time.sleep(3)  # the workers have started their runs
+        deadline = time.monotonic() + 600  # a guard against a hang, not a timing: the loop ends on the event
+        while not all(_held(f) for f in locks):  # both workers are training their runs
+            assert time.monotonic() < deadline, "the workers never started their runs"
+            time.sleep(0.05)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ex, "wait", interrupted)
-    store = RunStore(tmp_path / "runs")
-    started = time.perf_counter()
+    before = set(multiprocessing.active_children())
     with pytest.raises(KeyboardInterrupt):
         LocalExecutor("cpu", workers=2).run(jobs, store)
-    assert time.perf_counter() - started < 60  # a run alone takes minutes
-    assert not multiprocessing.active_children()  # the workers are gone, not training on in the background
+    # the workers are gone, not training on in the background (nor holding the runs' locks)
+    assert not set(multiprocessing.active_children()) - before
+    assert not any(_held(f) for f in locks)
     assert not store.hashes()
 
 
