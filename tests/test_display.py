@@ -134,3 +134,40 @@ def test_asymmetry_labels_do_not_print_over_each_other():
     boxes = [t.get_window_extent() for t in notes]
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
     plt.close(fig)
+
+
+def test_an_outlying_share_does_not_set_the_asymmetry_axes():
+    """One setup whose control had almost no headroom (a share of -31) would squeeze the others into a
+    corner: it is drawn at the edge and its value given in the key."""
+    s = _summary(3)
+    s["pos_share_closed"] = [0.2, -31.0, 0.5]
+    s["neg_share_closed"] = [0.3, 0.4, 0.1]
+    fig = plots.asymmetry_by_setup(s)
+    ax, key_ax = fig.axes
+    assert ax.get_xlim()[0] > -2 and ax.get_xlim()[1] < 1
+    key = key_ax.texts[0].get_text().splitlines()
+    assert key[1].endswith("(A+ -31, A- 0.4)") and "(A+" not in key[0] + key[2]
+    assert "beyond" in ax.get_title()
+    plt.close(fig)
+    s["pos_share_closed"] = [0.2, -0.1, 0.5]  # nothing beyond the limit: no value in the key, no note in the title
+    fig = plots.asymmetry_by_setup(s)
+    assert "(A+" not in fig.axes[1].texts[0].get_text() and "beyond" not in fig.axes[0].get_title()
+    plt.close(fig)
+
+
+def test_asymmetry_labels_of_many_crowded_points_never_overlap():
+    """30 setups in a small corner (as at the cpu and mid scales): labels whose boxes would touch merge into
+    one, so none prints over another, and every setup's number appears exactly once."""
+    s = pd.concat([_summary(3)] * 10, ignore_index=True)
+    s["id"] = [f"setup-{k}" for k in range(len(s))]
+    rng = np.random.default_rng(0)
+    s["pos_share_closed"], s["neg_share_closed"] = rng.uniform(0, 0.3, len(s)), rng.uniform(0, 0.3, len(s))
+    s.loc[0, "pos_share_closed"] = 0.9  # one far point keeps the crowd small in the axes
+    fig = plots.asymmetry_by_setup(s)
+    fig.canvas.draw()
+    notes = [t for t in fig.axes[0].texts if t.get_text()]
+    boxes = [t.get_window_extent() for t in notes]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    numbers = sorted(int(n) for t in notes for n in t.get_text().replace("\n", " ").replace(",", " ").split())
+    assert numbers == list(range(1, len(s) + 1))
+    plt.close(fig)

@@ -388,37 +388,71 @@ def _clusters(x: np.ndarray, y: np.ndarray, tol: float) -> list[list[int]]:
     return out
 
 
-def asymmetry_by_setup(summary: pd.DataFrame):
+ASYMMETRY_LIMIT = 1.0  # a share beyond it (a control with almost no headroom) is drawn at the edge
+
+
+def _label_groups(ax, px: np.ndarray, py: np.ndarray, groups: list[list[int]]) -> None:
+    """One numbered label per group of points; groups whose labels would print over each other are merged
+    (labels are measured once drawn, so this holds at any number of points)."""
+    renderer = ax.figure.canvas.get_renderer()
+    while True:
+        notes = []
+        for idx in groups:
+            numbers = [str(i + 1) for i in sorted(idx)]
+            text = ",\n".join(", ".join(numbers[j:j + 6]) for j in range(0, len(numbers), 6))
+            notes.append(ax.annotate(text, (px[idx[0]], py[idx[0]]), xytext=(7, 5), textcoords="offset points",
+                                     va="bottom"))
+        boxes = [n.get_window_extent(renderer) for n in notes]
+        pair = next(((i, j) for i in range(len(boxes)) for j in range(i + 1, len(boxes))
+                     if boxes[i].overlaps(boxes[j])), None)
+        if pair is None:
+            return
+        for n in notes:
+            n.remove()
+        i, j = pair
+        groups[i] = groups[i] + groups.pop(j)
+
+
+def asymmetry_by_setup(summary: pd.DataFrame, limit: float = ASYMMETRY_LIMIT):
     """Share of headroom closed on A- against A+ per setup; above the diagonal kd copies the teacher's
     errors more than its right answers, beyond what the lower starting point of A- explains. Points carry
     numbers (one label per group of nearby points) and the key beside the axes names them, so labels
-    never print over each other."""
+    never print over each other. A share beyond +-`limit` is drawn at the edge as a triangle and its value
+    given in the key, so one setup with almost no headroom does not squeeze all the others into a corner."""
     colours = [ARM_COLOURS["kd"] if s else "white" for s in summary["significant_transfer"]]
     x, y = summary["pos_share_closed"].to_numpy(float), summary["neg_share_closed"].to_numpy(float)
+    off = (np.abs(x) > limit) | (np.abs(y) > limit)
+    px, py = np.clip(x, -limit, limit), np.clip(y, -limit, limit)
     fig, (ax, key_ax) = plt.subplots(1, 2, figsize=(9.4, max(5.0, 0.2 * len(summary) + 1.2)),
                                      gridspec_kw={"width_ratios": [1.25, 1]})
-    ax.scatter(x, y, c=colours, edgecolors=ARM_COLOURS["kd"], s=70, zorder=3)
-    finite = np.concatenate([x[np.isfinite(x)], y[np.isfinite(y)], [0.0]])
+    for mask, marker in ((~off, "o"), (off, "^")):
+        ax.scatter(px[mask], py[mask], c=[c for c, m in zip(colours, mask) if m], edgecolors=ARM_COLOURS["kd"],
+                   s=70, marker=marker, zorder=3)
+    finite = np.concatenate([px[np.isfinite(px)], py[np.isfinite(py)], [0.0]])
     lo, hi = finite.min() - 0.05, finite.max() + 0.05
     ax.plot([lo, hi], [lo, hi], color="0.6", ls="--", lw=1)
     ax.axhline(0, color="0.85", lw=0.8)
     ax.axvline(0, color="0.85", lw=0.8)
+    pad = 0.03 * (hi - lo)
+    ax.set_xlim(lo - pad, hi + 3 * pad)  # room for the labels right of and above the points
+    ax.set_ylim(lo - pad, hi + 3 * pad)
     ok = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
-    span = max(hi - lo, 1e-9)
     key = []
-    for c in _clusters((x[ok] - lo) / span, (y[ok] - lo) / span, 0.04):
-        idx = [int(ok[i]) for i in c]
-        numbers = [str(i + 1) for i in idx]
-        ax.annotate(",\n".join(", ".join(numbers[j:j + 6]) for j in range(0, len(numbers), 6)),
-                    (x[idx[0]], y[idx[0]]), xytext=(7, 5), textcoords="offset points", va="bottom")
     for i, name in enumerate(summary["id"]):
-        key.append(f"{i + 1}  {name}" + ("" if i in ok else "  (undefined)"))
+        note = "" if i in ok else "  (undefined)"
+        if i in ok and off[i]:
+            note = f"  (A+ {x[i]:.2g}, A- {y[i]:.2g})"
+        key.append(f"{i + 1:>{len(str(len(summary)))}}  {name}{note}")
     key_ax.axis("off")  # the key has its own axes beside the chart: tight_layout keeps room for both
     key_ax.text(0.0, 1.0, "\n".join(key), transform=key_ax.transAxes, va="top", family="monospace")
     ax.set_xlabel("share of A+ headroom kd closes")
     ax.set_ylabel("share of A- headroom kd closes")
-    ax.set_title("above the diagonal: errors copied more\n(filled: significant transfer)")
-    fig.tight_layout()
+    title = "above the diagonal: errors copied more\n(filled: significant transfer"
+    ax.set_title(title + (f"; \u25b3: beyond \u00b1{limit:g}, value in the key)" if off.any() else ")"))
+    fig.tight_layout()  # before the labels: their overlaps are measured where they will be drawn
+    span = max(hi - lo, 1e-9)
+    groups = _clusters((px[ok] - lo) / span, (py[ok] - lo) / span, 0.04)
+    _label_groups(ax, px, py, [[int(ok[i]) for i in c] for c in groups])
     return fig
 
 
