@@ -149,16 +149,20 @@ class RunStore:
         except OSError as e:
             raise StoreError(f"the run store {self.root} is not writable ({e}); pick another folder with --results") from None
 
+    def lock_file(self, run: RunConfig | str) -> Path:
+        """The file whose flock is the run's lock (`lock`)."""
+        return self.root / ".locks" / (run if isinstance(run, str) else run.hash)
+
     @contextlib.contextmanager
     def lock(self, run: RunConfig | str):
         """Hold the run's lock (blocking): whoever trains a run holds it, so another process waits and
         then finds the run stored instead of training it again. flock: released when a process dies."""
         import fcntl
 
-        folder = self.root / ".locks"
+        path = self.lock_file(run)
         try:
-            folder.mkdir(exist_ok=True)
-            fd = os.open(folder / (run if isinstance(run, str) else run.hash), os.O_RDWR | os.O_CREAT, 0o644)
+            path.parent.mkdir(exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise self._unwritable(e) from None
         try:

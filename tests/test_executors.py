@@ -99,7 +99,7 @@ def test_ctrl_c_ends_the_worker_processes_at_once(study, tmp_path, monkeypatch):
     long_teacher = study.setup("digits-mlp-self", "smoke", n_seeds=2, kd_weight_variants=[], epochs=20000)
     jobs = [j for j in collect_jobs([("d", long_teacher)]) if j.cfg.arm == "teacher"]
     store = RunStore(tmp_path / "runs")
-    locks = [store.root / ".locks" / j.cfg.hash for j in jobs]
+    locks = [store.lock_file(j.cfg) for j in jobs]
 
     def interrupted(futures, return_when):
         deadline = time.monotonic() + 600  # a guard against a hang, not a timing: the loop ends on the event
