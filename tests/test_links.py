@@ -61,6 +61,22 @@ def test_the_full_table_of_tests_says_its_numbers_in_words():
     assert "0.0039" in html and "0.012" in html and "+1.00" in html and "0.0039 (yes)" in html
 
 
+def test_the_full_table_of_tests_says_a_value_every_row_shares_once_above_it():
+    row = {"family": "primary", "comparison": "kd > control", "metric": "agreement", "n": 10, "n_nonzero": 10,
+           "n_excluded": 0, "mean_a": 0.7, "sem_a": 0.01, "mean_b": 0.6, "sem_b": 0.01, "mean_diff": 0.1, "W": 55.0,
+           "p": 0.00098, "p_by": 0.0027, "rbc": 1.0, "significant": True, "min_p": 0.00098, "reachable": True}
+    same = pd.DataFrame([row, {**row, "metric": "accuracy"}])
+    html_same = show.full_tests_html(same)
+    lead, table = html_same.split("<table", 1)
+    assert "10 (10, 0)" in lead and "9.8e-04 (yes)" in lead
+    assert "n (≠ 0, excl.)" not in table and "smallest p" not in table and "10 (10, 0)" not in table
+    # one seed excluded in one row: the counts differ, so they keep their column; the smallest p still shared
+    mixed = pd.DataFrame([row, {**row, "metric": "accuracy", "n": 9, "n_nonzero": 9, "n_excluded": 1}])
+    lead, table = show.full_tests_html(mixed).split("<table", 1)
+    assert "n (≠ 0, excl.)" in table and "10 (10, 0)" in table and "9 (9, 1)" in table
+    assert "9.8e-04 (yes)" in lead and "smallest p" not in table
+
+
 def test_forest_ticks_never_print_over_each_other():
     from kdlib.book.findings import _symlog
 

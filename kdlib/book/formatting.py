@@ -161,8 +161,17 @@ def full_tests_html(t: pd.DataFrame) -> str:
         "sig.": ["yes" if v else "no" for v in t["significant"]],
         "smallest p (reachable)": [f"{fmt_p(m)} ({'yes' if r else 'no'})" for m, r in zip(t["min_p"], t["reachable"])],
     })
-    return (out.style.format(escape="html").hide(axis="index").set_table_attributes('class="kd-full-tests"')
-            .set_properties(**{"font-size": "0.78em", "padding": "2px 4px"}).to_html())
+    # A column with one value in every row (the seeds used; the smallest p they allow) says it once, above
+    # the table, which leaves the other columns room to keep each number on one line.
+    shared = [c for c in ("n (≠ 0, excl.)", "smallest p (reachable)") if out[c].nunique() == 1]
+    lead = ("<p><small>Every test below: " + "; ".join(f"{html.escape(c)} {html.escape(out[c].iloc[0])}" for c in shared)
+            + ".</small></p>\n") if shared else ""
+    nowrap = ["a - b", "W", "p", "p (BY)", "r", "sig."]  # short numbers; "9.8e-04" broke at its hyphen
+    table = (out.drop(columns=shared).style.format(escape="html").hide(axis="index")
+             .set_table_attributes('class="kd-full-tests"')
+             .set_properties(**{"font-size": "0.78em", "padding": "2px 4px"})
+             .set_properties(subset=nowrap, **{"white-space": "nowrap"}).to_html())
+    return lead + table
 
 
 def breakable(names) -> list[str]:
