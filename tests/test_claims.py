@@ -409,6 +409,30 @@ def test_status_tells_never_run_entries_from_incomplete_ones(tmp_path):
     assert "incomplete and left out: digits-mlp-self;" in text and "not run here (1): mnist5k-lenet-self" in text
 
 
+def test_status_says_how_far_an_entry_still_training_has_got(tmp_path, monkeypatch):
+    """An entry listed as pending (the full scale's, trained over several sessions) is named with the runs
+    stored so far, not as untrained; the count comes from the store, so one more stored run changes it."""
+    from kdlib.book.evidence import BookEvidence
+    from kdlib.executors import LocalExecutor
+    from kdlib.jobs import collect_jobs
+    from kdlib.store import RunStore
+
+    study = load_study()
+    from kdlib.book.setup_analysis import plan_setups
+
+    monkeypatch.setattr(type(study), "pending", lambda self, scale: ["digits-mlp-self", "mnist5k-lenet-self"])
+    cfg = dict(plan_setups(study, "cpu"))["digits-mlp-self"]  # the plan entry's runs: its KD weights and noises
+    store = RunStore(tmp_path / "runs")
+    ev = BookEvidence(study=study, scales=["cpu"], summaries={"cpu": [{**summary("x"), "main_kd_weight": 0.9}]},
+                      missing={"cpu": ["digits-mlp-self", "mnist5k-lenet-self"]}, stores={"cpu": store})
+    n = len(cfg.runs())
+    assert f"digits-mlp-self (0 of {n} runs stored)" in ev.status()
+    LocalExecutor("cpu", workers=1).run([j for j in collect_jobs([("d", cfg)]) if j.cfg == cfg.teacher_run(0)], store)
+    text = ev.status()
+    assert f"still training (pending in study.yaml; shown once complete): digits-mlp-self (1 of {n} runs stored)" in text
+    assert "mnist5k-lenet-self (0 of" in text and "incomplete and left out" not in text and "not run here" not in text
+
+
 def test_sensitivity_names_the_threshold_a_verdict_depends_on():
     """FSDD-like: at 10 disagreements its control is at the ceiling and claim 1 reads contradicted (transfer in
     every other setup); at 5 it counts, not significant, and claim 1 is supported."""

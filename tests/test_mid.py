@@ -99,7 +99,7 @@ def test_shipped_runs_are_complete_slim_and_read_without_training(monkeypatch):
     mid = [c for c in chapters if c.scale == "mid"]
     assert [c.entry.id for c in mid] == [e.id for e in study.plan("mid") if e.id not in pending]
     assert sorted(n.split(":")[0] for n in notes if n.startswith("mid")) == sorted(f"mid/{p}" for p in pending)
-    assert all("not trained yet" in n for n in notes if n.startswith("mid"))
+    assert all("still training" in n for n in notes if n.startswith("mid"))
 
 
 PAPER = REPO_ROOT / "results" / "paper" / "runs"

@@ -13,7 +13,7 @@ from .setup_analysis import collect_summaries, plan_setups
 from .formatting import entry_link, fmt_p
 from .claims import num
 from ..results import ResultsFolder
-from .frames import damaged_runs, repair_command, run_table
+from .frames import damaged_runs, repair_command, run_table, stored_count
 from ..studyfile import Study, load_study
 
 
@@ -117,7 +117,9 @@ class BookEvidence:
             lines.append(f"- **{self.label(s)}**: {n} entr{'y' if n == 1 else 'ies'} with complete results"
                          + (f"; incomplete and left out: {', '.join(miss)}" if miss else "")
                          + (f"; not run here ({len(never)}): {', '.join(never)}" if never else "")
-                         + (f"; not trained yet (pending in study.yaml): {', '.join(waiting)}" if waiting else "") + ".")
+                         + (f"; still training (pending in study.yaml; shown once complete): "
+                            + ", ".join(f"{m} ({stored_count(store, setups[m])} of {len(setups[m].runs())} runs stored)"
+                                        for m in waiting) if waiting else "") + ".")
             for m, d in damaged.items():
                 lines.append(f"  - **{m}: {len(d)} damaged run(s) left out** (the entry is left out of every table): "
                              + "; ".join(f"{k}: {v}" for k, v in list(d.items())[:3]) + (" ..." if len(d) > 3 else "")

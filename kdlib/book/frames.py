@@ -32,6 +32,11 @@ def damaged_runs(store: RunStore, setup: SetupConfig) -> dict[str, str]:
     return {cfg.label: store.damage[cfg.hash] for cfg in setup.runs() if store.has(cfg) and store.problem(cfg)}
 
 
+def stored_count(store: Optional[RunStore], setup: SetupConfig) -> int:
+    """How many of a setup's runs the store holds (0 without a store): how far an entry in training has got."""
+    return 0 if store is None else sum(store.has(cfg) for cfg in setup.runs())
+
+
 def repair_command(scale: str, entry_id: str) -> str:
     return f"python -m kdlib.driver --scale {scale} --only {entry_id} --repair --train-only"
 
