@@ -413,13 +413,12 @@ def test_status_says_how_far_an_entry_still_training_has_got(tmp_path, monkeypat
     """An entry listed as pending (the full scale's, trained over several sessions) is named with the runs
     stored so far, not as untrained; the count comes from the store, so one more stored run changes it."""
     from kdlib.book.evidence import BookEvidence
+    from kdlib.book.setup_analysis import plan_setups
     from kdlib.executors import LocalExecutor
     from kdlib.jobs import collect_jobs
     from kdlib.store import RunStore
 
     study = load_study()
-    from kdlib.book.setup_analysis import plan_setups
-
     monkeypatch.setattr(type(study), "pending", lambda self, scale: ["digits-mlp-self", "mnist5k-lenet-self"])
     cfg = dict(plan_setups(study, "cpu"))["digits-mlp-self"]  # the plan entry's runs: its KD weights and noises
     store = RunStore(tmp_path / "runs")

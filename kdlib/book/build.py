@@ -30,7 +30,7 @@ from ..store import StoreError, pid_alive
 from ..studyfile import PlanEntry, Study
 from . import vendor
 from .notebooks import execute
-from .frames import damaged_runs, repair_command, stored_count
+from .frames import damaged_runs, repair_command
 
 STATIC_PAGES = ("intro.md", "reading.md", "methods.md", "cluster.md")
 
@@ -241,7 +241,7 @@ def shipped_chapters(study: Study, book_scale: str) -> tuple[list, list[str]]:
             missing = store.missing(cfg)
             entry, title = e, e.title or cfg.title
             if missing and e.id in pending:  # still being trained: named, not shown half done
-                notes.append(f"{s}/{e.id}: still training ({stored_count(store, cfg)} of {len(cfg.runs())} runs stored, "
+                notes.append(f"{s}/{e.id}: still training ({len(cfg.runs()) - len(missing)} of {len(cfg.runs())} runs stored, "
                              f"{complete_seeds(cfg, store)} of {cfg.n_seeds} seeds complete); train it with `python -m kdlib.driver --scale {s} --only {e.id} --train-only`")
                 continue
             if missing:

@@ -111,13 +111,13 @@ class BookEvidence:
             miss = [m for m in self.missing.get(s, []) if m not in pending]
             waiting = [m for m in self.missing.get(s, []) if m in pending]
             store, setups = self.stores.get(s), dict(plan_setups(self.study, s))
-            never = [m for m in miss if store is None or not any(store.has(r) for r in setups[m].runs())]
+            never = [m for m in miss if stored_count(store, setups[m]) == 0]
             damaged = {m: d for m in miss if store is not None and (d := damaged_runs(store, setups[m]))}
             miss = [m for m in miss if m not in never and m not in damaged]
             lines.append(f"- **{self.label(s)}**: {n} entr{'y' if n == 1 else 'ies'} with complete results"
                          + (f"; incomplete and left out: {', '.join(miss)}" if miss else "")
                          + (f"; not run here ({len(never)}): {', '.join(never)}" if never else "")
-                         + (f"; still training (pending in study.yaml; shown once complete): "
+                         + ("; still training (pending in study.yaml; shown once complete): "
                             + ", ".join(f"{m} ({stored_count(store, setups[m])} of {len(setups[m].runs())} runs stored)"
                                         for m in waiting) if waiting else "") + ".")
             for m, d in damaged.items():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..stats import ALPHA, min_attainable_p, power_limits
+from .frames import stored_count
 from .setup_analysis import plan_setups
 
 
@@ -50,8 +51,7 @@ def never_run(study, evidence) -> pd.DataFrame:
         store = evidence.stores.get(scale)
         pending = set(study.pending(scale))
         for entry_id, cfg in plan_setups(study, scale):
-            runs = cfg.runs()
-            have = sum(store.has(r) for r in runs) if store is not None else 0
+            runs, have = cfg.runs(), stored_count(store, cfg)
             if have < len(runs):
                 rows.append({"scale": scale, "entry": entry_id, "runs stored": f"{have} of {len(runs)}",
                              "why": "still training (pending in study.yaml)" if entry_id in pending else
