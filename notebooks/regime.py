@@ -25,6 +25,7 @@ check_parameters(globals(), _names_before_parameters, "regime")
 
 # %% tags=["remove-cell"]
 from IPython.display import Markdown, display
+import pandas as pd
 
 from kdlib.book import regime
 from kdlib.book.evidence import BookEvidence
@@ -88,14 +89,40 @@ for i, w in enumerate(readings):
 # ## The regime sweep
 # The same network and recipe at each training-set size (the `full` scale), in order of the teacher's test
 # accuracy: whether the gain and the share closed move as the teacher approaches the paper's regime.
+# While an entry of the sweep is still training (it takes several working sessions on a CPU), the seeds whose
+# four arms are stored so far are listed one per seed and marked interim: which way the numbers point, with
+# no test and no verdict resting on them. The last column splits the gain between the examples the teacher
+# gets wrong and those it gets right (the paper's asymmetry).
 
 # %% tags=["remove-input"]
+def interim_table(rows):
+    t = pd.DataFrame({"seed": rows["seed"]})
+    t["teacher test / train (%)"] = [f"{a:.2f} / {b:.2f}" for a, b in zip(rows["teacher_accuracy"], rows["teacher_train_accuracy"])]
+    for what, key in (("accuracy", "accuracy"), ("agreement with teacher", "agreement")):
+        t[f"{what} (%): control / kd / rcd"] = [" / ".join(f"{v:.2f}" for v in r) for r in
+                                                 zip(rows[f"control_{key}"], rows[f"kd_{key}"], rows[f"rcd_{key}"])]
+    t["gain (points)"] = rows["gain_points"]
+    t["share closed (%)"] = 100 * rows["share_closed"]
+    t["gain on the teacher's errors / correct answers (points)"] = [
+        f"{a:+.2f} / {b:+.2f}" for a, b in zip(rows["gain_on_errors"], rows["gain_on_correct"])]
+    return (t.style.hide(axis="index").format({"gain (points)": "{:+.2f}", "share closed (%)": "{:.1f}"})
+            .set_properties(subset=list(t.columns[1:4]), **{"white-space": "nowrap"}))
+
+
 for w in readings:
     sweep = regime.sweep_rows(tables[w])
     if sweep.empty:
         pending = evidence.study.pending("full") if "full" in evidence.study.scales else []
         display(Markdown(f"**w = {w:g}:** no entry of the regime sweep is complete in this build"
                          + (f" (still training: {', '.join(pending)})." if pending else ".")))
-        continue
-    display(Markdown(f"**w = {w:g}**"))
-    display(table(sweep))
+    else:
+        display(Markdown(f"**w = {w:g}**"))
+        display(table(sweep))
+    interim = regime.interim_rows(evidence, w)
+    for (scale_of, entry_id), rows in (interim.groupby(["scale", "id"], sort=False) if len(interim) else ()):
+        display(Markdown(
+            f"**w = {w:g}, `{scale_of}: {entry_id}` so far** (interim: {len(rows)} of "
+            f"{rows['n_seeds_planned'].iloc[0]} seeds have all four arms stored; the entry is still training, and no "
+            f"test or verdict rests on these rows): mean gain {rows['gain_points'].mean():+.2f} points, mean share "
+            f"of the control's disagreement closed {100 * rows['share_closed'].mean():.1f} %."))
+        display(interim_table(rows))

@@ -94,3 +94,33 @@ def test_regime_sentences_compare_mid_with_full_claim_by_claim():
     assert "claim 1: w=0.9: unchanged (supported)" in text
     assert "claim 2: w=0.9: **not supported -> supported**" in text
     assert "not complete yet" in regime_sentences(matrix.drop(columns=["full, w=0.9"]))
+
+
+def test_interim_rows_show_the_seeds_with_all_four_arms_of_an_entry_still_training(tmp_path, monkeypatch):
+    """An entry still training (study.yaml `pending:`) shows, per reading, exactly the seeds whose four arms are
+    stored under that reading, each number read from its run: seed 1 lacks only its rcd run at w = 0.9, so it
+    is shown at w = 0.1 and not at w = 0.9; an entry not pending is not shown."""
+    from kdlib.book.regime import interim_rows
+    from kdlib.store import RunStore
+
+    study = load_study()
+    cfg = study.setup("digits-mlp-self", "smoke")
+    store = RunStore(tmp_path / "runs")
+    skip = cfg.run_config("rcd", 1, kd_weight=0.9)
+    report = LocalExecutor("cpu").run([j for j in collect_jobs([("d", cfg)]) if j.cfg != skip], store)
+    assert not report.failed and not store.has(skip)
+    ev = BookEvidence(study=study, scales=["smoke"], stores={"smoke": store})
+    monkeypatch.setattr(type(study), "pending", lambda self, scale: [])
+    assert interim_rows(ev, 0.9, scales=("smoke",)).empty  # nothing pending: nothing shown
+    monkeypatch.setattr(type(study), "pending", lambda self, scale: ["digits-mlp-self"])
+    assert list(interim_rows(ev, 0.9, scales=("smoke",))["seed"]) == [0]
+    rows = interim_rows(ev, 0.1, scales=("smoke",))
+    assert list(rows["seed"]) == [0, 1] and rows["n_seeds_planned"].eq(2).all()
+    for _, r in rows.iterrows():
+        m = {a: store.metrics(cfg.run_config(a, int(r["seed"]), **({"kd_weight": 0.1} if a in ("kd", "rcd") else {})))
+             for a in ("teacher", "control", "kd", "rcd")}
+        assert r["teacher_accuracy"] == pytest.approx(100 * m["teacher"]["accuracy"])
+        assert r["rcd_accuracy"] == pytest.approx(100 * m["rcd"]["accuracy"])
+        assert r["gain_points"] == pytest.approx(100 * (m["kd"]["agreement"] - m["control"]["agreement"]))
+        assert r["share_closed"] == pytest.approx(share_closed(m["kd"]["agreement"], m["control"]["agreement"]))
+        assert r["gain_on_errors"] == pytest.approx(100 * (m["kd"]["neg_agreement"] - m["control"]["neg_agreement"]))

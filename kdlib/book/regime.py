@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..metrics import mutual_disagreement
+from ..metrics import mutual_disagreement, share_closed
 from ..stats import mean_ci, spearman
 from .claims import independent_groups
+from .frames import main_arms, run_table
 from .setup_analysis import plan_setups
 
 SWEEP_SCALES = ("full",)  # scales whose entries form the regime sweep (highlighted)
@@ -52,6 +53,47 @@ def regime_rows(evidence, kd_weight=None) -> pd.DataFrame:
                 "control_mutual_disagreement": 100 * mutual_disagreement(controls),
                 "significant_transfer": rep["significant_transfer"], "sweep": scale in SWEEP_SCALES,
             })
+    return pd.DataFrame(rows)
+
+
+ARMS = ("teacher", "control", "kd", "rcd")
+
+
+def interim_rows(evidence, kd_weight=None, scales=SWEEP_SCALES) -> pd.DataFrame:
+    """The seeds trained so far of the regime sweep's entries still training (study.yaml `pending:`): one row
+    per seed whose four arms are all stored under this reading (None: the entry's main KD weight), with the
+    teacher's accuracy, each student's accuracy and agreement with its teacher, and kd's gain over the control
+    (overall, and on the examples the teacher gets wrong and right). A look at the direction while an entry
+    trains over several sessions; no test and no verdict rest on it."""
+    rows = []
+    for scale in scales:
+        store = evidence.stores.get(scale)
+        if store is None:
+            continue
+        setups = dict(plan_setups(evidence.study, scale))
+        for entry_id in evidence.study.pending(scale):
+            cfg = setups[entry_id]
+            w = cfg.kd_weight if kd_weight is None else kd_weight
+            if w not in cfg.kd_weights:
+                continue
+            res = main_arms(run_table(store, cfg), w)
+            for seed, d in (res.groupby("seed") if len(res) else ()):
+                by = d.set_index("arm")
+                if not set(ARMS) <= set(by.index):
+                    continue
+                m = {a: by.loc[a] for a in ARMS}
+                rows.append({
+                    "scale": scale, "id": entry_id, "kd_weight": w, "seed": int(seed),
+                    "n_seeds_planned": cfg.n_seeds,
+                    "teacher_accuracy": 100 * m["teacher"]["accuracy"],
+                    "teacher_train_accuracy": 100 * m["teacher"]["train_accuracy"],
+                    **{f"{a}_accuracy": 100 * m[a]["accuracy"] for a in ARMS[1:]},
+                    **{f"{a}_agreement": 100 * m[a]["agreement"] for a in ARMS[1:]},
+                    "gain_points": 100 * (m["kd"]["agreement"] - m["control"]["agreement"]),
+                    "share_closed": share_closed(m["kd"]["agreement"], m["control"]["agreement"]),
+                    "gain_on_errors": 100 * (m["kd"]["neg_agreement"] - m["control"]["neg_agreement"]),
+                    "gain_on_correct": 100 * (m["kd"]["pos_agreement"] - m["control"]["pos_agreement"]),
+                })
     return pd.DataFrame(rows)
 
 
