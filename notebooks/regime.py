@@ -103,10 +103,10 @@ def interim_table(rows):
                                                  zip(rows[f"control_{key}"], rows[f"kd_{key}"], rows[f"rcd_{key}"])]
     t["gain (points)"] = rows["gain_points"]
     t["share closed (%)"] = 100 * rows["share_closed"]
-    t["gain on the teacher's errors / correct answers (points)"] = [
+    t["gain on teacher errors / correct (points)"] = [
         f"{a:+.2f} / {b:+.2f}" for a, b in zip(rows["gain_on_errors"], rows["gain_on_correct"])]
     return (t.style.hide(axis="index").format({"gain (points)": "{:+.2f}", "share closed (%)": "{:.1f}"})
-            .set_properties(subset=list(t.columns[1:4]), **{"white-space": "nowrap"}))
+            .set_properties(subset=list(t.columns[1:4]) + [t.columns[-1]], **{"white-space": "nowrap"}))
 
 
 for w in readings:
