@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..config import ARMS
 from ..metrics import mutual_disagreement, share_closed
 from ..stats import mean_ci, spearman
 from .claims import independent_groups
@@ -54,9 +55,6 @@ def regime_rows(evidence, kd_weight=None) -> pd.DataFrame:
                 "significant_transfer": rep["significant_transfer"], "sweep": scale in SWEEP_SCALES,
             })
     return pd.DataFrame(rows)
-
-
-ARMS = ("teacher", "control", "kd", "rcd")
 
 
 def interim_rows(evidence, kd_weight=None, scales=SWEEP_SCALES) -> pd.DataFrame:
