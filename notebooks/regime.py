@@ -112,7 +112,7 @@ def interim_table(rows):
 for w in readings:
     sweep = regime.sweep_rows(tables[w])
     if sweep.empty:
-        pending = evidence.study.pending("full") if "full" in evidence.study.scales else []
+        pending = [e for s in regime.SWEEP_SCALES if s in evidence.study.scales for e in evidence.study.pending(s)]
         display(Markdown(f"**w = {w:g}:** no entry of the regime sweep is complete in this build"
                          + (f" (still training: {', '.join(pending)})." if pending else ".")))
     else:

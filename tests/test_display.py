@@ -155,19 +155,54 @@ def test_an_outlying_share_does_not_set_the_asymmetry_axes():
     plt.close(fig)
 
 
-def test_asymmetry_labels_of_many_crowded_points_never_overlap():
-    """30 setups in a small corner (as at the cpu and mid scales): labels whose boxes would touch merge into
-    one, so none prints over another, and every setup's number appears exactly once."""
-    s = pd.concat([_summary(3)] * 10, ignore_index=True)
-    s["id"] = [f"setup-{k}" for k in range(len(s))]
-    rng = np.random.default_rng(0)
-    s["pos_share_closed"], s["neg_share_closed"] = rng.uniform(0, 0.3, len(s)), rng.uniform(0, 0.3, len(s))
-    s.loc[0, "pos_share_closed"] = 0.9  # one far point keeps the crowd small in the axes
+def _asymmetry_labels(s):
+    """The drawn asymmetry chart's labels: (box, the setup numbers it names), and each point in pixels."""
     fig = plots.asymmetry_by_setup(s)
     fig.canvas.draw()
-    notes = [t for t in fig.axes[0].texts if t.get_text()]
-    boxes = [t.get_window_extent() for t in notes]
-    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
-    numbers = sorted(int(n) for t in notes for n in t.get_text().replace("\n", " ").replace(",", " ").split())
-    assert numbers == list(range(1, len(s) + 1))
+    ax = fig.axes[0]
+    labels = [(t.get_window_extent(), [int(n) for n in t.get_text().replace("\n", " ").replace(",", " ").split()])
+              for t in ax.texts if t.get_text()]
+    xy = ax.transData.transform(np.column_stack([s["pos_share_closed"], s["neg_share_closed"]]))
+    return fig, labels, xy
+
+
+def _px_from_box(box, p):
+    return float(np.hypot(max(box.x0 - p[0], 0, p[0] - box.x1), max(box.y0 - p[1], 0, p[1] - box.y1)))
+
+
+def test_asymmetry_labels_of_many_crowded_points_never_overlap():
+    """30 setups in a small corner (as at the cpu and mid scales): labels move to a free side of their point
+    and merge only where no side is free, so none prints over another, every setup's number appears exactly
+    once, and every point lies beside the label that names it (merged labels used to sit at the first point
+    of the merged groups, up to 111 px from the others)."""
+    for seed in range(3):
+        s = pd.concat([_summary(3)] * 10, ignore_index=True)
+        s["id"] = [f"setup-{k}" for k in range(len(s))]
+        rng = np.random.default_rng(seed)
+        s["pos_share_closed"], s["neg_share_closed"] = rng.uniform(0, 0.3, len(s)), rng.uniform(0, 0.3, len(s))
+        s.loc[0, "pos_share_closed"] = 0.9  # one far point keeps the crowd small in the axes
+        fig, labels, xy = _asymmetry_labels(s)
+        boxes = [b for b, _ in labels]
+        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+        assert sorted(n for _, ns in labels for n in ns) == list(range(1, len(s) + 1))
+        far = max(_px_from_box(b, xy[n - 1]) for b, ns in labels for n in ns)
+        assert far <= 40, (seed, far)
+        plt.close(fig)
+
+
+def test_an_asymmetry_label_leaves_a_neighbouring_point_uncovered_where_another_side_is_free():
+    """Points in a rising row, each just up and to the right of the last but too far apart to share a label:
+    the first place tried (up-right) would print each label over the next point; another side is free."""
+    s = _summary(3)
+    s["pos_share_closed"], s["neg_share_closed"] = [0.30, 0.325, 0.35], [0.30, 0.32, 0.34]
+    fig, labels, xy = _asymmetry_labels(s)
+    ax = fig.axes[0]
+    r = np.sqrt(plots.MARKER_AREA) * fig.dpi / 72 / 2
+    first = ax.annotate("1", tuple(s.loc[0, ["pos_share_closed", "neg_share_closed"]]), xytext=(7, 5),
+                        textcoords="offset points", va="bottom").get_window_extent(fig.canvas.get_renderer())
+    assert _px_from_box(first, xy[1]) < r  # the premise: the first place tried covers the next point
+    assert sorted(ns for _, ns in labels) == [[1], [2], [3]]  # no merge was needed
+    for box, (n,) in labels:
+        assert _px_from_box(box, xy[n - 1]) < 15  # beside its own point
+        assert all(_px_from_box(box, xy[k]) >= r for k in range(3) if k != n - 1)  # clear of the others
     plt.close(fig)

@@ -388,29 +388,67 @@ def _clusters(x: np.ndarray, y: np.ndarray, tol: float) -> list[list[int]]:
     return out
 
 
+MARKER_AREA = 70  # points², matplotlib's scatter size
 ASYMMETRY_LIMIT = 1.0  # a share beyond it (a control with almost no headroom) is drawn at the edge
 
 
-def _label_groups(ax, px: np.ndarray, py: np.ndarray, groups: list[list[int]]) -> None:
-    """One numbered label per group of points; groups whose labels would print over each other are merged
-    (labels are measured once drawn, so this holds at any number of points)."""
+# Where a group's label may sit around its anchor point, in order of preference: (dx, dy) in points, ha, va.
+LABEL_PLACES = ((7, 5, "left", "bottom"), (7, -5, "left", "top"), (-7, 5, "right", "bottom"),
+                (-7, -5, "right", "top"), (0, 9, "center", "bottom"), (0, -9, "center", "top"))
+
+
+def _label_groups(ax, px: np.ndarray, py: np.ndarray, groups: list[list[int]], marker_px: float) -> None:
+    """One numbered label per group of points, beside the group's most central point. A label that would
+    print over one already placed tries the other sides of its point first; only where no side is free is
+    its group merged with the nearest group (labels are measured once drawn, so this holds at any number of
+    points, and a merged label still sits beside points it names)."""
     renderer = ax.figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    xy = ax.transData.transform(np.column_stack([px, py]))  # pixels: nearness as the reader sees it
+    r = marker_px / 2
+
+    def anchor(idx: list[int]) -> int:
+        centre = xy[idx].mean(axis=0)
+        return idx[int(np.argmin(np.hypot(*(xy[idx] - centre).T)))]
+
     while True:
-        notes = []
-        for idx in groups:
+        placed: list = []
+        boxes: list = []
+        clash = None
+        for g, idx in enumerate(groups):
             numbers = [str(i + 1) for i in sorted(idx)]
             text = ",\n".join(", ".join(numbers[j:j + 6]) for j in range(0, len(numbers), 6))
-            notes.append(ax.annotate(text, (px[idx[0]], py[idx[0]]), xytext=(7, 5), textcoords="offset points",
-                                     va="bottom"))
-        boxes = [n.get_window_extent(renderer) for n in notes]
-        pair = next(((i, j) for i in range(len(boxes)) for j in range(i + 1, len(boxes))
-                     if boxes[i].overlaps(boxes[j])), None)
-        if pair is None:
+            a = anchor(idx)
+            free = None
+            # A side within the axes and clear of every marker first, then within the axes, then any side;
+            # never over another label.
+            for need_inside, need_clear in ((True, True), (True, False), (False, False)):
+                for dx, dy, ha, va in LABEL_PLACES:
+                    note = ax.annotate(text, (px[a], py[a]), xytext=(dx, dy), textcoords="offset points",
+                                       ha=ha, va=va)
+                    box = note.get_window_extent(renderer)
+                    inside = box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0 and box.y1 <= frame.y1
+                    clear = not bool(np.any((xy[:, 0] > box.x0 - r) & (xy[:, 0] < box.x1 + r)
+                                            & (xy[:, 1] > box.y0 - r) & (xy[:, 1] < box.y1 + r)))
+                    if (inside or not need_inside) and (clear or not need_clear) and not any(
+                            box.overlaps(b) for b in boxes):
+                        free = (note, box)
+                        break
+                    note.remove()
+                if free:
+                    break
+            if free is None:
+                clash = g
+                break
+            placed.append(free[0])
+            boxes.append(free[1])
+        if clash is None:
             return
-        for n in notes:
+        for n in placed:
             n.remove()
-        i, j = pair
-        groups[i] = groups[i] + groups.pop(j)
+        here = xy[anchor(groups[clash])]
+        nearest = min(range(clash), key=lambda g: float(np.hypot(*(xy[anchor(groups[g])] - here))))
+        groups[nearest] = groups[nearest] + groups.pop(clash)
 
 
 def asymmetry_by_setup(summary: pd.DataFrame, limit: float = ASYMMETRY_LIMIT):
@@ -427,7 +465,7 @@ def asymmetry_by_setup(summary: pd.DataFrame, limit: float = ASYMMETRY_LIMIT):
                                      gridspec_kw={"width_ratios": [1.25, 1]})
     for mask, marker in ((~off, "o"), (off, "^")):
         ax.scatter(px[mask], py[mask], c=[c for c, m in zip(colours, mask) if m], edgecolors=ARM_COLOURS["kd"],
-                   s=70, marker=marker, zorder=3)
+                   s=MARKER_AREA, marker=marker, zorder=3)
     finite = np.concatenate([px[np.isfinite(px)], py[np.isfinite(py)], [0.0]])
     lo, hi = finite.min() - 0.05, finite.max() + 0.05
     ax.plot([lo, hi], [lo, hi], color="0.6", ls="--", lw=1)
@@ -452,7 +490,8 @@ def asymmetry_by_setup(summary: pd.DataFrame, limit: float = ASYMMETRY_LIMIT):
     fig.tight_layout()  # before the labels: their overlaps are measured where they will be drawn
     span = max(hi - lo, 1e-9)
     groups = _clusters((px[ok] - lo) / span, (py[ok] - lo) / span, 0.04)
-    _label_groups(ax, px, py, [[int(ok[i]) for i in c] for c in groups])
+    _label_groups(ax, px, py, [[int(ok[i]) for i in c] for c in groups],
+                  marker_px=np.sqrt(MARKER_AREA) * fig.dpi / 72)
     return fig
 
 
