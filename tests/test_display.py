@@ -206,3 +206,30 @@ def test_an_asymmetry_label_leaves_a_neighbouring_point_uncovered_where_another_
         assert _px_from_box(box, xy[n - 1]) < 15  # beside its own point
         assert all(_px_from_box(box, xy[k]) >= r for k in range(3) if k != n - 1)  # clear of the others
     plt.close(fig)
+
+
+def test_an_asymmetry_label_pushed_nearer_another_point_is_led_to_its_own():
+    """In a crowd a label may end up nearer a point it does not name than any it names: then (and only then)
+    a hairline runs from the label's edge to the point it names, so the reader need not guess."""
+    s = pd.concat([_summary(3)] * 10, ignore_index=True)
+    s["id"] = [f"setup-{k}" for k in range(len(s))]
+    rng = np.random.default_rng(0)
+    s["pos_share_closed"], s["neg_share_closed"] = rng.uniform(0, 0.3, len(s)), rng.uniform(0, 0.3, len(s))
+    s.loc[0, "pos_share_closed"] = 0.9
+    fig, labels, xy = _asymmetry_labels(s)
+    ax = fig.axes[0]
+    leaders = [ax.transData.transform(line.get_xydata()) for line in ax.lines
+               if line.get_gid() == "asymmetry-leader"]
+    stray = 0
+    for box, ns in labels:
+        own = [n - 1 for n in ns]
+        led = [ends for ends in leaders if _px_from_box(box, ends[0]) < 1
+               and min(np.hypot(*(xy[own] - ends[1]).T)) < 1]  # from this box's edge to a point it names
+        to_own = min(_px_from_box(box, xy[k]) for k in own)
+        if min(_px_from_box(box, xy[k]) for k in range(len(s)) if k not in own) < to_own:
+            stray += 1
+            assert len(led) == 1, ns
+        else:
+            assert not led, ns
+    assert 0 < stray < len(labels) and len(leaders) == stray  # the premise: both kinds occur
+    plt.close(fig)

@@ -443,6 +443,7 @@ def _label_groups(ax, px: np.ndarray, py: np.ndarray, groups: list[list[int]], m
             placed.append(free[0])
             boxes.append(free[1])
         if clash is None:
+            _lead_stray_labels(ax, xy, groups, [anchor(idx) for idx in groups], boxes)
             return
         for n in placed:
             n.remove()
@@ -451,11 +452,35 @@ def _label_groups(ax, px: np.ndarray, py: np.ndarray, groups: list[list[int]], m
         groups[nearest] = groups[nearest] + groups.pop(clash)
 
 
+def _box_distance(box, points: np.ndarray) -> np.ndarray:
+    """Pixels from a label's box to each point (0 inside it)."""
+    dx = np.maximum.reduce([box.x0 - points[:, 0], np.zeros(len(points)), points[:, 0] - box.x1])
+    dy = np.maximum.reduce([box.y0 - points[:, 1], np.zeros(len(points)), points[:, 1] - box.y1])
+    return np.hypot(dx, dy)
+
+
+def _lead_stray_labels(ax, xy: np.ndarray, groups: list[list[int]], anchors: list[int], boxes: list) -> None:
+    """A hairline from a label to its point where the label sits nearer a point it does not name than any it
+    names (a crowd pushed it aside), so the reader is not left to guess. Drawn after placement, so leaders
+    never enlarge a label's box and force merges."""
+    to_data = ax.transData.inverted()
+    for idx, a, box in zip(groups, anchors, boxes):
+        near = _box_distance(box, xy)
+        others = np.delete(near, idx)
+        others = others[np.isfinite(others)]  # undefined shares have no point
+        if not len(others) or others.min() >= near[idx].min():
+            continue
+        # from the box's edge point nearest the anchor, to the anchor
+        edge = (np.clip(xy[a, 0], box.x0, box.x1), np.clip(xy[a, 1], box.y0, box.y1))
+        (x0, y0), (x1, y1) = to_data.transform([edge, xy[a]])
+        ax.plot([x0, x1], [y0, y1], color="0.45", lw=0.6, zorder=2, gid="asymmetry-leader")
+
+
 def asymmetry_by_setup(summary: pd.DataFrame, limit: float = ASYMMETRY_LIMIT):
     """Share of headroom closed on A- against A+ per setup; above the diagonal kd copies the teacher's
     errors more than its right answers, beyond what the lower starting point of A- explains. Points carry
     numbers (one label per group of nearby points) and the key beside the axes names them, so labels
-    never print over each other. A share beyond +-`limit` is drawn at the edge as a triangle and its value
+    never print over each other; a label a crowd pushed nearer another point has a hairline to its own. A share beyond +-`limit` is drawn at the edge as a triangle and its value
     given in the key, so one setup with almost no headroom does not squeeze all the others into a corner."""
     colours = [ARM_COLOURS["kd"] if s else "white" for s in summary["significant_transfer"]]
     x, y = summary["pos_share_closed"].to_numpy(float), summary["neg_share_closed"].to_numpy(float)
