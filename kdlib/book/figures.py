@@ -397,7 +397,7 @@ LABEL_PLACES = ((7, 5, "left", "bottom"), (7, -5, "left", "top"), (-7, 5, "right
                 (-7, -5, "right", "top"), (0, 9, "center", "bottom"), (0, -9, "center", "top"))
 
 
-def _label_groups(ax, px: np.ndarray, py: np.ndarray, groups: list[list[int]], marker_px: float) -> None:
+def _label_groups(ax, px: np.ndarray, py: np.ndarray, groups: list[list[int]]) -> None:
     """One numbered label per group of points, beside the group's most central point. A label that would
     print over one already placed tries the other sides of its point first; only where no side is free is
     its group merged with the nearest group (labels are measured once drawn, so this holds at any number of
@@ -405,7 +405,7 @@ def _label_groups(ax, px: np.ndarray, py: np.ndarray, groups: list[list[int]], m
     renderer = ax.figure.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
     xy = ax.transData.transform(np.column_stack([px, py]))  # pixels: nearness as the reader sees it
-    r = marker_px / 2
+    r = np.sqrt(MARKER_AREA) * ax.figure.dpi / 72 / 2  # a marker's radius in pixels
 
     def anchor(idx: list[int]) -> int:
         centre = xy[idx].mean(axis=0)
@@ -515,8 +515,7 @@ def asymmetry_by_setup(summary: pd.DataFrame, limit: float = ASYMMETRY_LIMIT):
     fig.tight_layout()  # before the labels: their overlaps are measured where they will be drawn
     span = max(hi - lo, 1e-9)
     groups = _clusters((px[ok] - lo) / span, (py[ok] - lo) / span, 0.04)
-    _label_groups(ax, px, py, [[int(ok[i]) for i in c] for c in groups],
-                  marker_px=np.sqrt(MARKER_AREA) * fig.dpi / 72)
+    _label_groups(ax, px, py, [[int(ok[i]) for i in c] for c in groups])
     return fig
 
 
