@@ -480,8 +480,9 @@ def asymmetry_by_setup(summary: pd.DataFrame, limit: float = ASYMMETRY_LIMIT):
     """Share of headroom closed on A- against A+ per setup; above the diagonal kd copies the teacher's
     errors more than its right answers, beyond what the lower starting point of A- explains. Points carry
     numbers (one label per group of nearby points) and the key beside the axes names them, so labels
-    never print over each other; a label a crowd pushed nearer another point has a hairline to its own. A share beyond +-`limit` is drawn at the edge as a triangle and its value
-    given in the key, so one setup with almost no headroom does not squeeze all the others into a corner."""
+    never print over each other; a label a crowd pushed nearer another point has a hairline to its own. A
+    share beyond +-`limit` is drawn at the edge as a triangle and its value given in the key, so one setup
+    with almost no headroom does not squeeze all the others into a corner."""
     colours = [ARM_COLOURS["kd"] if s else "white" for s in summary["significant_transfer"]]
     x, y = summary["pos_share_closed"].to_numpy(float), summary["neg_share_closed"].to_numpy(float)
     off = (np.abs(x) > limit) | (np.abs(y) > limit)
