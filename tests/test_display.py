@@ -170,17 +170,23 @@ def _px_from_box(box, p):
     return float(np.hypot(max(box.x0 - p[0], 0, p[0] - box.x1), max(box.y0 - p[1], 0, p[1] - box.y1)))
 
 
+def _crowd(seed: int) -> pd.DataFrame:
+    """30 setups in a small corner of the asymmetry chart (as at the cpu and mid scales)."""
+    s = pd.concat([_summary(3)] * 10, ignore_index=True)
+    s["id"] = [f"setup-{k}" for k in range(len(s))]
+    rng = np.random.default_rng(seed)
+    s["pos_share_closed"], s["neg_share_closed"] = rng.uniform(0, 0.3, len(s)), rng.uniform(0, 0.3, len(s))
+    s.loc[0, "pos_share_closed"] = 0.9  # one far point keeps the crowd small in the axes
+    return s
+
+
 def test_asymmetry_labels_of_many_crowded_points_never_overlap():
     """30 setups in a small corner (as at the cpu and mid scales): labels move to a free side of their point
     and merge only where no side is free, so none prints over another, every setup's number appears exactly
     once, and every point lies beside the label that names it (merged labels used to sit at the first point
     of the merged groups, up to 111 px from the others)."""
     for seed in range(3):
-        s = pd.concat([_summary(3)] * 10, ignore_index=True)
-        s["id"] = [f"setup-{k}" for k in range(len(s))]
-        rng = np.random.default_rng(seed)
-        s["pos_share_closed"], s["neg_share_closed"] = rng.uniform(0, 0.3, len(s)), rng.uniform(0, 0.3, len(s))
-        s.loc[0, "pos_share_closed"] = 0.9  # one far point keeps the crowd small in the axes
+        s = _crowd(seed)
         fig, labels, xy = _asymmetry_labels(s)
         boxes = [b for b, _ in labels]
         assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
@@ -211,11 +217,7 @@ def test_an_asymmetry_label_leaves_a_neighbouring_point_uncovered_where_another_
 def test_an_asymmetry_label_pushed_nearer_another_point_is_led_to_its_own():
     """In a crowd a label may end up nearer a point it does not name than any it names: then (and only then)
     a hairline runs from the label's edge to the point it names, so the reader need not guess."""
-    s = pd.concat([_summary(3)] * 10, ignore_index=True)
-    s["id"] = [f"setup-{k}" for k in range(len(s))]
-    rng = np.random.default_rng(0)
-    s["pos_share_closed"], s["neg_share_closed"] = rng.uniform(0, 0.3, len(s)), rng.uniform(0, 0.3, len(s))
-    s.loc[0, "pos_share_closed"] = 0.9
+    s = _crowd(0)
     fig, labels, xy = _asymmetry_labels(s)
     ax = fig.axes[0]
     leaders = [ax.transData.transform(line.get_xydata()) for line in ax.lines
