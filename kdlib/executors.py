@@ -13,6 +13,8 @@ Each run trains under its lock in the store, so two drivers on one store train i
 """
 from __future__ import annotations
 
+import contextlib
+import queue
 import time
 import traceback
 from collections import deque
@@ -25,16 +27,17 @@ from .progress import ProgressBar
 from .store import RunStore, StoreUnwritable
 
 EXECUTORS = ("local", "ray")
+POLL_SECONDS = 2.0  # how often the bar hears of the epochs of runs in worker processes
 
 
-def train_once(cfg: RunConfig, store: RunStore, device: str = "auto") -> bool:
+def train_once(cfg: RunConfig, store: RunStore, device: str = "auto", on_epoch=None) -> bool:
     """Train and store one run under its lock; False when another process stored it meanwhile."""
     from .runner import run_and_store
 
     with store.lock(cfg):
         if store.has(cfg):
             return False
-        run_and_store(cfg, store, device)
+        run_and_store(cfg, store, device, on_epoch)
         return True
 
 
@@ -46,10 +49,12 @@ class TaskError(RuntimeError):
         self.formatted = formatted
 
 
-def _task(cfg: RunConfig, store: RunStore | str, device: str) -> bool:
-    """One run, in this process (given the store) or in a worker process (given its folder)."""
+def _task(cfg: RunConfig, store: RunStore | str, device: str, feed=None) -> bool:
+    """One run, in this process (given the store) or in a worker process (given its folder); each epoch
+    trained goes to `feed` (anything with `put`) as (run hash, epoch, epochs)."""
+    on_epoch = None if feed is None else (lambda epoch, epochs: feed.put((cfg.hash, epoch, epochs)))
     try:
-        return train_once(cfg, store if isinstance(store, RunStore) else RunStore(store), device)
+        return train_once(cfg, store if isinstance(store, RunStore) else RunStore(store), device, on_epoch)
     except StoreUnwritable:
         raise  # the executor stops the phase on it
     except Exception:  # recorded, and the rest go on (KeyboardInterrupt is not caught)
@@ -85,6 +90,12 @@ def _process_pool(workers: int):
     return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_die_with_parent)
 
 
+def _manager():
+    import multiprocessing as mp
+
+    return mp.get_context("spawn").Manager()
+
+
 def _die_with_parent() -> None:
     """Linux: a worker ends when the driver does (killed or not), instead of running on as an orphan."""
     try:
@@ -115,6 +126,27 @@ def _stop_workers(pool) -> None:
         manager.join(60)
 
 
+class _ToBar:
+    """The epoch feed of runs in this process: each report goes to the bar at once."""
+
+    def __init__(self, bar: ProgressBar):
+        self.bar = bar
+
+    def put(self, item) -> None:
+        self.bar.epoch(*item)
+
+
+def _drain(feed, bar: ProgressBar) -> None:
+    """Show the epochs that runs in worker processes reported since the last look."""
+    if isinstance(feed, _ToBar):
+        return
+    while True:
+        try:
+            bar.epoch(*feed.get_nowait())
+        except queue.Empty:
+            return
+
+
 class LocalExecutor:
     def __init__(self, device: str = "auto", workers: int = 1):
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -129,9 +161,14 @@ class LocalExecutor:
         bar = ProgressBar(len(todo))
         try:
             in_process = self.workers == 1 or len(todo) <= 1
-            with InProcessPool() if in_process else _process_pool(self.workers) as pool:
+            # worker processes report epochs through a manager's queue: its put returns once the item is
+            # queued, so a run's last epoch is there to read by the time its result is
+            with contextlib.nullcontext() if in_process else _manager() as manager, \
+                    InProcessPool() if in_process else _process_pool(self.workers) as pool:
+                feed = _ToBar(bar) if in_process else manager.Queue()
                 try:
-                    self._schedule(pool, todo, store if in_process else str(store.root), store, report, bar, stop_at)
+                    self._schedule(pool, todo, store if in_process else str(store.root), store, report, bar, stop_at,
+                                   feed)
                 except KeyboardInterrupt:
                     _stop_workers(pool)  # else leaving the `with` waits for the runs in flight (minutes)
                     raise
@@ -141,7 +178,7 @@ class LocalExecutor:
         return report
 
     def _schedule(self, pool, todo: list[Job], target: RunStore | str, store: RunStore, report: Report, bar,
-                  stop_at: Optional[float]) -> None:
+                  stop_at: Optional[float], feed) -> None:
         """Depth first over the job tree: a teacher's students go before the next teacher, so seeds finish
         one after another (and a time limit leaves whole seeds, not a row of teachers)."""
         roots, children = job_tree(todo)
@@ -152,13 +189,15 @@ class LocalExecutor:
                 if stop_at is not None and time.perf_counter() >= stop_at:
                     report.skipped += [j.cfg.label] + [c.cfg.label for c in descendants(j, children)]
                     continue
-                running[pool.submit(_task, j.cfg, target, self.device)] = j
+                running[pool.submit(_task, j.cfg, target, self.device, feed)] = j
             if not running:
                 break
             bar.update(running=len(running))
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            finished, _ = wait(list(running), timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+            _drain(feed, bar)
             for fut in finished:
                 j = running.pop(fut)
+                bar.ended(j.cfg.hash)
                 err = fut.exception()
                 if isinstance(err, StoreUnwritable):
                     _stop_workers(pool)  # the runs in flight cannot be stored either: do not wait for them

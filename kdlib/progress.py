@@ -17,7 +17,9 @@ def fmt_seconds(s: float) -> str:
 
 
 class ProgressBar:
-    """done / running / failed out of a total, with the rate and the time left."""
+    """done / running / failed out of a total, with the rate and the time left. Work that reports its
+    epochs (`epoch`) shows them beside the running count, and counts them towards the time left, so a
+    phase of long runs has an estimate before its first run finishes."""
 
     def __init__(self, total: int, label: str = "runs", stream: Optional[TextIO] = None, every: float = 10.0,
                  width: int = 28):
@@ -25,6 +27,7 @@ class ProgressBar:
         self.stream = stream or sys.stdout
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.done = self.failed = self.running = 0
+        self.epochs: dict = {}  # key of a running item -> (epochs done, epochs in all)
         self.started = self._last = time.perf_counter()
         self._closed = False
         self._printed = ""
@@ -35,11 +38,24 @@ class ProgressBar:
         frac = finished / self.total if self.total else 1.0
         fill = int(round(self.width * frac))
         rate = 60.0 * finished / elapsed if elapsed > 0 and finished else 0.0
-        left = (self.total - finished) / (finished / elapsed) if finished and elapsed > 0 else float("nan")
-        eta = f", about {fmt_seconds(left)} left" if finished and finished < self.total else ""
+        # items done, plus the part of each running one that its epochs say is done
+        worked = finished + sum(k / n for k, n in self.epochs.values())
+        left = (self.total - worked) * elapsed / worked if worked and elapsed > 0 else float("nan")
+        eta = f", about {fmt_seconds(left)} left" if worked and finished < self.total else ""
+        inner = ", ".join(f"{k}/{n}" for k, n in self.epochs.values())
+        inner = f" (epoch {inner})" if inner else ""
         return (f"[{'#' * fill}{'.' * (self.width - fill)}] {finished}/{self.total} {self.label} "
-                f"({self.done} done, {self.running} running, {self.failed} failed), {rate:.1f}/min, "
+                f"({self.done} done, {self.running} running{inner}, {self.failed} failed), {rate:.1f}/min, "
                 f"{fmt_seconds(elapsed)}{eta}")
+
+    def epoch(self, key, done: int, epochs: int) -> None:
+        """Running item `key` has trained `done` of its `epochs` epochs."""
+        self.epochs[key] = (done, epochs)
+        self.update()
+
+    def ended(self, key) -> None:
+        """Running item `key` is over (done or failed): its epochs leave the line."""
+        self.epochs.pop(key, None)
 
     def update(self, done: int = 0, failed: int = 0, running: Optional[int] = None, force: bool = False) -> None:
         self.done += done

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -138,8 +138,10 @@ def _deterministic(dev: torch.device) -> None:
 
 
 def execute_run(cfg: RunConfig, device: str | torch.device = "auto",
-                teacher: Optional[TeacherArtifacts] = None) -> RunRecord:
-    """Train and evaluate one run. Students need `teacher` (the artifacts of `cfg.teacher_hash`)."""
+                teacher: Optional[TeacherArtifacts] = None,
+                on_epoch: Optional[Callable[[int, int], None]] = None) -> RunRecord:
+    """Train and evaluate one run. Students need `teacher` (the artifacts of `cfg.teacher_hash`);
+    `on_epoch(epoch, epochs)` hears of each epoch trained."""
     dev = resolve_device(device)
     _deterministic(dev)
     data = checked_data(cfg, teacher)
@@ -148,7 +150,8 @@ def execute_run(cfg: RunConfig, device: str | torch.device = "auto",
     spec, train_data = training_set(cfg, data)
     with warnings.catch_warnings(record=True) as caught, cpu_threads():
         warnings.simplefilter("always")
-        res = train(cfg, train_data, arm, dev, teacher_model=teacher_model, teacher_logits=teacher_logits)
+        res = train(cfg, train_data, arm, dev, teacher_model=teacher_model, teacher_logits=teacher_logits,
+                    on_epoch=on_epoch)
         logits = evaluate_sets(cfg, res.model, data, spec, dev)
     nondeterministic = sorted({str(w.message).split("\n")[0][:200] for w in caught
                                if "deterministic" in str(w.message).lower()})
@@ -253,14 +256,15 @@ def run_provenance(dev: torch.device, res, data: DataBundle, nondeterministic: l
     return prov
 
 
-def run_and_store(cfg: RunConfig, store, device="auto") -> dict:
+def run_and_store(cfg: RunConfig, store, device="auto",
+                  on_epoch: Optional[Callable[[int, int], None]] = None) -> dict:
     """Train one run (its teacher must be in the store), write it, return its metrics."""
     teacher = None
     if cfg.is_student:
         need_logits, need_model = teacher_needs(cfg)
         teacher = TeacherArtifacts.from_store(store, cfg.teacher_hash, need_logits, need_model)
     started = time.perf_counter()
-    record = execute_run(cfg, device, teacher)
+    record = execute_run(cfg, device, teacher, on_epoch)
     record.provenance["wall_seconds"] = round(time.perf_counter() - started, 3)
     store.write(record)
     return record.metrics

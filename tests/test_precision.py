@@ -1,6 +1,8 @@
 """`train.precision`: fp32 (every stored run) or bf16 autocast with channels-last images on the CPU.
 fp32 leaves every hash as it was; bf16 runs repeat bit for bit and say what they trained in; the tiny
 ResNets whose channels-last backward once crashed train; a CPU without bf16 units is named at start."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -103,13 +105,29 @@ def test_tiny_resnets_train_in_channels_last_bf16(width, size):
 def test_a_cpu_without_bf16_units_is_named_at_start(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     monkeypatch.setattr(train_mod, "cpu_bf16_units", lambda: None)
-    assert "without AMX or AVX512-BF16" in bf16_warning(cpu, ["fp32", "bf16"])
-    assert bf16_warning(cpu, ["fp32"]) is None and bf16_warning(cuda, ["bf16"]) is None
+    note = bf16_warning(cpu, ["fp32", "bf16"], slowdown=lambda: 7.74)
+    assert "without AMX or AVX512-BF16" in note and "ran 7.7x slower in bf16 here" in note
+
+    def unasked():
+        raise AssertionError("the probe runs only where bf16 is emulated and asked for")
+    assert bf16_warning(cpu, ["fp32"], unasked) is None and bf16_warning(cuda, ["bf16"], unasked) is None
     assert precision_used(cpu, "bf16", True) == "bf16 autocast, channels-last (CPU, no bf16 units)"
     monkeypatch.setattr(train_mod, "cpu_bf16_units", lambda: "AMX")
-    assert bf16_warning(cpu, ["bf16"]) is None
+    assert bf16_warning(cpu, ["bf16"], unasked) is None
     assert precision_used(cpu, "bf16", False) == "bf16 autocast (CPU, AMX)"
     assert precision_used(cuda, "fp32", True) == "bf16 autocast, channels-last (CUDA)"  # CUDA: bf16 as before
+
+
+def test_the_bf16_probe_gives_a_ratio_of_two_timings_on_one_thread(monkeypatch):
+    threads = []
+    real = train_mod.cpu_threads
+
+    def spy(*a):
+        threads.append(True)
+        return real(*a)
+    monkeypatch.setattr(train_mod, "cpu_threads", spy)
+    ratio = train_mod.bf16_slowdown(repeats=1)
+    assert threads and math.isfinite(ratio) and ratio > 0
 
 
 def test_airbench_cnn_shapes_and_size():
