@@ -127,7 +127,7 @@ def _stop_workers(pool) -> None:
 
 
 class _ToBar:
-    """The epoch feed of runs in this process: each report goes to the bar at once."""
+    """The epoch feed of runs in this process: each report goes to the bar at once, none waits to be read."""
 
     def __init__(self, bar: ProgressBar):
         self.bar = bar
@@ -135,11 +135,12 @@ class _ToBar:
     def put(self, item) -> None:
         self.bar.epoch(*item)
 
+    def get_nowait(self):
+        raise queue.Empty
+
 
 def _drain(feed, bar: ProgressBar) -> None:
     """Show the epochs that runs in worker processes reported since the last look."""
-    if isinstance(feed, _ToBar):
-        return
     while True:
         try:
             bar.epoch(*feed.get_nowait())
