@@ -75,11 +75,11 @@ def test_an_interrupted_phase_logs_the_runs_it_stored_and_the_next_phase_the_res
 
     real, calls = runner_mod.run_and_store, []
 
-    def stop_at_the_fourth(cfg, store, device):
+    def stop_at_the_fourth(cfg, store, device, on_epoch=None):
         calls.append(cfg.label)
         if len(calls) == 4:
             raise KeyboardInterrupt
-        return real(cfg, store, device)
+        return real(cfg, store, device, on_epoch)
 
     monkeypatch.setattr(runner_mod, "run_and_store", stop_at_the_fourth)
     argv = ["--scale", "smoke", "--only", "digits-mlp-self", "--results", str(tmp_path), "--workers", "1",
