@@ -29,8 +29,9 @@ def _log(msg: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ listing
-def list_plan(study: Study, scale: str, entries: list[PlanEntry]) -> None:
+def list_plan(study: Study, scale: str, entries: list[PlanEntry], device: str = "auto") -> None:
     from .book.run_costs import arch_label, estimate_costs
+    from .train import bf16_warning, resolve_device
 
     costs = estimate_costs(study, scale, entries)
     cfgs = {e.id: costs[e.id]["setup"] for e in entries}
@@ -53,6 +54,10 @@ def list_plan(study: Study, scale: str, entries: list[PlanEntry]) -> None:
     print(f"\n{len(entries)} entries, {len({e.setup for e in entries})} setups, {len(datasets)} datasets "
           f"({', '.join(datasets)}), {len(archs)} architectures ({', '.join(archs)}); "
           f"distinct runs and the whole plan's cost: {costs.get('_plan', {}).get('summary', '?')}")
+    # the costs come from runs trained where bf16 had its units, or from estimates that assume them
+    warning = bf16_warning(resolve_device(device), [cfgs[e.id].train["precision"] for e in entries])
+    if warning:
+        print(f"{warning}; the bf16 runs' costs above come from a CPU with bf16 units")
 
 
 # ------------------------------------------------------------------------------------------ phases
@@ -81,7 +86,7 @@ def training_phase(args, study: Study, scale: str, setups: list, results: Result
 
     warning = bf16_warning(resolve_device(args.device), [j.cfg.train["precision"] for j in missing])
     if warning:  # this machine's CPU; a Ray cluster's workers may differ (each run's provenance says)
-        _log(warning)
+        _log(f"{warning}; the progress line estimates the time left from the first epochs")
 
     code_version()  # read (and cached) now: the code that trains, not what the tree holds when the phase ends
     executor = make_executor(args.executor, args.device, args.workers, args.address, args.shared_fs)
@@ -353,7 +358,7 @@ def run(argv=None) -> int:
     study = load_study(args.study)
     plan = check_options(args, study)
     if args.list:
-        list_plan(study, args.scale, plan)
+        list_plan(study, args.scale, plan, args.device)
         return 0
     results = ResultsFolder(ResultsFolder.of(study, args.scale, args.results).root.resolve())
     if args.verify or args.seal:

@@ -128,7 +128,7 @@ def precision_used(device: torch.device, precision: str, images: bool) -> str:
 def bf16_slowdown(repeats: int = 2) -> float:
     """How many times longer a small convolutional block (two 3x3 convolutions of 64 channels with batch-norm
     and GELU, a batch of 32 at 16x16, channels-last) takes forward and backward in bf16 autocast than in
-    fp32 on this CPU, one thread, best of `repeats`. Emulated bf16 (no AMX or AVX512-BF16) measured 10x here
+    fp32 on this CPU, one thread, best of `repeats`. Emulated bf16 (no AMX or AVX512-BF16) measured 7-10x
     on an AVX2-only CPU, where the full-scale CIFAR-10 CNN trained 7.7x slower (30 s against 3.9 s a step)."""
     torch.manual_seed(0)
     block = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.GELU(),
@@ -147,14 +147,13 @@ def bf16_slowdown(repeats: int = 2) -> float:
     return best["bf16"] / best["fp32"]
 
 
-def bf16_warning(device: torch.device, precisions, slowdown: Callable[[], float] = bf16_slowdown) -> Optional[str]:
-    """One line for the start of a training phase whose CPU runs ask for bf16 on a CPU without bf16 units,
-    with how much slower bf16 is here (`slowdown`, measured only then)."""
+def bf16_warning(device: torch.device, precisions, slowdown: Optional[Callable[[], float]] = None) -> Optional[str]:
+    """One line for a training phase or a listing whose CPU runs ask for bf16 on a CPU without bf16 units,
+    with how much slower bf16 is here (`slowdown`, by default `bf16_slowdown`, measured only then)."""
     if device.type == "cpu" and "bf16" in set(precisions) and cpu_bf16_units() is None:
         return ("note: runs with precision bf16 train on this CPU without AMX or AVX512-BF16 units: they run "
                 "(the same numbers as on a CPU with them need not follow) but slower than in fp32: a probe "
-                f"convolution ran {slowdown():.1f}x slower in bf16 here; the progress line estimates the time left "
-                "from the first epochs")
+                f"convolution ran {(slowdown or bf16_slowdown)():.1f}x slower in bf16 here")
     return None
 
 

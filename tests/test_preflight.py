@@ -71,6 +71,23 @@ def test_driver_options_are_checked_before_anything_runs(argv, message, tmp_path
     assert not (tmp_path / "r").exists()
 
 
+def test_list_says_when_its_bf16_costs_do_not_hold_on_this_cpu(capsys, monkeypatch):
+    """The full scale's costs were measured where bf16 has its units; on a CPU without them its runs take
+    several times longer, and the listing says so (with the probe's ratio)."""
+    import kdlib.train as train_mod
+
+    monkeypatch.setattr(train_mod, "bf16_slowdown", lambda: 7.74)
+    monkeypatch.setattr(train_mod, "cpu_bf16_units", lambda: None)
+    assert driver_main(["--scale", "full", "--list"]) == 0
+    assert "ran 7.7x slower in bf16 here; the bf16 runs' costs above come from a CPU" in capsys.readouterr().out
+    monkeypatch.setattr(train_mod, "cpu_bf16_units", lambda: "AVX512-BF16")
+    assert driver_main(["--scale", "full", "--list"]) == 0
+    assert "slower in bf16" not in capsys.readouterr().out
+    monkeypatch.setattr(train_mod, "cpu_bf16_units", lambda: None)
+    assert driver_main(["--scale", "smoke", "--list"]) == 0  # fp32 only: no note
+    assert "slower in bf16" not in capsys.readouterr().out
+
+
 def test_list_shows_the_paper_plan_with_its_cost(capsys):
     assert driver_main(["--scale", "paper", "--list"]) == 0
     out = capsys.readouterr().out
