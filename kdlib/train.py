@@ -130,16 +130,16 @@ def bf16_slowdown(repeats: int = 2) -> float:
     and GELU, a batch of 32 at 16x16, channels-last) takes forward and backward in bf16 autocast than in
     fp32 on this CPU, one thread, best of `repeats`. Emulated bf16 (no AMX or AVX512-BF16) measured 7-10x
     on an AVX2-only CPU, where the full-scale CIFAR-10 CNN trained 7.7x slower (30 s against 3.9 s a step)."""
-    torch.manual_seed(0)
-    block = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.GELU(),
-                          nn.Conv2d(64, 64, 3, padding=1)).to(memory_format=torch.channels_last)
-    x = torch.randn(32, 64, 16, 16).contiguous(memory_format=torch.channels_last)
-    best = {}
-    with cpu_threads():
+    cpu, best = torch.device("cpu"), {}
+    with torch.random.fork_rng(devices=[]), cpu_threads():  # the caller's random stream stays as it was
+        torch.manual_seed(0)
+        block = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.GELU(),
+                              nn.Conv2d(64, 64, 3, padding=1)).to(memory_format=torch.channels_last)
+        x = torch.randn(32, 64, 16, 16).contiguous(memory_format=torch.channels_last)
         for precision in ("fp32", "bf16"):
             for k in range(repeats + 1):  # the first pass warms up
                 t0 = time.perf_counter()
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                with autocast(cpu, precision):
                     out = block(x).float().sum()
                 out.backward()
                 if k:

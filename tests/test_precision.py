@@ -126,8 +126,10 @@ def test_the_bf16_probe_gives_a_ratio_of_two_timings_on_one_thread(monkeypatch):
         threads.append(True)
         return real(*a)
     monkeypatch.setattr(train_mod, "cpu_threads", spy)
+    rng = torch.random.get_rng_state()
     ratio = train_mod.bf16_slowdown(repeats=1)
     assert threads and math.isfinite(ratio) and ratio > 0
+    assert torch.equal(rng, torch.random.get_rng_state())  # a probe at start-up leaves the random stream alone
 
 
 def test_airbench_cnn_shapes_and_size():
