@@ -7,7 +7,8 @@ store) -> the book (`kdlib.book.build`: papermill chapters that read the store, 
     python -m kdlib.driver --scale mid --workers 2 # recompute the shipped CIFAR-10 runs (about an hour)
 
 Everything is checked before anything trains; finished runs are never retrained; a chapter replaces
-the previous one only when it executed to the end.
+the previous one only when it executed to the end, and one executed earlier from the same inputs (code,
+study file, packages, parameters, runs) is reused (`--rerun-chapters` executes it again).
 """
 from __future__ import annotations
 
@@ -296,6 +297,9 @@ def parse_args(argv=None):
                     help="write manifests for runs stored without one (after checking every file reads and "
                          "config.json hashes to its folder), and exit")
     ap.add_argument("--no-build", action="store_true", help="execute the chapters but do not build the book")
+    ap.add_argument("--rerun-chapters", action="store_true",
+                    help="execute every chapter, also those executed earlier from the same code, study file, "
+                         "packages, parameters and runs (by default these are reused)")
     ap.add_argument("--verbose", action="store_true", help="stream each chapter's output")
     return ap.parse_args(argv)
 
@@ -374,7 +378,7 @@ def run(argv=None) -> int:
     from .book.build import make_book
 
     book = make_book(study, args.scale, results, out, {e.id for e in plan}, device=args.device, jobs=args.jobs,
-                     verbose=args.verbose, build=not args.no_build)
+                     verbose=args.verbose, build=not args.no_build, rerun=args.rerun_chapters)
     _log(f"study finished in {fmt_seconds(time.perf_counter() - started)}")
     if book.failed or not ok:
         _log(f"FAILED: {len(book.failed)} chapter(s) {book.failed}" if book.failed else "FAILED: some runs failed (listed above)")

@@ -96,9 +96,11 @@ for s in [scale] + list(shipped):
 driver_log = from_root(results_dir or study.results_dir(scale)) / "driver_log.json"
 if driver_log.is_file():
     log = json.loads(driver_log.read_text())
-    display(Markdown("Chapter execution times of the previous driver run (seconds):"))
+    display(Markdown("Chapter execution times as the previous driver run recorded them (seconds; a chapter it "
+                     "reused, its inputs unchanged, shows the time it took when it was executed):"))
     times = pd.Series(log.get("chapters_seconds", {}), dtype=float).rename_axis("chapter").to_frame("seconds")
-    display(times.style.format("{:.1f}"))  # one row per chapter: a single wide row overflowed the page
+    times["reused"] = ["yes" if c in set(log.get("reused_chapters", [])) else "no" for c in times.index]
+    display(times.style.format({"seconds": "{:.1f}"}))  # one row per chapter: a single wide row overflowed the page
 
 # %% [markdown]
 # ## The study file

@@ -72,7 +72,7 @@ _seconds = chapter_seconds(study_file, book_scale, view.cfg.scale, view.entry_id
 display(HTML(
     "<p>" + show.csv_link(view.runs_csv(), f"{view.entry_id}-runs.csv", "Every run of this entry as CSV")
     + " (one row per run: arm, seed, KD weight, RCD noise, hash, every metric).</p>"
-    + details("Rerun this chapter" + (f" (the previous build executed it in {_seconds:.0f} s)" if _seconds else ""),
+    + details("Rerun this chapter" + (f" (executing it took {_seconds:.0f} s)" if _seconds else ""),
               "<p>With its parameters checked first (runs in the store are reused, missing ones trained):</p><pre>"
               + html.escape(_rerun) + "</pre><p>The same with papermill:</p><pre>" + html.escape(_papermill) + "</pre>",
               raw_html=True)))

@@ -62,6 +62,9 @@ def test_rerun_trains_nothing(book, capsys):
     assert "0 to train" in out
     nb = nbformat.read(book / "book" / "generated" / "smoke" / "vowels-seqcnn-self.ipynb", as_version=4)
     assert "runs from" in _stream_text(nb) and "This chapter trained" not in _stream_text(nb)
+    # nothing it reads changed since the fixture's build: no chapter ran its kernel again
+    log = json.loads((book / "results" / "driver_log.json").read_text())
+    assert set(log["reused_chapters"]) == set(log["chapters_seconds"]) and "smoke/vowels-seqcnn-self" in log["reused_chapters"]
 
 
 def test_only_keeps_the_whole_plan_in_the_toc(book):
@@ -101,6 +104,8 @@ def test_sigterm_during_chapters_then_a_rebuild_shows_only_what_the_store_holds(
     no longer in the TOC leave _build/html."""
     gen = book / "book" / "generated" / "smoke"
     argv = ["--scale", "smoke", "--out", str(book), "--results", str(book / "results"), "--only", "vowels-seqcnn-self"]
+    cfg = load_study().setup("imdb-textcnn-self", "smoke")
+    RunStore(book / "results" / "runs").discard(cfg.run_config("kd", 1))  # the store changed: chapters execute
     proc = subprocess.Popen([sys.executable, "-m", "kdlib.driver", *argv, "--no-build"], cwd=ROOT, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
@@ -112,14 +117,13 @@ def test_sigterm_during_chapters_then_a_rebuild_shows_only_what_the_store_holds(
     assert proc.returncode == 130 and "interrupted" in out and "Traceback" not in out
     assert not list(gen.glob(".*.tmp.ipynb"))
     (gen / ".imdb-textcnn-self.999999999.tmp.ipynb").write_text("{}")  # what kill -9 leaves
-    cfg = load_study().setup("imdb-textcnn-self", "smoke")
-    RunStore(book / "results" / "runs").discard(cfg.run_config("kd", 1))
     stray = book / "_build" / "html" / "book" / "generated" / "smoke" / "dropped-entry.html"
     stray.write_text("a chapter no longer in the plan")
     assert driver_main(argv) == 0
     assert not list(gen.glob(".*.tmp.ipynb")) and not stray.exists()
     nb = nbformat.read(gen / "imdb-textcnn-self.ipynb", as_version=4)
     assert f"1 of {len(cfg.runs())} runs are missing" in _stream_text(nb)
+    assert "smoke/imdb-textcnn-self" not in json.loads((book / "results" / "driver_log.json").read_text())["reused_chapters"]
     toc = yaml.safe_load((book / "_toc.yml").read_text())
     assert "book/generated/smoke/imdb-textcnn-self" in [c["file"] for c in toc["parts"][1]["chapters"]]
 
@@ -141,7 +145,7 @@ def test_a_read_only_complete_store_builds_the_book(book, tmp_path, monkeypatch)
     with pytest.raises(OSError, match="Read-only"):
         (book / "results" / "probe").write_text("")
     assert driver_main(["--scale", "smoke", "--out", str(other), "--results", str(book / "results"),
-                        "--only", "vowels-seqcnn-self"]) == 0
+                        "--only", "vowels-seqcnn-self", "--rerun-chapters"]) == 0  # kernels that read, not reused pages
     assert (other / "_build" / "html" / "book" / "generated" / "smoke" / "vowels-seqcnn-self.html").is_file()
 
 

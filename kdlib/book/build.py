@@ -28,8 +28,9 @@ from ..progress import ProgressBar
 from ..results import ResultsFolder
 from ..store import StoreError, pid_alive
 from ..studyfile import PlanEntry, Study
-from . import vendor
+from . import reuse, vendor
 from .notebooks import execute
+from .run_costs import BENCH_RESULTS
 from .frames import damaged_runs, repair_command
 
 STATIC_PAGES = ("intro.md", "reading.md", "methods.md", "cluster.md")
@@ -147,7 +148,8 @@ def execute_chapter(chapter: str, output: Path, params: dict, title: str, meta: 
     try:
         execute(chapter, tmp, params, log_output=verbose)
         nb = nbformat.read(tmp, as_version=4)
-        tidy_for_book(nb, title, {**meta, "executed": time.strftime("%Y-%m-%d %H:%M:%S")})
+        tidy_for_book(nb, title, {**meta, "executed": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                  "seconds": round(time.perf_counter() - started, 1)})
         nb = scrub_paths(nb, out or REPO_ROOT, output)
         nbformat.write(nb, tmp)
         os.replace(tmp, output)
@@ -292,15 +294,28 @@ def complete_seeds(cfg, store) -> int:
 
 
 def notebook_phase(study: Study, book_scale: str, book_results: ResultsFolder, chapters: list[Chapter], out: Path,
-                   shipped: list[str], device: str, jobs: int, verbose: bool) -> tuple[dict, list[str]]:
+                   shipped: list[str], device: str, jobs: int, verbose: bool,
+                   rerun: bool = False) -> tuple[dict, list[str], list[str]]:
     """Execute every setup chapter (in parallel kernels, never training: the training phase has trained
-    what it could), then the book's own chapters; returns timings and failures."""
+    what it could), then the book's own chapters; a chapter executed earlier from the same inputs
+    (`reuse`) is kept instead unless `rerun`. Returns timings (a reused chapter's from when it was
+    executed), failures and the chapters reused."""
     gen = out / "book" / "generated"
     study_file = str(study.path.resolve())
     finals = [(n, t, "results") for n, t in study.book_chapters("results")] + [
         (n, t, "running") for n, t in study.book_chapters("running")]
-    timings, failed = {}, []
+    timings, failed, reused = {}, [], []
     bar = ProgressBar(len(chapters) + len(finals), label="chapters")
+    folders = [book_results] + [ResultsFolder.of(study, s) for s in shipped]
+    inputs = reuse.build_digest(study, folders, BENCH_RESULTS)
+
+    def execute_or_reuse(chapter: str, output: Path, params: dict, title: str, meta: dict) -> float:
+        digest = reuse.chapter_digest(inputs, chapter, params, title, meta)
+        recorded = chapter_metadata(output)
+        if not rerun and reuse.reusable(recorded, digest):
+            reused.append(book_relative(output, gen).removesuffix(".ipynb"))
+            return float(recorded.get("seconds", float("nan")))
+        return execute_chapter(chapter, output, params, title, {**meta, "inputs": digest}, verbose, out)
 
     def run_setup_chapter(ch: Chapter):
         params = {"scale": ch.scale, "results_dir": str(ch.results.root), "study_file": study_file,
@@ -310,7 +325,7 @@ def notebook_phase(study: Study, book_scale: str, book_results: ResultsFolder, c
                 "results_dir": book_relative(ch.results.root, out), "study_file": book_relative(study_file, out),
                 "location": location_key(ch.results.root, study_file), "setup_key": ch.setup_key,
                 "book_scale": book_scale, "runs": ch.runs}
-        return execute_chapter("setup", gen / f"{ch.relpath}.ipynb", params, ch.title, meta, verbose, out)
+        return execute_or_reuse("setup", gen / f"{ch.relpath}.ipynb", params, ch.title, meta)
 
     def run(fn, key, *a):
         try:
@@ -329,11 +344,14 @@ def notebook_phase(study: Study, book_scale: str, book_results: ResultsFolder, c
     common = {"scale": book_scale, "results_dir": str(book_results.root), "study_file": study_file,
               "book_scale": book_scale}
     params = {"results": {**common, "shipped": shipped}, "running": common}
-    _run_all(lambda c: run(lambda: execute_chapter(c[0], gen / f"{c[0]}.ipynb", params[c[2]], c[1],
-                                                   {"chapter": c[0], "book_scale": book_scale}, verbose, out), c[0]),
+    _run_all(lambda c: run(lambda: execute_or_reuse(c[0], gen / f"{c[0]}.ipynb", params[c[2]], c[1],
+                                                    {"chapter": c[0], "book_scale": book_scale}), c[0]),
              finals, jobs)
     bar.close()
-    return timings, failed
+    if reused:
+        _log(f"{len(reused)} of {len(chapters) + len(finals)} chapters reused: executed earlier from the same code, "
+             "study file, packages, parameters and runs (--rerun-chapters executes them again)")
+    return timings, failed, reused
 
 
 def _run_all(fn, items, jobs: int) -> None:
@@ -377,11 +395,13 @@ def executed_for(meta: dict, ch: Chapter, study_file: str) -> bool:
 
 @dataclass
 class BookReport:
-    """What a build did: seconds per executed chapter, the chapters that failed, notes on shipped entries."""
+    """What a build did: seconds per chapter, the chapters that failed, notes on shipped entries, and the
+    chapters reused from an earlier build (their seconds are those of that build)."""
 
     timings: dict = field(default_factory=dict)
     failed: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    reused: list = field(default_factory=list)
 
 
 def plan_chapters(study: Study, scale: str, results: ResultsFolder) -> list[Chapter]:
@@ -446,10 +466,11 @@ def write_findings(study: Study, scale: str, results: ResultsFolder, out: Path, 
 
 
 def make_book(study: Study, scale: str, results: ResultsFolder, out: Path, built: set[str], *, device: str = "auto",
-              jobs: int = 2, verbose: bool = False, build: bool = True) -> BookReport:
+              jobs: int = 2, verbose: bool = False, build: bool = True, rerun: bool = False) -> BookReport:
     """Execute the chapters of this build and build the HTML. `built`: the plan entries this run of the
     driver covers; chapters of earlier `--only` runs stay, and are executed again if their runs changed (a
-    kept chapter must not show runs the store no longer holds)."""
+    kept chapter must not show runs the store no longer holds). A chapter whose inputs are those it was
+    executed from is reused (`reuse`), unless `rerun`."""
     if build:
         vendor.ensure()
     assemble(out)
@@ -463,12 +484,12 @@ def make_book(study: Study, scale: str, results: ResultsFolder, out: Path, built
     for n in notes:
         _log(f"note: {n}")
     all_chapters += extra
-    timings, failed = notebook_phase(study, scale, results, chapters + extra, out, study.shipped_scales(scale),
-                                     device, jobs, verbose)
-    report = BookReport(timings, failed, notes)
+    timings, failed, reused = notebook_phase(study, scale, results, chapters + extra, out, study.shipped_scales(scale),
+                                             device, jobs, verbose, rerun)
+    report = BookReport(timings, failed, notes, reused)
     try:
         results.write_driver_log({"chapters_seconds": {k: round(v, 1) for k, v in timings.items()},
-                                  "failed_chapters": failed, "notes": notes})
+                                  "reused_chapters": reused, "failed_chapters": failed, "notes": notes})
     except OSError as e:  # a read-only results folder still builds the book
         _log(f"note: could not write the driver log in {results.root} ({e.strerror or e}); the results folder is read-only?")
     write_findings(study, scale, results, out, all_chapters)

@@ -393,8 +393,9 @@ class SetupView:
 
 
 def chapter_seconds(study_file, book_scale, scale: str, entry_id: str, results_dir=None):
-    """Seconds the previous build took to execute this chapter (from the driver log in the results folder of
-    the book's scale, which times every chapter of the book, shipped ones included), or None."""
+    """Seconds this chapter took to execute, from the driver log in the results folder of the book's scale
+    (the previous build's, which times every chapter of the book, shipped ones included; a chapter that
+    build reused has the time it took when it was executed), or None."""
     import json
 
     book = book_scale or scale
