@@ -23,11 +23,10 @@ from typing import Optional
 
 from .config import RunConfig, SetupConfig
 from .jobs import Job, Report, collect_jobs, descendants, job_tree, to_train
-from .progress import ProgressBar
+from .progress import POLL_SECONDS, ProgressBar, drain_epochs
 from .store import RunStore, StoreUnwritable
 
 EXECUTORS = ("local", "ray")
-POLL_SECONDS = 2.0  # how often the bar hears of the epochs of runs in worker processes
 
 
 def train_once(cfg: RunConfig, store: RunStore, device: str = "auto", on_epoch=None) -> bool:
@@ -139,15 +138,6 @@ class _ToBar:
         raise queue.Empty
 
 
-def _drain(feed, bar: ProgressBar) -> None:
-    """Show the epochs that runs in worker processes reported since the last look."""
-    while True:
-        try:
-            bar.epoch(*feed.get_nowait())
-        except queue.Empty:
-            return
-
-
 class LocalExecutor:
     def __init__(self, device: str = "auto", workers: int = 1):
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -195,7 +185,7 @@ class LocalExecutor:
                 break
             bar.update(running=len(running))
             finished, _ = wait(list(running), timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
-            _drain(feed, bar)
+            drain_epochs(feed, bar)
             for fut in finished:
                 j = running.pop(fut)
                 bar.ended(j.cfg.hash)

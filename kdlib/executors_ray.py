@@ -16,21 +16,23 @@ import traceback
 from typing import Optional
 
 from .jobs import Job, Report, job_tree, to_train
-from .progress import ProgressBar
+from .progress import POLL_SECONDS, ProgressBar, drain_epochs
 from .store import StoreUnwritable
 
 MAX_RETRIES = 3  # a task whose worker process dies is run again (system failures only, not exceptions)
 
 
-def _task(cfg, teacher, device: str, store_root: Optional[str]):
-    """Runs on a Ray worker: train one run (given its teacher's record or artifacts) and return its record."""
+def _task(cfg, teacher, device: str, store_root: Optional[str], feed=None):
+    """Runs on a Ray worker: train one run (given its teacher's record or artifacts) and return its record;
+    each epoch trained goes to `feed` (a Ray queue) as (run hash, epoch, epochs)."""
     from .runner import RunRecord, execute_run
     from .store import RunStore
 
     if isinstance(teacher, RunRecord):
         teacher = teacher.teacher_artifacts()
+    on_epoch = None if feed is None else (lambda epoch, epochs: feed.put((cfg.hash, epoch, epochs)))
     started = time.perf_counter()
-    record = execute_run(cfg, device, teacher)
+    record = execute_run(cfg, device, teacher, on_epoch=on_epoch)
     record.provenance["wall_seconds"] = round(time.perf_counter() - started, 3)
     record.provenance["executor"] = f"ray (node {os.uname().nodename})"
     if store_root is not None:  # a shared filesystem: write here (under the run's lock), the driver only counts
@@ -71,16 +73,21 @@ class RayExecutor:
         from .runner import TeacherArtifacts, teacher_needs
 
         ray = self._init()
+        from ray.util.queue import Queue
+
         task = ray.remote(_task)
         report, started = Report(total=len(jobs)), time.perf_counter()
         todo = to_train(jobs, store, report)
         roots, children = job_tree(todo)
         store_root = str(store.root) if self.shared_fs else None
         refs, by_ref, t0 = {}, {}, {}
+        # epochs come back through a queue actor that holds no CPU; its put returns once the item is queued,
+        # so a run's last epoch is there to read by the time its result is
+        feed = Queue(actor_options={"num_cpus": 0})
 
         def submit(job, teacher):
             ref = task.options(max_retries=MAX_RETRIES, **task_options(job, self.device)).remote(
-                job.cfg, teacher, self.device, store_root)
+                job.cfg, teacher, self.device, store_root, feed)
             refs[job.cfg.hash], by_ref[ref] = ref, job
             t0[job.cfg.hash] = time.perf_counter()
 
@@ -102,9 +109,11 @@ class RayExecutor:
         try:
             while pending:
                 bar.update(running=min(len(pending), slots))
-                ready, pending = ray.wait(pending, num_returns=1, timeout=2.0)
+                ready, pending = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
+                drain_epochs(feed, bar)
                 for ref in ready:
                     job = by_ref[ref]
+                    bar.ended(job.cfg.hash)  # a task retried after its worker died reports its epochs again
                     try:
                         record = ray.get(ref)
                     except Exception as e:  # the run raised, or its teacher did
@@ -124,6 +133,7 @@ class RayExecutor:
                     bar.update(done=1)
         finally:
             bar.close()
+            feed.shutdown(force=True)
             report.seconds = time.perf_counter() - started
         return report
 

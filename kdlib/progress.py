@@ -2,9 +2,12 @@
 elsewhere (notebooks, CI logs, pipes), so logs stay short and readable."""
 from __future__ import annotations
 
+import queue
 import sys
 import time
 from typing import Optional, TextIO
+
+POLL_SECONDS = 2.0  # how often an executor reads the epochs that runs in other processes reported
 
 
 def fmt_seconds(s: float) -> str:
@@ -87,3 +90,13 @@ class ProgressBar:
             self.stream.flush()
         else:
             self._print_line()
+
+
+def drain_epochs(feed, bar: ProgressBar) -> None:
+    """Show on `bar` the epochs that runs in other processes (worker processes, Ray workers) put on `feed`
+    (a queue of (key, epoch, epochs)) since the last look."""
+    while True:
+        try:
+            bar.epoch(*feed.get_nowait())
+        except queue.Empty:
+            return

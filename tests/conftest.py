@@ -66,3 +66,48 @@ def vowels_copy(vowels_results, tmp_path):
 
     shutil.copytree(vowels_results, tmp_path / "results")
     return tmp_path / "results"
+
+
+class EpochBars:
+    """Progress bars put in place of a module's `ProgressBar` that keep every epoch they heard and what was
+    left on the line when they closed."""
+
+    def __init__(self, monkeypatch):
+        from kdlib.progress import ProgressBar
+
+        self.monkeypatch, self.bars = monkeypatch, []
+        bars = self.bars
+
+        class Recording(ProgressBar):
+            def __init__(self, *a, **kw):
+                super().__init__(*a, **kw)
+                self.heard, self.left_on_close = [], None
+                bars.append(self)
+
+            def epoch(self, key, done, epochs):
+                self.heard.append((key, done, epochs))
+                super().epoch(key, done, epochs)
+
+            def close(self):
+                self.left_on_close = dict(self.epochs)
+                super().close()
+
+        self.cls = Recording
+
+    def patch(self, module) -> "EpochBars":
+        self.monkeypatch.setattr(module, "ProgressBar", self.cls)
+        return self
+
+    def check_last(self, jobs, epochs: int) -> None:
+        """The last bar heard epochs 1..n of every job, in order, of no other, and none stayed after the end."""
+        bar = self.bars[-1]
+        for j in jobs:
+            assert [(k, n) for h, k, n in bar.heard if h == j.cfg.hash] == [(k, epochs) for k in range(1, epochs + 1)]
+        assert {h for h, _, _ in bar.heard} == {j.cfg.hash for j in jobs}
+        assert bar.left_on_close == {}
+
+
+@pytest.fixture
+def epoch_bars(monkeypatch):
+    return EpochBars(monkeypatch)
+

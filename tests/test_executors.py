@@ -64,39 +64,17 @@ def test_a_pool_of_workers_gives_the_same_numbers(study, tmp_path):
     assert run_table(one, setup)[cols].equals(run_table(two, setup)[cols])
 
 
-def test_every_run_reports_each_epoch_in_order_to_the_bar(study, tmp_path, monkeypatch):
+def test_every_run_reports_each_epoch_in_order_to_the_bar(study, tmp_path, epoch_bars):
     """Long runs (half an hour at the full scale) show their epochs; a report lost between a worker process
     and the driver, or one left on the line after its run ended, would show here."""
     import kdlib.executors as ex
-    from kdlib.progress import ProgressBar
 
-    bars = []
-
-    class Recording(ProgressBar):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, **kw)
-            self.heard, self.left_on_close = [], None
-            bars.append(self)
-
-        def epoch(self, key, done, epochs):
-            self.heard.append((key, done, epochs))
-            super().epoch(key, done, epochs)
-
-        def close(self):
-            self.left_on_close = dict(self.epochs)
-            super().close()
-
-    monkeypatch.setattr(ex, "ProgressBar", Recording)
+    epoch_bars.patch(ex)
     setup = study.setup("vowels-seqcnn-self", "smoke", n_seeds=1, kd_weight_variants=[])
-    epochs = setup.train["epochs"]
     for workers in (1, 2):
         jobs = collect_jobs([("v", setup)])
         LocalExecutor("cpu", workers=workers).run(jobs, RunStore(tmp_path / str(workers)))
-        bar = bars[-1]
-        for j in jobs:
-            assert [(k, n) for h, k, n in bar.heard if h == j.cfg.hash] == [(k, epochs) for k in range(1, epochs + 1)]
-        assert {h for h, _, _ in bar.heard} == {j.cfg.hash for j in jobs}
-        assert bar.left_on_close == {}
+        epoch_bars.check_last(jobs, setup.train["epochs"])
 
 
 def test_workers_must_be_positive():

@@ -1,6 +1,6 @@
 """The Ray executor on a local two-CPU cluster: the same numbers as the local executor run for run, a
 killed worker retried with every run written exactly once, a failing run reported without stopping the
-others, and workers writing into a shared store themselves."""
+others, workers writing into a shared store themselves, and every epoch of every run on the progress line."""
 import os
 import signal
 import threading
@@ -120,3 +120,16 @@ def test_runs_stored_by_another_driver_meanwhile_are_found_not_trained(cluster, 
     report = RayExecutor("cpu", shared_fs=shared_fs).run(collect_jobs([("v", setup)]), store)
     assert not report.failed and report.trained == [] and report.loaded == len(setup.runs())
     assert {h: (store.path(h) / "metrics.json").stat().st_mtime_ns for h in store.hashes()} == before  # not rewritten
+
+
+def test_every_run_reports_each_epoch_in_order_to_the_bar(cluster, study, tmp_path, epoch_bars):
+    """The epochs of runs on Ray workers reach the driver's progress line, each run's in order, none lost and
+    none left on the line once its run has ended."""
+    import kdlib.executors_ray as er
+
+    epoch_bars.patch(er)
+    setup = study.setup("vowels-seqcnn-self", "smoke", n_seeds=1, kd_weight_variants=[])
+    jobs = collect_jobs([("v", setup)])
+    report = RayExecutor("cpu").run(jobs, RunStore(tmp_path / "runs"))
+    assert not report.failed
+    epoch_bars.check_last(jobs, setup.train["epochs"])
