@@ -309,11 +309,12 @@ def notebook_phase(study: Study, book_scale: str, book_results: ResultsFolder, c
     folders = [book_results] + [ResultsFolder.of(study, s) for s in shipped]
     inputs = reuse.build_digest(study, folders, BENCH_RESULTS)
 
-    def execute_or_reuse(chapter: str, output: Path, params: dict, title: str, meta: dict) -> float:
+    def execute_or_reuse(key: str, chapter: str, params: dict, title: str, meta: dict) -> float:
+        output = gen / f"{key}.ipynb"
         digest = reuse.chapter_digest(inputs, chapter, params, title, meta)
         recorded = chapter_metadata(output)
         if not rerun and reuse.reusable(recorded, digest):
-            reused.append(book_relative(output, gen).removesuffix(".ipynb"))
+            reused.append(key)
             return float(recorded.get("seconds", float("nan")))
         return execute_chapter(chapter, output, params, title, {**meta, "inputs": digest}, verbose, out)
 
@@ -325,7 +326,7 @@ def notebook_phase(study: Study, book_scale: str, book_results: ResultsFolder, c
                 "results_dir": book_relative(ch.results.root, out), "study_file": book_relative(study_file, out),
                 "location": location_key(ch.results.root, study_file), "setup_key": ch.setup_key,
                 "book_scale": book_scale, "runs": ch.runs}
-        return execute_or_reuse("setup", gen / f"{ch.relpath}.ipynb", params, ch.title, meta)
+        return execute_or_reuse(ch.relpath, "setup", params, ch.title, meta)
 
     def run(fn, key, *a):
         try:
@@ -344,7 +345,7 @@ def notebook_phase(study: Study, book_scale: str, book_results: ResultsFolder, c
     common = {"scale": book_scale, "results_dir": str(book_results.root), "study_file": study_file,
               "book_scale": book_scale}
     params = {"results": {**common, "shipped": shipped}, "running": common}
-    _run_all(lambda c: run(lambda: execute_or_reuse(c[0], gen / f"{c[0]}.ipynb", params[c[2]], c[1],
+    _run_all(lambda c: run(lambda: execute_or_reuse(c[0], c[0], params[c[2]], c[1],
                                                     {"chapter": c[0], "book_scale": book_scale}), c[0]),
              finals, jobs)
     bar.close()
