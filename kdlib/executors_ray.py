@@ -20,6 +20,25 @@ from .progress import POLL_SECONDS, ProgressBar, drain_epochs
 from .store import StoreUnwritable
 
 MAX_RETRIES = 3  # a task whose worker process dies is run again (system failures only, not exceptions)
+START_ATTEMPTS = 3  # a local cluster whose raylet did not register in time is started again
+# Ray's own message when the raylet has not registered with the GCS within its fixed 30 s (ray/_private/node.py):
+# on a machine busy with other work this is load, not a broken installation
+_STARTUP_TIMEOUT = "timed out during startup"
+
+
+def start_local(num_cpus: Optional[int] = None, attempts: int = START_ATTEMPTS, log=print):
+    """Start a local Ray cluster, starting it again (after shutting the half-started one down) when Ray gives
+    up waiting for its raylet, up to `attempts` times; any other error is raised at once."""
+    import ray
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        except Exception as e:
+            ray.shutdown()
+            if _STARTUP_TIMEOUT not in str(e) or attempt == attempts:
+                raise
+            log(f"the local Ray cluster did not start (attempt {attempt} of {attempts}: {e}); starting it again")
 
 
 def _task(cfg, teacher, device: str, store_root: Optional[str], feed=None):
@@ -66,7 +85,7 @@ class RayExecutor:
         if self.address or os.environ.get("RAY_ADDRESS"):
             ray.init(address=self.address or os.environ["RAY_ADDRESS"], log_to_driver=False)
         else:
-            ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
+            start_local(self.num_cpus)
         return ray
 
     def run(self, jobs: list[Job], store) -> Report:

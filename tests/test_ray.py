@@ -13,14 +13,14 @@ ray = pytest.importorskip("ray")
 from kdlib import load_study  # noqa: E402
 from kdlib.executors import LocalExecutor  # noqa: E402
 from kdlib.jobs import collect_jobs
-from kdlib.executors_ray import RayExecutor  # noqa: E402
+from kdlib.executors_ray import RayExecutor, start_local  # noqa: E402
 from kdlib.store import RunStore  # noqa: E402
 from kdlib.book.frames import run_table
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_local(num_cpus=2)
     yield
     ray.shutdown()
 
@@ -133,3 +133,50 @@ def test_every_run_reports_each_epoch_in_order_to_the_bar(cluster, study, tmp_pa
     report = RayExecutor("cpu").run(jobs, RunStore(tmp_path / "runs"))
     assert not report.failed
     epoch_bars.check_last(jobs, setup.train["epochs"])
+
+
+class _FlakyInit:
+    """ray.init that raises the given errors in turn, then returns "started"."""
+
+    def __init__(self, *errors):
+        self.errors, self.calls, self.shutdowns = list(errors), 0, 0
+
+    def init(self, **kwargs):
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "started"
+
+    def shutdown(self):
+        self.shutdowns += 1
+
+
+def _flaky(monkeypatch, *errors):
+    fake = _FlakyInit(*errors)
+    monkeypatch.setattr(ray, "init", fake.init)
+    monkeypatch.setattr(ray, "shutdown", fake.shutdown)
+    return fake
+
+
+TIMEOUT = Exception("The current node timed out during startup. This could happen because ...")
+
+
+def test_a_cluster_that_timed_out_starting_is_started_again(monkeypatch):
+    fake, said = _flaky(monkeypatch, TIMEOUT), []
+    assert start_local(2, log=said.append) == "started"
+    assert (fake.calls, fake.shutdowns) == (2, 1)  # the half-started cluster went down before the second start
+    assert "attempt 1 of 3" in said[0]
+
+
+def test_another_startup_error_is_raised_at_once(monkeypatch):
+    fake = _flaky(monkeypatch, ValueError("num_cpus must be positive"))
+    with pytest.raises(ValueError, match="num_cpus"):
+        start_local(2, log=lambda _: None)
+    assert fake.calls == 1
+
+
+def test_a_cluster_that_never_starts_raises_after_the_last_attempt(monkeypatch):
+    fake = _flaky(monkeypatch, TIMEOUT, TIMEOUT, TIMEOUT, TIMEOUT)
+    with pytest.raises(Exception, match="timed out during startup"):
+        start_local(2, attempts=3, log=lambda _: None)
+    assert (fake.calls, fake.shutdowns) == (3, 3)
