@@ -56,6 +56,35 @@ def test_the_driver_log_locks_and_run_folders_in_flight_leave_the_digest_alone(t
     assert reuse.folder_digest(root, ("driver_log.json",)) != before
 
 
+def test_an_entry_digest_follows_its_runs_and_the_folder_not_other_runs(tmp_path):
+    root = _files(tmp_path)
+    folder = ResultsFolder(root)
+    (root / "runs" / "other").mkdir()
+    (root / "runs" / "other" / "metrics.json").write_text("{}")
+    base = reuse.entry_digest(folder, ["abc", "missing"])
+
+    def changed(edit) -> bool:
+        edit()
+        now = reuse.entry_digest(folder, ["abc", "missing"])
+        return now != base
+
+    # another entry's run, the driver log and files in flight are not what the chapter reads
+    assert not changed(lambda: _bump_mtime(root / "runs" / "other" / "metrics.json"))
+    assert not changed(lambda: (root / "runs" / "new-run").mkdir())
+    assert not changed(lambda: (root / "driver_log.json").write_text("{}"))
+    assert not changed(lambda: (root / "runs" / ".tmp-missing@x").mkdir())
+    assert reuse.entry_digest(folder, ["missing", "abc", "abc"]) == base  # a set of runs
+    # each of these alone is
+    for edit in [lambda: _bump_mtime(root / "runs" / "abc" / "metrics.json"),    # one of its runs repaired
+                 lambda: (root / "runs" / "missing").mkdir(),                       # a run of it stored
+                 lambda: _bump_mtime(root / "training_log.json"),                   # the folder's own files
+                 lambda: (root / "failures.json").write_text("{}"),
+                 lambda: (root / "runs" / "SEALED").write_text("sealed")]:           # the store's own files
+        assert changed(edit)
+        base = reuse.entry_digest(folder, ["abc", "missing"])
+    assert reuse.entry_digest(folder, ["abc"]) != base  # another set of runs
+
+
 def test_code_digest_follows_each_source_file_and_the_git_version(tmp_path, monkeypatch):
     src = tmp_path / "kdlib"
     src.mkdir()
@@ -131,11 +160,21 @@ def test_a_changed_parameter_executes_only_the_chapters_it_reaches(phase):
     assert executed == {"vowels-seqcnn-self"} and reused == finals
 
 
+def test_a_run_of_another_entry_executes_only_the_books_chapters(phase):
+    run, finals, results = phase
+    run()
+    other = results.runs_dir / "0123456789abcdef"  # e.g. a run another entry trained since
+    other.mkdir()
+    (other / "metrics.json").write_text("{}")
+    executed, reused, _ = run()
+    assert executed == finals and reused == {"smoke/vowels-seqcnn-self"}
+
+
 def test_a_run_changed_in_the_store_executes_every_chapter(phase):
     run, finals, results = phase
     run()
-    metrics = next(results.runs_dir.glob("*/metrics.json"))
-    _bump_mtime(metrics)  # e.g. a run repaired in place: any chapter may read it
+    metrics = next(results.runs_dir.glob("*/metrics.json"))  # a run of the entry: its store holds no other
+    _bump_mtime(metrics)  # e.g. a run repaired in place
     executed, reused, _ = run()
     assert executed == finals | {"vowels-seqcnn-self"} and not reused
 

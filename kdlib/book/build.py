@@ -50,6 +50,7 @@ class Chapter:
     title: str
     results: ResultsFolder
     runs: str = ""  # runs_digest of the store when the chapter is listed
+    run_hashes: tuple = ()  # every run of the entry's setup, stored or not: what the chapter reads of its store
 
     @property
     def relpath(self) -> str:
@@ -266,8 +267,13 @@ def shipped_chapters(study: Study, book_scale: str) -> tuple[list, list[str]]:
                 notes.append(f"{s}/{e.id}: {len(damaged)} damaged run(s) left out of its chapter ("
                              + "; ".join(list(damaged)[:3]) + (" ..." if len(damaged) > 3 else "")
                              + f"); repair with `{repair_command(s, e.id)}`")
-            chapters.append(Chapter(s, entry, setup_key(cfg), title, results, runs=runs_digest(cfg, store)))
+            chapters.append(Chapter(s, entry, setup_key(cfg), title, results, runs=runs_digest(cfg, store),
+                                    run_hashes=run_hashes(cfg)))
     return chapters, notes
+
+
+def run_hashes(cfg) -> tuple:
+    return tuple(sorted({r.hash for r in cfg.runs()}))
 
 
 def runs_digest(cfg, store) -> str:
@@ -307,9 +313,10 @@ def notebook_phase(study: Study, book_scale: str, book_results: ResultsFolder, c
     timings, failed, reused = {}, [], []
     bar = ProgressBar(len(chapters) + len(finals), label="chapters")
     folders = [book_results] + [ResultsFolder.of(study, s) for s in shipped]
-    inputs = reuse.build_digest(study, folders, BENCH_RESULTS)
+    shared = reuse.shared_digest(study, BENCH_RESULTS)
+    whole_book = reuse.book_digest(shared, folders)  # the book's chapters read every folder
 
-    def execute_or_reuse(key: str, chapter: str, params: dict, title: str, meta: dict) -> float:
+    def execute_or_reuse(key: str, chapter: str, params: dict, title: str, meta: dict, inputs: str) -> float:
         output = gen / f"{key}.ipynb"
         digest = reuse.chapter_digest(inputs, chapter, params, title, meta)
         recorded = chapter_metadata(output)
@@ -326,7 +333,8 @@ def notebook_phase(study: Study, book_scale: str, book_results: ResultsFolder, c
                 "results_dir": book_relative(ch.results.root, out), "study_file": book_relative(study_file, out),
                 "location": location_key(ch.results.root, study_file), "setup_key": ch.setup_key,
                 "book_scale": book_scale, "runs": ch.runs}
-        return execute_or_reuse(ch.relpath, "setup", params, ch.title, meta)
+        inputs = reuse.with_data(shared, reuse.entry_digest(ch.results, ch.run_hashes))  # its entry's runs only
+        return execute_or_reuse(ch.relpath, "setup", params, ch.title, meta, inputs)
 
     def run(fn, key, *a):
         try:
@@ -346,12 +354,12 @@ def notebook_phase(study: Study, book_scale: str, book_results: ResultsFolder, c
               "book_scale": book_scale}
     params = {"results": {**common, "shipped": shipped}, "running": common}
     _run_all(lambda c: run(lambda: execute_or_reuse(c[0], c[0], params[c[2]], c[1],
-                                                    {"chapter": c[0], "book_scale": book_scale}), c[0]),
+                                                    {"chapter": c[0], "book_scale": book_scale}, whole_book), c[0]),
              finals, jobs)
     bar.close()
     if reused:
         _log(f"{len(reused)} of {len(chapters) + len(finals)} chapters reused: executed earlier from the same code, "
-             "study file, packages, parameters and runs (--rerun-chapters executes them again)")
+             "study file, packages, parameters and runs they read (--rerun-chapters executes them again)")
     return timings, failed, reused
 
 
@@ -412,7 +420,8 @@ def plan_chapters(study: Study, scale: str, results: ResultsFolder) -> list[Chap
     for e in study.plan(scale):
         cfg = study.entry_setup(scale, e)
         title = e.title or (cfg.title if e.id == e.setup else f"{cfg.title} ({e.id})")
-        out.append(Chapter(scale, e, setup_key(cfg), title, results, runs=runs_digest(cfg, store)))
+        out.append(Chapter(scale, e, setup_key(cfg), title, results, runs=runs_digest(cfg, store),
+                           run_hashes=run_hashes(cfg)))
     return out
 
 

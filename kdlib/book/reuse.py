@@ -7,16 +7,20 @@ The digest is deliberately wide, so that a reused page can never show what the i
 - the code: `git describe` with its dirty mark (the appendix prints it) and the bytes of every source file
   of `kdlib/` and `notebooks/` (an uncommitted edit changes them, not the mark);
 - the study file's bytes, the Python version and every installed package's version;
-- every file of every results folder the book reads (path, size, modification time), whichever chapter reads
-  it, and the GPU check reports the run plan reads. Left out: the driver's own log, which the book phase
-  rewrites at every build (a chapter that shows its previous time keeps the one it showed), and dot files
-  (locks, temporary folders of runs in flight).
+- the runs (path, size, modification time of every file) and the GPU check reports the run plan reads: for
+  a book chapter (claims, regime, appendix, ...) every file of every results folder the book reads; for a
+  setup chapter, which reads one entry of one store, every file of its results folder outside the run store
+  (the training log, the failures), the store's own files (its seal) and every file of the entry's runs
+  (a run not there yet counts as absent), so that runs added to another entry leave it alone. Left out: the
+  driver's own log, which the book phase rewrites at every build (a chapter that shows its previous time
+  keeps the one it showed), and dot files (locks, temporary folders of runs in flight).
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import sys
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
@@ -28,11 +32,13 @@ SOURCES = (REPO_ROOT / "kdlib", REPO_ROOT / "notebooks")
 
 
 def _files(root: Path, skip_top: tuple[str, ...] = ()):
-    """Every file under `root` but dot files and dot folders, in a fixed order, as (relative path, stat)."""
+    """Every file under `root` but dot files and dot folders, in a fixed order, as (relative path, stat);
+    `skip_top`: names of files or folders directly under `root` to leave out."""
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+        top = folder == str(root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__" and not (top and d in skip_top))
         for name in sorted(files):
-            if name.startswith(".") or (folder == str(root) and name in skip_top):
+            if name.startswith(".") or (top and name in skip_top):
                 continue
             path = Path(folder) / name
             yield path.relative_to(root).as_posix(), path.stat()
@@ -55,21 +61,56 @@ def environment_digest() -> str:
     return hashlib.sha256("\n".join([sys.version, *packages]).encode()).hexdigest()
 
 
+def _stat_files(h, root: Path, skip_top: tuple[str, ...] = (), prefix: str = "") -> None:
+    for rel, st in _files(root, skip_top):
+        h.update(f"\0{prefix}{rel}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+
+
 def folder_digest(root: Path, skip_top: tuple[str, ...] = ()) -> str:
     """Path, size and modification time of every file under a folder (a missing folder has a digest too)."""
     h = hashlib.sha256(str(Path(root).resolve()).encode())
     if Path(root).is_dir():
-        for rel, st in _files(Path(root), skip_top):
-            h.update(f"\0{rel}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+        _stat_files(h, Path(root), skip_top)
     return h.hexdigest()
 
 
-def build_digest(study, folders: list[ResultsFolder], reports: Path) -> str:
-    """The part of every chapter's digest that this build shares: code, study file, packages, data."""
+def entry_digest(folder: ResultsFolder, run_hashes: Iterable[str]) -> str:
+    """What a setup chapter reads of its results folder: every file but the driver log and the run store's
+    folders of other runs (the store's own files, such as its seal, are in), and every file of each of the
+    entry's runs, a run not stored yet marked as absent."""
+    root, runs = Path(folder.root), Path(folder.runs_dir)
+    h = hashlib.sha256(str(root.resolve()).encode())
+    if root.is_dir():
+        _stat_files(h, root, (ResultsFolder.DRIVER_LOG, runs.name))
+    if runs.is_dir():
+        for name in sorted(os.listdir(runs)):
+            if not name.startswith(".") and (runs / name).is_file():
+                st = (runs / name).stat()
+                h.update(f"\0{runs.name}/{name}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    for run in sorted(set(run_hashes)):
+        h.update(f"\0run {run}\0".encode())
+        if (runs / run).is_dir():
+            _stat_files(h, runs / run, prefix=f"{runs.name}/{run}/")
+        else:
+            h.update(b"absent")
+    return h.hexdigest()
+
+
+def shared_digest(study, reports: Path) -> str:
+    """The part of every chapter's digest that this build shares: code, study file, packages, GPU reports."""
     parts = [code_digest(), hashlib.sha256(Path(study.path).read_bytes()).hexdigest(), environment_digest(),
              folder_digest(reports)]
-    parts += sorted(folder_digest(f.root, (ResultsFolder.DRIVER_LOG,)) for f in folders)
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def with_data(shared: str, *data: str) -> str:
+    """A build's shared digest with the digests of the data a chapter reads (folder or entry digests)."""
+    return hashlib.sha256("\n".join([shared, *sorted(data)]).encode()).hexdigest()
+
+
+def book_digest(shared: str, folders: list[ResultsFolder]) -> str:
+    """A book chapter's data: every results folder the book reads, whole."""
+    return with_data(shared, *(folder_digest(f.root, (ResultsFolder.DRIVER_LOG,)) for f in folders))
 
 
 def chapter_digest(build: str, chapter: str, params: dict, title: str, meta: dict) -> str:
