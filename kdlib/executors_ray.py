@@ -35,8 +35,10 @@ def start_local(num_cpus: Optional[int] = None, attempts: int = START_ATTEMPTS, 
         try:
             return ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
         except Exception as e:
-            ray.shutdown()
-            if _STARTUP_TIMEOUT not in str(e) or attempt == attempts:
+            if _STARTUP_TIMEOUT not in str(e):
+                raise  # e.g. a cluster already running here: left as it is
+            ray.shutdown()  # the half-started one
+            if attempt == attempts:
                 raise
             log(f"the local Ray cluster did not start (attempt {attempt} of {attempts}: {e}); starting it again")
 

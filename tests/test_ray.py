@@ -172,7 +172,7 @@ def test_another_startup_error_is_raised_at_once(monkeypatch):
     fake = _flaky(monkeypatch, ValueError("num_cpus must be positive"))
     with pytest.raises(ValueError, match="num_cpus"):
         start_local(2, log=lambda _: None)
-    assert fake.calls == 1
+    assert (fake.calls, fake.shutdowns) == (1, 0)  # nothing of a cluster that may be running is touched
 
 
 def test_a_cluster_that_never_starts_raises_after_the_last_attempt(monkeypatch):
