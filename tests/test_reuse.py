@@ -56,50 +56,53 @@ def test_the_driver_log_locks_and_run_folders_in_flight_leave_the_digest_alone(t
     assert reuse.folder_digest(root, ("driver_log.json",)) != before
 
 
+def _log_phase(root, entries):
+    """A training phase as the driver logs it, having trained runs of `entries` (None: an old log naming none)."""
+    import json
+
+    path = root / "training_log.json"
+    log = json.loads(path.read_text() or "{}") or {"phases": []}
+    phase = {"id": f"p{len(log['phases'])}", "wall_seconds": 60.0}
+    if entries is not None:
+        phase["entries"] = {e: {"trained": 1, "seconds": 1.0} for e in entries}
+    log["phases"].append(phase)
+    path.write_text(json.dumps(log))
+
+
 def test_an_entry_digest_follows_its_runs_and_the_folder_not_other_runs(tmp_path):
     root = _files(tmp_path)
+    (root / "training_log.json").write_text('{"phases": []}')
     folder = ResultsFolder(root)
     (root / "runs" / "other").mkdir()
     (root / "runs" / "other" / "metrics.json").write_text("{}")
-    base = reuse.entry_digest(folder, ["abc", "missing"])
+
+    def digest(runs=("abc", "missing")):
+        return reuse.entry_digest(folder, "mine", runs)
+
+    base = digest()
 
     def changed(edit) -> bool:
         edit()
-        now = reuse.entry_digest(folder, ["abc", "missing"])
-        return now != base
+        return digest() != base
 
-    # another entry's run, the driver log and files in flight are not what the chapter reads
+    # another entry's run and the phase that trained it, the driver log and runs in flight: not read
     assert not changed(lambda: _bump_mtime(root / "runs" / "other" / "metrics.json"))
     assert not changed(lambda: (root / "runs" / "new-run").mkdir())
+    assert not changed(lambda: _log_phase(root, ["another-entry"]))
     assert not changed(lambda: (root / "driver_log.json").write_text("{}"))
     assert not changed(lambda: (root / "runs" / ".tmp-missing@x").mkdir())
-    assert not changed(lambda: _bump_mtime(root / "training_log.json"))  # every training phase rewrites it
-    assert reuse.entry_digest(folder, ["missing", "abc", "abc"]) == base  # a set of runs
-    # each of these alone is
+    assert digest(("missing", "abc", "abc")) == base  # a set of runs
+    # each of these alone is read
     for edit in [lambda: _bump_mtime(root / "runs" / "abc" / "metrics.json"),    # one of its runs repaired
                  lambda: (root / "runs" / "missing").mkdir(),                       # a run of it stored
+                 lambda: _log_phase(root, ["mine", "another-entry"]),              # a phase that trained it
+                 lambda: _log_phase(root, None),                                    # one naming no entry
                  lambda: (root / "failed_runs.json").write_text("{}"),              # the folder's own files
                  lambda: (root / "notes.txt").write_text("a file nobody declared"),
                  lambda: (root / "runs" / "SEALED").write_text("sealed")]:           # the store's own files
         assert changed(edit)
-        base = reuse.entry_digest(folder, ["abc", "missing"])
-    assert reuse.entry_digest(folder, ["abc"]) != base  # another set of runs
-
-
-def test_no_setup_chapter_reads_the_files_its_digest_leaves_out():
-    """The logs left out of a setup chapter's digest are read by the appendix alone (the training log, via
-    compute_ledger) or by the chapter's time only (the driver log, which no digest takes)."""
-    from kdlib.paths import REPO_ROOT
-
-    readers = {name: set() for name in ("training_log", "TRAINING_LOG", "DRIVER_LOG", "driver_log")}
-    for path in [*(REPO_ROOT / "kdlib" / "book").glob("*.py"), *(REPO_ROOT / "notebooks").glob("*.py")]:
-        text = path.read_text()
-        for name, found in readers.items():
-            if name in text:
-                found.add(path.name)
-    assert readers["training_log"] | readers["TRAINING_LOG"] <= {"compute_ledger.py", "appendix.py", "reuse.py"}
-    assert readers["DRIVER_LOG"] | readers["driver_log"] <= {"setup_chapter.py", "appendix.py", "reuse.py", "build.py"}
-    assert {"training_log", "TRAINING_LOG"} & {n for n in readers if "compute_ledger.py" in readers[n]}
+        base = digest()
+    assert digest(("abc",)) != base  # another set of runs
 
 
 def test_code_digest_follows_each_source_file_and_the_git_version(tmp_path, monkeypatch):
@@ -183,8 +186,7 @@ def test_a_run_of_another_entry_executes_only_the_books_chapters(phase):
     other = results.runs_dir / "0123456789abcdef"  # a run another entry's training phase stored since,
     other.mkdir()
     (other / "metrics.json").write_text("{}")
-    log = results.root / "training_log.json"  # and the phase it logged
-    log.write_text(log.read_text() + " ")
+    _log_phase(results.root, ["digits-mlp-self"])  # and the phase it logged
     executed, reused, _ = run()
     assert executed == finals and reused == {"smoke/vowels-seqcnn-self"}
 

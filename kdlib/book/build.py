@@ -333,7 +333,7 @@ def notebook_phase(study: Study, book_scale: str, book_results: ResultsFolder, c
                 "results_dir": book_relative(ch.results.root, out), "study_file": book_relative(study_file, out),
                 "location": location_key(ch.results.root, study_file), "setup_key": ch.setup_key,
                 "book_scale": book_scale, "runs": ch.runs}
-        inputs = reuse.with_data(shared, reuse.entry_digest(ch.results, ch.run_hashes))  # its entry's runs only
+        inputs = reuse.with_data(shared, reuse.entry_digest(ch.results, ch.entry.id, ch.run_hashes))  # its entry's runs only
         return execute_or_reuse(ch.relpath, "setup", params, ch.title, meta, inputs)
 
     def run(fn, key, *a):

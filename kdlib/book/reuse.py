@@ -9,9 +9,10 @@ The digest is deliberately wide, so that a reused page can never show what the i
 - the study file's bytes, the Python version and every installed package's version;
 - the runs (path, size, modification time of every file) and the GPU check reports the run plan reads: for
   a book chapter (claims, regime, appendix, ...) every file of every results folder the book reads; for a
-  setup chapter, which reads one entry of one store, every file of its results folder outside the run store
-  but the logs (the failed runs' list), the store's own files (its seal) and every file of the entry's runs
-  (a run not there yet counts as absent), so that runs trained for another entry leave it alone. Left out: the
+  setup chapter, which reads one entry of one store, every file of the entry's runs (a run not there yet
+  counts as absent), the store's own files (its seal), the folder's files outside the store but the logs (the
+  failed runs' list) and the training log's phases that trained the entry, so that runs trained for another
+  entry leave it alone. Left out: the
   driver's own log, which the book phase rewrites at every build (a chapter that shows its previous time
   keeps the one it showed), and dot files (locks, temporary folders of runs in flight).
 """
@@ -74,19 +75,16 @@ def folder_digest(root: Path, skip_top: tuple[str, ...] = ()) -> str:
     return h.hexdigest()
 
 
-# files of a results folder that no setup chapter reads: the logs (the appendix reads the training log, which
-# every training phase rewrites, whichever entries it trained); tests/test_reuse.py checks who reads them
-NOT_READ_BY_SETUP_CHAPTERS = (ResultsFolder.DRIVER_LOG, ResultsFolder.TRAINING_LOG)
-
-
-def entry_digest(folder: ResultsFolder, run_hashes: Iterable[str]) -> str:
-    """What a setup chapter reads of its results folder: every file but the logs and the run store's folders
-    of other runs (the failed runs' list and the store's own files, such as its seal, are in), and every file
-    of each of the entry's runs, a run not stored yet marked as absent."""
+def entry_digest(folder: ResultsFolder, entry_id: str, run_hashes: Iterable[str]) -> str:
+    """What a setup chapter reads of its results folder (`SetupView`): every file of each of the entry's runs
+    (a run not stored yet marked as absent), the store's own files (its seal), every file of the folder outside
+    the run store but the logs (the failed runs' list), and of the training log, which every training phase
+    rewrites, the phases that trained this entry (`entry_phases`, the chapter's "Trained in ..." line)."""
     root, runs = Path(folder.root), Path(folder.runs_dir)
     h = hashlib.sha256(str(root.resolve()).encode())
     if root.is_dir():
-        _stat_files(h, root, (*NOT_READ_BY_SETUP_CHAPTERS, runs.name))
+        _stat_files(h, root, (ResultsFolder.DRIVER_LOG, ResultsFolder.TRAINING_LOG, runs.name))
+        h.update(canonical_json(folder.entry_phases(entry_id)).encode())
     if runs.is_dir():
         for name in sorted(os.listdir(runs)):
             if not name.startswith(".") and (runs / name).is_file():

@@ -59,7 +59,8 @@ class SetupView:
 
     @classmethod
     def read(cls, chapter: ChapterSetup, trained_now: int = 0) -> "SetupView":
-        """Read the chapter's runs from its results folder (`trained_now`: how many the chapter trained)."""
+        """Read the chapter's runs from its results folder (`trained_now`: how many the chapter trained). What it
+        reads of the folder must be in `reuse.entry_digest`, or a build could reuse a page that no longer holds."""
         cfg, folder = chapter.cfg, chapter.results
         store = folder.store()
         missing = [r.label for r in store.missing(cfg)]
