@@ -12,9 +12,9 @@ The digest is deliberately wide, so that a reused page can never show what the i
   setup chapter, which reads one entry of one store, every file of the entry's runs (a run not there yet
   counts as absent), the store's own files (its seal), the folder's files outside the store but the logs (the
   failed runs' list) and the training log's phases that trained the entry, so that runs trained for another
-  entry leave it alone. Left out: the
-  driver's own log, which the book phase rewrites at every build (a chapter that shows its previous time
-  keeps the one it showed), and dot files (locks, temporary folders of runs in flight).
+  entry leave it alone. Left out: the driver's own log, which the book phase rewrites at every build (a
+  chapter that shows its previous time keeps the one it showed), and dot files (locks, temporary folders of
+  runs in flight).
 """
 from __future__ import annotations
 
