@@ -169,11 +169,11 @@ def phase_record(args, started: str, seconds: float) -> dict:
     """Where and how a training phase ran (the part of its log record known at its start)."""
     import platform
 
-    from .provenance import code_version
+    from .provenance import code_version, cpu_model
 
     return {"started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(seconds, 1),
             "executor": args.executor, "workers": args.workers, "device": args.device,
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}",
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}, {cpu_model()}",
             "code_version": code_version()}
 
 

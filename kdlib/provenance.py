@@ -82,13 +82,40 @@ def package_versions() -> dict:
     return out
 
 
+@lru_cache(maxsize=4)
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo; elsewhere what `platform` knows, or "unknown CPU")."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.lower().startswith("model name") and ":" in line:
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def cpu_kernels() -> str:
+    """The instruction sets a CPU run's arithmetic depends on: ATen's vector kernels (AVX2, AVX512, ...) and
+    the bf16 matrix units oneDNN uses. fp32 runs are bitwise reproducible only where these match: other
+    kernels round differently (measured: a run trained on an AVX512 CPU and again on an AVX2 one differs
+    from its first epoch on)."""
+    import torch
+
+    from .train import cpu_bf16_units
+
+    units = cpu_bf16_units()
+    return f"{torch.backends.cpu.get_cpu_capability()} kernels" + (f", {units}" if units else "")
+
+
 def device_description(device) -> str:
     import torch
 
     dev = torch.device(device)
     if dev.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(dev)}"
-    return f"cpu: {platform.machine()}, {os.cpu_count()} cores"  # training threads: the run's cpu_threads
+    # training threads: the run's cpu_threads; the prefix "cpu: <arch>, N cores" is that of earlier runs
+    return f"cpu: {platform.machine()}, {os.cpu_count()} cores, {cpu_model()}, {cpu_kernels()}"
 
 
 def provenance(device, seconds: float) -> dict:

@@ -9,6 +9,7 @@ import torch
 
 from kdlib.data import (DATASETS, DataError, build_vocab, encode, load_dataset, log_mel, mel_filterbank,
                         read_ts, stratified_subset)
+from kdlib.config import ConfigError
 from tests.conftest import shared_file
 
 
@@ -150,6 +151,65 @@ def test_fsdd_local_copy_log_mel():
     assert len(d.y_train) == 2700 and len(d.y_test) == 300  # recordings 0-4 of each digit and speaker
     assert d.y_test.bincount().tolist() == [30] * 10
     assert torch.isfinite(d.x_train).all()
+
+
+def _fsdd_waves(path, limit=None):
+    """(waves, labels, is_test) of the FSDD archive's clips, in archive order, as kdlib reads them."""
+    from kdlib.data.audio import read_wav
+
+    waves, labels, test = [], [], []
+    with tarfile.open(path) as tar:
+        for m in tar:
+            if m.isfile() and m.name.endswith(".wav"):
+                digit, _, index = m.name.rsplit("/", 1)[-1][:-4].split("_")
+                waves.append(read_wav(tar.extractfile(m).read(), m.name, 8000, 8000))
+                labels.append(int(digit))
+                test.append(int(index) <= 4)
+                if limit and len(waves) == limit:
+                    break
+    return np.stack(waves), np.array(labels), np.array(test)
+
+
+def _numpy_log_mel(waves: np.ndarray, n_fft=256, hop=80, n_mels=40) -> np.ndarray:
+    """An independent float64 log-mel: reflect-padded Hann frames through numpy's rfft, the mel products
+    as an einsum (no torch.stft, no torch matmul)."""
+    x = np.pad(waves.astype(np.float64), ((0, 0), (n_fft // 2, n_fft // 2)), mode="reflect")
+    starts = hop * np.arange((x.shape[1] - n_fft) // hop + 1)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann, as torch.hann_window
+    power = np.abs(np.fft.rfft(x[:, starts[:, None] + np.arange(n_fft)] * window, axis=-1)) ** 2
+    mel = np.einsum("mf,btf->bmt", mel_filterbank(8000, n_fft, n_mels).astype(np.float64), power)
+    return np.log(mel + 1e-6)[:, None]
+
+
+def test_the_float64_front_end_gives_an_independent_computations_features_bit_for_bit():
+    """Why `frontend: float64` makes FSDD's features the same on every CPU: two implementations with different
+    FFTs and summation orders agree on every float32 value once both compute in float64; the float32 front
+    end's FFT and products round (per instruction set) at the level float32 keeps."""
+    waves, _, _ = _fsdd_waves(shared_file("fsdd.tar.gz"), limit=300)
+    ours = log_mel(torch.as_tensor(waves), dtype=torch.float64)
+    assert ours.dtype == torch.float64 and ours.shape == (300, 1, 40, 101)
+    np.testing.assert_array_equal(ours.float().numpy(), _numpy_log_mel(waves).astype(np.float32))
+    # the float32 front end is the earlier one, unchanged: stored runs keep their features on their kind of CPU
+    old = torch.stft(torch.as_tensor(waves), n_fft=256, hop_length=80, win_length=256, window=torch.hann_window(256),
+                     center=True, return_complex=True).abs() ** 2
+    old = torch.log(torch.as_tensor(mel_filterbank(8000, 256, 40)) @ old + 1e-6).unsqueeze(1)
+    assert torch.equal(log_mel(torch.as_tensor(waves)), old)
+
+
+def test_fsdd_float64_frontend_is_standardised_in_float64_and_cached_apart(monkeypatch):
+    path = shared_file("fsdd.tar.gz")
+    d = load_dataset("fsdd", frontend="float64")
+    waves, labels, test = _fsdd_waves(path)
+    feats = _numpy_log_mel(waves)
+    mean = feats[~test].mean(axis=(0, 2, 3), keepdims=True)
+    std = feats[~test].std(axis=(0, 2, 3), keepdims=True) + 1e-6
+    np.testing.assert_array_equal(d.x_train.numpy(), ((feats[~test] - mean) / std).astype(np.float32))
+    np.testing.assert_array_equal(d.x_test.numpy(), ((feats[test] - mean) / std).astype(np.float32))
+    assert d.y_train.tolist() == labels[~test].tolist() and "computed in float64" in d.source
+    default = load_dataset("fsdd")  # the float32 front end: another cache file, other features
+    assert "float64" not in default.source and default.fingerprint != d.fingerprint
+    with pytest.raises(ConfigError, match=r"unknown audio frontend 'float16'; allowed: float32, float64"):
+        load_dataset("fsdd", frontend="float16")
 
 
 def test_mel_front_end():

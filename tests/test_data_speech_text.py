@@ -56,6 +56,10 @@ def test_speechcommands_split_by_the_lists_log_mel_and_standardised(data, monkey
     assert "sha256 verified" in d.source and "testing_list.txt" in d.source
     # a pure tone lights up its band: 3 kHz ("up") sits above 500 Hz ("yes") in the mel index
     assert int(d.x_train[2, 0, :, 50].argmax()) > int(d.x_train[3, 0, :, 50].argmax())
+    # the float64 front end: the same clips and split, its own features (equal to float32's rounding)
+    d64 = load_dataset("speechcommands", data_dir=str(data), frontend="float64")
+    assert d64.y_train.tolist() == d.y_train.tolist() and "computed in float64" in d64.source
+    assert d64.x_train.dtype == torch.float32 and torch.allclose(d64.x_train, d.x_train, atol=1e-3)
 
 
 def test_speechcommands_cache_and_errors(data, monkeypatch):

@@ -94,3 +94,25 @@ def test_a_clean_driver_names_stored_runs_trained_from_changes(tmp_path, monkeyp
     n_rcd = sum(j.cfg.arm == "rcd" for j in jobs)
     assert f"{n_kd} stored run(s) of this plan were trained from uncommitted changes to training code" in out
     assert "kdlib/arms.py" in out and f"{n_rcd} stored run(s)" in out and "does not record" in out
+
+
+def test_a_cpu_run_names_the_cpu_model_and_the_kernels_its_rounding_depends_on(tmp_path, monkeypatch):
+    """fp32 runs repeat bit for bit only on CPUs with the same kernels: the device says which they were,
+    after the prefix earlier runs recorded ("cpu: <arch>, N cores")."""
+    import os
+    import platform
+
+    import torch
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t:  Intel(R) Xeon(R)   Platinum 8480+\n"
+                    "flags\t\t: fpu avx2\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n")
+    assert prov.cpu_model(str(info)) == "Intel(R) Xeon(R) Platinum 8480+"  # whitespace collapsed, first CPU
+    monkeypatch.setattr(platform, "processor", lambda: "")
+    assert prov.cpu_model(str(tmp_path / "absent")) == "unknown CPU"
+    monkeypatch.setattr(prov, "cpu_model", lambda: "Some CPU")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setattr("kdlib.train.cpu_bf16_units", lambda: "AMX")
+    assert prov.device_description("cpu") == f"cpu: {platform.machine()}, {os.cpu_count()} cores, Some CPU, AVX512 kernels, AMX"
+    monkeypatch.setattr("kdlib.train.cpu_bf16_units", lambda: None)
+    assert prov.device_description("cpu").endswith(", Some CPU, AVX512 kernels")

@@ -36,7 +36,7 @@ def compute_ledger(study, scale: str, results_dir: Optional[str] = None) -> tupl
     per["wall_note"] = ["; ".join(dict.fromkeys(c["notes"])) for c in costs.values()]
     distinct = ledger.drop_duplicates("hash")
     phases = folder.training_log()["phases"]
-    per.loc["total (distinct runs)"] = [len(distinct), "", distinct["seconds"].sum(), ", ".join(distinct["device"].unique()),
+    per.loc["total (distinct runs)"] = [len(distinct), "", distinct["seconds"].sum(), " / ".join(distinct["device"].unique()),
                                         sum(p.get("wall_seconds", 0) for p in phases) / 60 if phases else float("nan"),
                                         f"{len(phases)} training phase(s)" if phases else ""]
     return per, ledger
@@ -56,7 +56,7 @@ def determinism_note(study, scales, results_dir: Optional[str] = None) -> str:
         devices = sorted({p["device"] for p in provs})
         not_bitwise = [p for p in provs if not p.get("bitwise_reproducible", False)]
         reasons = sorted({r for p in not_bitwise for r in p.get("nondeterminism", [])})
-        lines.append(f"- `{s}`: {len(provs)} runs on {', '.join(devices)}; CPU training threads {', '.join(threads)}; "
+        lines.append(f"- `{s}`: {len(provs)} runs on {' / '.join(devices)}; CPU training threads {', '.join(threads)}; "
                      + ("every run is bitwise reproducible on the same kind of machine."
                         if not not_bitwise else f"{len(not_bitwise)} runs are not bitwise reproducible: {'; '.join(reasons)}."))
     return "\n".join(lines) or "No runs in this build."

@@ -151,7 +151,7 @@ class SetupView:
                          "config and recipe) on the project's 2-core CPU machine, not on a GPU: its numbers are the "
                          "paper scale's, only slower to get.")
         if len(r):
-            devices = ", ".join(sorted(r["device"].unique()))
+            devices = " / ".join(sorted(r["device"].unique()))  # a device names itself with commas
             provs = [self.provenance(h) for h in r["hash"]]
             dates = sorted(p.get("finished_at", "")[:10] for p in provs if p.get("finished_at"))
             sources = sorted({p.get("data", {}).get("source", "?") for p in provs})
