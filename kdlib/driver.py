@@ -5,6 +5,7 @@ store) -> the book (`kdlib.book.build`: papermill chapters that read the store, 
     python -m kdlib.driver --scale paper --list    # what a scale's plan runs, and what it costs
     python -m kdlib.driver --scale smoke --executor ray
     python -m kdlib.driver --scale mid --workers 2 # recompute the shipped CIFAR-10 runs (about an hour)
+    python -m kdlib.driver --scale mid --reproduce 2   # train 2 stored runs per entry again, compare bit for bit
 
 Everything is checked before anything trains; finished runs are never retrained; a chapter replaces
 the previous one only when it executed to the end, and one executed earlier from the same inputs (code,
@@ -293,6 +294,9 @@ def parse_args(argv=None):
                     help="check every file of the plan's runs (checksums, reads, config hash); retrain damaged runs")
     ap.add_argument("--verify", action="store_true",
                     help="check every run of the results folder in full, name the damaged ones, and exit")
+    ap.add_argument("--reproduce", type=int, default=None, metavar="N",
+                    help="train N stored runs of each plan entry again (seed 0: the teacher, then kd, control, "
+                         "rcd), in memory, compare them with the store bit for bit, and exit (1 if any differs)")
     ap.add_argument("--seal", action="store_true",
                     help="write manifests for runs stored without one (after checking every file reads and "
                          "config.json hashes to its folder), and exit")
@@ -302,6 +306,23 @@ def parse_args(argv=None):
                          "packages, parameters and runs (by default these are reused)")
     ap.add_argument("--verbose", action="store_true", help="stream each chapter's output")
     return ap.parse_args(argv)
+
+
+def reproduce_phase(args, study: Study, plan: list, results: ResultsFolder) -> int:
+    """--reproduce N: N stored runs per entry trained again and compared with the store; returns the exit code."""
+    from .preflight import resolve_plan
+    from .reproduce import reproduce_entry, summary
+
+    store = results.existing_store()
+    if store is None:
+        raise ConfigError(f"no run store in {results.root} (no runs/ folder); nothing to reproduce")
+    compared, retrained = [], {}
+    for entry_id, setup in resolve_plan(study, args.scale, plan):
+        _log(f"reproduce: {entry_id}")
+        compared += reproduce_entry(setup, store, args.reproduce, args.device, log=_log, retrained=retrained)
+    text, code = summary(compared)
+    _log(text)
+    return code
 
 
 def check_options(args, study: Study) -> list[PlanEntry]:
@@ -325,8 +346,10 @@ def check_options(args, study: Study) -> list[PlanEntry]:
     if args.stop_after is not None and (args.executor != "local" or not args.stop_after > 0):
         raise ConfigError(f"--stop-after (minutes) must be > 0 and needs --executor local, got {args.stop_after} "
                           f"with --executor {args.executor}")
-    if args.verify and args.seal:
-        raise ConfigError("--verify and --seal are separate steps; give one")
+    if sum(map(bool, (args.verify, args.seal, args.reproduce is not None))) > 1:
+        raise ConfigError("--verify, --seal and --reproduce are separate steps; give one")
+    if args.reproduce is not None and not args.reproduce >= 1:
+        raise ConfigError(f"--reproduce N needs N >= 1 runs per plan entry, got {args.reproduce}")
     plan = study.plan(args.scale)
     if args.only:
         unknown = sorted(set(args.only) - {e.id for e in plan})
@@ -367,6 +390,8 @@ def run(argv=None) -> int:
     results = ResultsFolder(ResultsFolder.of(study, args.scale, args.results).root.resolve())
     if args.verify or args.seal:
         return check_store_files(results, args.seal, args.scale)
+    if args.reproduce is not None:
+        return reproduce_phase(args, study, plan, results)
     out = Path(args.out or REPO_ROOT).resolve()
     if not args.train_only:
         check_out(out)
