@@ -73,8 +73,8 @@ def test_a_run_that_differs_on_other_kernels_says_the_difference_is_expected(vow
     other = "cpu: x86_64, 64 cores, Other CPU, AVX512 kernels, AMX"
     teacher, kd = reproduce_entry(vowels_setup, store, 2, "cpu", log=lambda m: None, execute=_perturbed(other))
     assert teacher.identical  # identical outputs: where it ran does not matter
-    assert kd.environment == [f"stored from `{machine_kind(store.provenance(kd.hash)['device'])}`, "
-                              f"here `cpu: x86_64, Other CPU, AVX512 kernels, AMX`"]
+    stored_kind = machine_kind(store.provenance(kd.hash)["device"])
+    assert kd.environment == [f"stored from `{stored_kind}`, here `cpu: x86_64, Other CPU, AVX512 kernels, AMX`"]
     assert kd.line().endswith("differences expected")
     text, code = summary([teacher, kd])
     assert code == 1 and "1 differ where the machine, torch or precision differ" in text
