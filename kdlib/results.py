@@ -15,6 +15,7 @@ the store (each run's provenance says when it finished) and closes the record, s
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
 import os
@@ -22,7 +23,7 @@ import socket
 import time
 import uuid
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 from .paths import from_root
 from .store import RunStore
@@ -158,16 +159,32 @@ class ResultsFolder:
                                           "time is up to its last stored run"})
             log["phases"][i] = closed
 
-    def entry_phases(self, entry_id: str) -> list[dict]:
-        """The phases that trained runs of one plan entry (a phase naming no entries counts for all)."""
-        return [p for p in self.training_log()["phases"]
-                if "entries" not in p or p["entries"].get(entry_id, {}).get("trained")]
+    def entry_phases(self, entry_id: str, finished: Optional[Iterable[str]] = None) -> list[dict]:
+        """The phases that trained runs of one plan entry (a phase naming no entries counts for all). Given
+        the `finished_at` stamps of the entry's stored runs, only the phases during which one of them
+        finished: an entry whose runs were replaced (its config changed, the old runs deleted) keeps its old
+        phases in the log, as history, but not in what its stored runs cost."""
+        phases = [p for p in self.training_log()["phases"]
+                  if "entries" not in p or p["entries"].get(entry_id, {}).get("trained")]
+        if finished is None:
+            return phases
+        times = sorted(_ts(t) for t in finished if t)
 
-    def entry_cost(self, entry_id: str) -> dict:
+        def trained_one(p):
+            if not p.get("started"):  # the older flat log: no times to tell by
+                return bool(times)
+            start = _ts(p["started"])
+            end = _ts(p["finished"]) if p.get("finished") else float("inf")
+            i = bisect.bisect_left(times, start)
+            return i < len(times) and times[i] <= end
+        return [p for p in phases if trained_one(p)]
+
+    def entry_cost(self, entry_id: str, finished: Optional[Iterable[str]] = None) -> dict:
         """Runs trained, seconds of training and wall time (the phases' wall time, where a phase trained this
-        entry alone) of one entry over every phase of the log, with the phases' notes (a phase that shared
-        the machine with other work, or was interrupted, says so: its wall time is not the entry's cost alone)."""
-        phases = [p for p in self.entry_phases(entry_id) if "entries" in p]
+        entry alone) of one entry over its phases (`entry_phases`, with `finished`), with the phases' notes (a
+        phase that shared the machine with other work, or was interrupted, says so: its wall time is not the
+        entry's cost alone)."""
+        phases = [p for p in self.entry_phases(entry_id, finished) if "entries" in p]
         runs = sum(p["entries"][entry_id]["trained"] for p in phases)
         seconds = sum(p["entries"][entry_id]["seconds"] for p in phases)
         alone = [p for p in phases if set(p["entries"]) == {entry_id}]

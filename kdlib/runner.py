@@ -79,7 +79,8 @@ class TeacherArtifacts:
             if stored != ours:
                 raise DataMismatchError(
                     f"{label}: the teacher's logits were computed on {what} data with fingerprint {stored}, but "
-                    f"this run's {what} data has fingerprint {ours} (another copy, subset or order of the dataset); "
+                    f"this run's {what} data has fingerprint {ours} (another copy, subset or order of the dataset, or "
+                    "features computed in float32 on another kind of CPU, as the audio front end's default is); "
                     "retrain the teacher on this data")
         y = data.y_test.numpy()
         if self.test_logits.shape != (len(y), data.n_classes):

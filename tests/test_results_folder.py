@@ -43,10 +43,30 @@ def test_a_phase_note_reaches_the_entry_cost(tmp_path):
     assert folder.entry_cost("a")["notes"] == [] and folder.entry_cost("b")["notes"] == ["shared the cores"]
 
 
+def test_an_entry_whose_runs_were_replaced_costs_only_the_phases_of_its_stored_runs(tmp_path):
+    """Its config changed, its old runs were deleted and trained again: the old phase stays in the log but
+    is not what the stored runs cost; without the runs' stamps every phase that trained the entry counts."""
+    folder = ResultsFolder(tmp_path)
+    old = {**_phase({"a": {"runs": 60, "trained": 60, "failed": 0, "seconds": 3900.0}}, wall=2200.0),
+           "started": "2026-12-01T03:32:16+0000", "finished": "2026-12-01T04:08:16+0000"}
+    new = {**_phase({"a": {"runs": 60, "trained": 60, "failed": 0, "seconds": 5800.0}}, wall=3000.0),
+           "started": "2026-12-07T23:47:30+0000", "finished": "2026-12-08T00:37:30+0000"}
+    folder.append_training_phase(old)
+    folder.append_training_phase(new)
+    assert folder.entry_cost("a")["runs"] == 120  # no stamps: every phase that trained it
+    stored = ["2026-12-07T23:49:01+0000", "2026-12-08T00:37:30+0000"]  # the second at the phase's last second
+    assert [p["started"] for p in folder.entry_phases("a", stored)] == [new["started"]]
+    assert folder.entry_cost("a", stored) == {"runs": 60, "train_seconds": 5800.0, "wall_seconds": 3000.0, "phases": 1,
+                                              "notes": []}
+    assert len(folder.entry_phases("a", ["2026-12-01T04:00:00+0000", *stored])) == 2  # one old run kept: both
+    assert folder.entry_phases("a", []) == [] and folder.entry_phases("a", [None]) == []  # nothing stored
+
+
 def test_the_older_flat_log_reads_as_one_phase_for_every_entry(tmp_path):
     (tmp_path / "training_log.json").write_text(json.dumps({"wall_seconds": 5.0, "runs_trained": 3}))
     assert ResultsFolder(tmp_path).training_log()["phases"][0]["runs_trained"] == 3
     assert len(ResultsFolder(tmp_path).entry_phases("anything")) == 1
+    assert len(ResultsFolder(tmp_path).entry_phases("anything", ["2026-12-01T04:00:00+0000"])) == 1
 
 
 def test_failures_are_replaced_by_each_phase(tmp_path):

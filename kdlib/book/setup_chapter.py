@@ -163,7 +163,9 @@ class SetupView:
                          f"{devices}{when}; code version(s) {', '.join(f'`{v}`' for v in r['code_version'].unique())}; "
                          f"data: {'; '.join(sources)}; arithmetic: {'; '.join(arith)}."
                          + (f" This chapter trained {self.trained_now} of them itself." if self.trained_now else ""))
-        phases = self.results_folder.entry_phases(self.entry_id) if not self.trained_now else []
+        # the phases during which one of its stored runs finished (not those of runs since replaced)
+        phases = [] if self.trained_now or not len(r) else self.results_folder.entry_phases(
+            self.entry_id, [self.provenance(h).get("finished_at") for h in r["hash"]])
         if phases:  # one line here; each phase's operations log (interruptions, shared cores) is in the appendix
             mine = sum((t.get("entries", {}).get(self.entry_id) or {}).get("trained", 0) for t in phases)
             machines = sorted({t["machine"].split(",")[0] + ", " + t["machine"].split(",")[1].strip() for t in phases})
