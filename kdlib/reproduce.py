@@ -79,7 +79,7 @@ class Comparison:
     def line(self) -> str:
         head = f"  {self.label} ({self.hash}): "
         if self.error:
-            return head + f"NOT RETRAINED: {self.error}"
+            return head + f"NOT COMPARED: {self.error}"
         if self.identical:
             return head + "identical bit for bit (every output array and metric)"
         acc = " -> ".join(f"{a:.4f}" if a is not None else "?" for a in self.accuracy)
@@ -125,8 +125,10 @@ def reproduce_entry(setup, store, n: int, device="auto", log: Callable[[str], No
     for cfg in pick_runs(setup, n):
         if cfg.hash in retrained:
             continue
-        if not store.has(cfg):
-            out.append(Comparison(cfg.label, cfg.hash, error="not in the store"))
+        problem = "not in the store" if not store.has(cfg) else store.problem(cfg)
+        if problem:  # missing or damaged: nothing to compare with
+            out.append(Comparison(cfg.label, cfg.hash, error=problem))
+            log(out[-1].line())
             continue
         teacher = None
         try:
@@ -138,13 +140,14 @@ def reproduce_entry(setup, store, n: int, device="auto", log: Callable[[str], No
                     teacher = retrained[cfg.teacher_hash].teacher_artifacts()
                 else:
                     out.append(Comparison(cfg.label, cfg.hash, error="its teacher is stored slim (no training logits or "
-                                                                     "weights) and was not retrained here: ask for one "
-                                                                     "more run per entry, the teacher comes first"))
+                                                                     "weights) and did not train again here"))
+                    log(out[-1].line())
                     continue
             log(f"reproduce: training {cfg.label} again ...")
             record = execute(cfg, device, teacher)
         except Exception as e:  # a run that cannot train here (data that differ, a missing file) is one row
-            out.append(Comparison(cfg.label, cfg.hash, error=f"{type(e).__name__}: {str(e).splitlines()[0]}"))
+            out.append(Comparison(cfg.label, cfg.hash, error=f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"))
+            log(out[-1].line())
             continue
         retrained[cfg.hash] = record
         c = compare(cfg.label, cfg.hash, store.outputs(cfg.hash), store.metrics(cfg.hash), store.provenance(cfg.hash),
@@ -163,5 +166,5 @@ def summary(results: list[Comparison]) -> tuple[str, int]:
     text = (f"reproduce: {same} of {len(results)} run(s) identical bit for bit"
             + (f", {len(expected)} differ where the machine, torch or precision differ" if expected else "")
             + (f", {len(failed)} differ on the same kind of machine (NOT REPRODUCED)" if failed else "")
-            + (f", {len(errors)} not retrained" if errors else ""))
+            + (f", {len(errors)} not compared" if errors else ""))
     return text, 0 if same == len(results) and results else 1

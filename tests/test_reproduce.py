@@ -41,7 +41,7 @@ def test_a_slim_teachers_students_learn_from_the_teacher_trained_again(vowels_co
 
     failed = reproduce_entry(vowels_setup, store, 2, "cpu", log=lambda m: None, execute=teacher_fails)
     assert failed[0].error == "RuntimeError: no such file" and "stored slim" in failed[1].error
-    assert summary(failed) == ("reproduce: 0 of 2 run(s) identical bit for bit, 2 not retrained", 1)
+    assert summary(failed) == ("reproduce: 0 of 2 run(s) identical bit for bit, 2 not compared", 1)
 
 
 def _perturbed(device_text=None):
@@ -105,3 +105,12 @@ def test_what_sets_a_runs_rounding():
 def test_bad_reproduce_options_are_one_line(extra, message, tmp_path, capsys):
     assert driver_main(ENTRY + ["--results", str(tmp_path), *extra]) == 2
     assert capsys.readouterr().err.strip() == f"error: {message}"
+
+
+def test_a_damaged_stored_run_is_named_not_compared(vowels_copy, vowels_setup):
+    store = RunStore(vowels_copy / "runs")
+    kd = pick_runs(vowels_setup, 2)[1]
+    (store.path(kd) / "metrics.json").write_text("{}")  # fails its manifest
+    teacher, damaged = reproduce_entry(vowels_setup, store, 2, "cpu", log=lambda m: None)
+    assert teacher.identical and damaged.error and "metrics.json" in damaged.error
+    assert damaged.line().startswith(f"  {kd.label} ({kd.hash}): NOT COMPARED: ")
