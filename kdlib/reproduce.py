@@ -83,7 +83,7 @@ class Comparison:
         if self.identical:
             return head + "identical bit for bit (every output array and metric)"
         acc = " -> ".join(f"{a:.4f}" if a is not None else "?" for a in self.accuracy)
-        why = ("; " + "; ".join(self.environment) + ": differences expected") if self.environment else \
+        why = ("; " + "; ".join(self.environment) + ": the difference may come from that") if self.environment else \
               "; on the same kind of machine, torch and precision: NOT REPRODUCED"
         return (head + f"differs: arrays {', '.join(self.arrays_differing) or 'none'}, "
                 f"{len(self.metrics_differing)} metric(s); max |diff| {self.max_abs_diff:.3g}, test predictions "
@@ -164,7 +164,7 @@ def summary(results: list[Comparison]) -> tuple[str, int]:
     expected = [c for c in results if not c.identical and not c.error and c.environment]
     errors = [c for c in results if c.error]
     text = (f"reproduce: {same} of {len(results)} run(s) identical bit for bit"
-            + (f", {len(expected)} differ where the machine, torch or precision differ" if expected else "")
+            + (f", {len(expected)} differ where the machine, torch or precision differ (or are not recorded)" if expected else "")
             + (f", {len(failed)} differ on the same kind of machine (NOT REPRODUCED)" if failed else "")
             + (f", {len(errors)} not compared" if errors else ""))
     return text, 0 if same == len(results) and results else 1
