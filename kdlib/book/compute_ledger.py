@@ -26,13 +26,16 @@ def compute_ledger(study, scale: str, results_dir: Optional[str] = None) -> tupl
     if not frames:
         return None, None
     ledger = pd.concat(frames, ignore_index=True)
+    provs = [store.provenance(h) for h in ledger["hash"]]
     # GPU runs record the device's mean utilisation over their epochs (NVML); CPU runs have none
-    ledger["gpu_utilisation"] = [store.provenance(h).get("gpu_utilisation") for h in ledger["hash"]]
+    ledger["gpu_utilisation"] = [p.get("gpu_utilisation") for p in provs]
+    finished: dict = {}  # entry -> its stored runs' finished_at
+    for e, p in zip(ledger["entry"], provs):
+        finished.setdefault(e, []).append(p.get("finished_at"))
     per = ledger.groupby("entry", sort=False).agg(runs=("hash", "size"), seeds=("seed", "nunique"),
                                                   seconds=("seconds", "sum"), device=("device", "first"))
     # each entry's cost over the phases that trained its stored runs (not runs since replaced)
-    costs = {e: folder.entry_cost(e, [store.provenance(h).get("finished_at") for h in ledger.loc[ledger["entry"] == e, "hash"]])
-             for e in per.index}
+    costs = {e: folder.entry_cost(e, finished[e]) for e in per.index}
     # an entry trained beside others (one phase for the whole plan, as the offline study) has no wall time of its own
     per["wall_minutes"] = [c["wall_seconds"] / 60 if c["wall_seconds"] is not None else float("nan") for c in costs.values()]
     per["wall_note"] = ["; ".join(dict.fromkeys(c["notes"])) for c in costs.values()]
