@@ -6,6 +6,7 @@ store) -> the book (`kdlib.book.build`: papermill chapters that read the store, 
     python -m kdlib.driver --scale smoke --executor ray
     python -m kdlib.driver --scale mid --workers 2 # recompute the shipped CIFAR-10 runs (about an hour)
     python -m kdlib.driver --scale mid --reproduce 2   # train 2 stored runs per entry again, compare bit for bit
+    python -m kdlib.driver --scale mid --compare-with HEAD~1   # the store against its last commit: same readings?
 
 Everything is checked before anything trains; finished runs are never retrained; a chapter replaces
 the previous one only when it executed to the end, and one executed earlier from the same inputs (code,
@@ -17,6 +18,7 @@ import argparse
 import os
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -297,6 +299,10 @@ def parse_args(argv=None):
     ap.add_argument("--reproduce", type=int, default=None, metavar="N",
                     help="train N stored runs of each plan entry again (seed 0: the teacher, then kd, control, "
                          "rcd), in memory, compare them with the store bit for bit, and exit (1 if any differs)")
+    ap.add_argument("--compare-with", default=None, metavar="OTHER",
+                    help="compare the results folder with another one or with the folder as a git revision "
+                         "committed it (e.g. HEAD~3): per entry whose runs differ, its numbers and whether each "
+                         "test reads the same; then the claims' verdicts from each; exit (1 if a verdict differs)")
     ap.add_argument("--seal", action="store_true",
                     help="write manifests for runs stored without one (after checking every file reads and "
                          "config.json hashes to its folder), and exit")
@@ -325,6 +331,27 @@ def reproduce_phase(args, study: Study, plan: list, results: ResultsFolder) -> i
     return code
 
 
+def compare_phase(args, study: Study, plan: list, results: ResultsFolder) -> int:
+    """--compare-with OTHER: the results folder and another (a folder, or a git revision of this one) side by
+    side; returns 1 if a claim's verdict differs between them."""
+    from .compare import compare_stores, revision_folder
+    from .preflight import resolve_plan
+
+    store = results.existing_store()
+    if store is None:
+        raise ConfigError(f"no run store in {results.root} (no runs/ folder); nothing to compare")
+    with tempfile.TemporaryDirectory(prefix="kdlib-compare-") as tmp:
+        other = Path(args.compare_with)
+        if not other.is_dir():
+            other = revision_folder(args.compare_with, results.root, Path(tmp))
+        other_store = ResultsFolder(other.resolve()).existing_store()
+        if other_store is None:
+            raise ConfigError(f"--compare-with {args.compare_with}: no run store there (no runs/ folder)")
+        _log(f"compare: {results.root} (this store) with {args.compare_with} (the other)")
+        changed = compare_stores(study, args.scale, resolve_plan(study, args.scale, plan), store, other_store, log=_log)
+    return 1 if changed else 0
+
+
 def check_options(args, study: Study) -> list[PlanEntry]:
     """Every option, before anything runs."""
     from .executors import EXECUTORS
@@ -346,8 +373,8 @@ def check_options(args, study: Study) -> list[PlanEntry]:
     if args.stop_after is not None and (args.executor != "local" or not args.stop_after > 0):
         raise ConfigError(f"--stop-after (minutes) must be > 0 and needs --executor local, got {args.stop_after} "
                           f"with --executor {args.executor}")
-    if sum(map(bool, (args.verify, args.seal, args.reproduce is not None))) > 1:
-        raise ConfigError("--verify, --seal and --reproduce are separate steps; give one")
+    if sum(map(bool, (args.verify, args.seal, args.reproduce is not None, args.compare_with))) > 1:
+        raise ConfigError("--verify, --seal, --reproduce and --compare-with are separate steps; give one")
     if args.reproduce is not None and not args.reproduce >= 1:
         raise ConfigError(f"--reproduce N needs N >= 1 runs per plan entry, got {args.reproduce}")
     plan = study.plan(args.scale)
@@ -392,6 +419,8 @@ def run(argv=None) -> int:
         return check_store_files(results, args.seal, args.scale)
     if args.reproduce is not None:
         return reproduce_phase(args, study, plan, results)
+    if args.compare_with:
+        return compare_phase(args, study, plan, results)
     out = Path(args.out or REPO_ROOT).resolve()
     if not args.train_only:
         check_out(out)

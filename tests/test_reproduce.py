@@ -100,7 +100,7 @@ def test_what_sets_a_runs_rounding():
 
 @pytest.mark.parametrize("extra,message", [
     (["--reproduce", "0"], "--reproduce N needs N >= 1 runs per plan entry, got 0"),
-    (["--reproduce", "1", "--verify"], "--verify, --seal and --reproduce are separate steps; give one"),
+    (["--reproduce", "1", "--verify"], "--verify, --seal, --reproduce and --compare-with are separate steps; give one"),
 ])
 def test_bad_reproduce_options_are_one_line(extra, message, tmp_path, capsys):
     assert driver_main(ENTRY + ["--results", str(tmp_path), *extra]) == 2

@@ -1,0 +1,216 @@
+"""Two stores of one scale side by side (`python -m kdlib.driver --scale S --compare-with OTHER`): the results
+folder against another folder or against the folder as a git revision committed it (an entry retrained on
+another machine, with another torch, or by newer code). Per plan entry whose stored runs differ: the numbers its
+chapter reports and whether each test's reading is the same, under every reading of the KD weight; then the
+claims' verdicts at the scale from each store, claim by claim. It reads both stores and trains nothing: a
+replication is judged by whether its readings agree, since retrained runs differ in every trajectory."""
+from __future__ import annotations
+
+import io
+import math
+import subprocess
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+
+from .config import ConfigError
+from .paths import REPO_ROOT
+from .stats import ALPHA
+
+# (summary key, what it is, unit, its reading): a summary key naming a boolean (the chapter's corrected test), or
+# None for a one-sided p read at ALPHA; a row without a reading is a plain number.
+QUANTITIES = (
+    ("teacher_accuracy", "teacher test accuracy", "%", None),
+    ("teacher_train_accuracy", "teacher train accuracy", "%", None),
+    ("control_accuracy", "control test accuracy", "%", None),
+    ("kd_accuracy", "kd test accuracy", "%", None),
+    ("rcd_accuracy", "rcd test accuracy", "%", None),
+    ("agreement_gain_points", "kd - control agreement (points)", "pts", "significant_transfer"),
+    ("agreement_share_closed", "share of the control's disagreement kd closes", "%", None),
+    ("negative_transfer_p", "kd less teacher-like than control (one-sided p)", "p", "p"),
+    ("neg_gain_points", "kd gain on the teacher's errors (points)", "pts", "neg_rise_significant"),
+    ("pos_gain_points", "kd gain on the teacher's correct answers (points)", "pts", None),
+    ("asymmetry_p", "errors transfer more than correct answers (p)", "p", "p"),
+    ("kd_vs_rcd_agreement_p_by", "kd over rcd in agreement (p, BY-corrected)", "p", "kd_beats_rcd_agreement"),
+    ("rcd_kd_equivalence_p", "rcd and kd accuracy equivalent (TOST p)", "p", "rcd_kd_equivalent"),
+)
+CONTENT = ("metrics.json", "outputs.npz")  # what a run is; provenance (times, device) differs on every retraining
+
+
+def revision_folder(rev: str, folder: Path, dest: Path, repo: Path = REPO_ROOT) -> Path:
+    """`folder` (inside `repo`) as git revision `rev` committed it, extracted under `dest`; its path there."""
+    try:
+        rel = Path(folder).resolve().relative_to(Path(repo).resolve()).as_posix()
+    except ValueError:
+        raise ConfigError(f"--compare-with {rev}: {folder} is not inside the repository {repo}, so no git revision "
+                          "holds it; give a folder instead") from None
+    done = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", rev, "--", rel], capture_output=True, check=False)
+    if done.returncode:
+        why = (done.stderr.decode(errors="replace").strip().splitlines() or ["git archive failed"])[-1]
+        raise ConfigError(f"--compare-with {rev!r}: neither a folder nor a git revision holding {rel} ({why})")
+    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
+        tar.extractall(dest, filter="data")
+    return Path(dest) / rel
+
+
+def run_content(store, run_hash: str) -> Optional[tuple]:
+    """What identifies a stored run's results: its manifest's checksums of CONTENT, else the files' bytes."""
+    if not store.has(run_hash):
+        return None
+    manifest = store.manifest(run_hash)
+    if manifest is not None:
+        return tuple(manifest["files"].get(name, {}).get("sha256") for name in CONTENT)
+    return tuple((store.path(run_hash) / name).read_bytes() if (store.path(run_hash) / name).is_file() else None
+                 for name in CONTENT)
+
+
+class AliasedStore:
+    """A store read as if its runs of an older config were the runs asked for: `aliases` maps a wanted run's
+    hash to the stored run of the same setup, arm, seed, KD weight and noise (`RunStore.stale_versions`), so
+    that an entry whose config changed (a data option, a recipe) is compared with what the other store holds
+    of it. Only what the tables read: has, problem, metrics, provenance, manifest, path."""
+
+    def __init__(self, store, aliases: dict):
+        self.store, self.aliases = store, {new: old["stored_hash"] for new, old in aliases.items()}
+        self.fields = {new: old["fields"] for new, old in aliases.items()}
+
+    def _h(self, run) -> str:
+        h = run if isinstance(run, str) else run.hash
+        return self.aliases.get(h, h)
+
+    def has(self, run) -> bool:
+        return self.store.has(self._h(run))
+
+    def problem(self, run):
+        return self.store.problem(self._h(run))
+
+    def metrics(self, run) -> dict:
+        return self.store.metrics(self._h(run))
+
+    def provenance(self, run) -> dict:
+        return self.store.provenance(self._h(run))
+
+    def manifest(self, run):
+        return self.store.manifest(self._h(run))
+
+    def path(self, run) -> Path:
+        return self.store.path(self._h(run))
+
+
+def differing_runs(setup, a, b) -> list[str]:
+    """Hashes of the setup's runs whose results differ between stores `a` and `b` (or are in one only)."""
+    return [cfg.hash for cfg in setup.runs() if run_content(a, cfg.hash) != run_content(b, cfg.hash)]
+
+
+def _reading(summary: dict, key: Optional[str], value: float) -> Optional[bool]:
+    if key is None:
+        return None
+    if key == "p":
+        return bool(value <= ALPHA)
+    return bool(summary.get(key))
+
+
+def _fmt(value: float, unit: str) -> str:
+    if math.isnan(value):
+        return "n/a"
+    if unit == "%":
+        return f"{100 * value:.2f} %"
+    if unit == "pts":
+        return f"{value:+.2f}"
+    return f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
+
+
+def _fmt_diff(a: float, b: float, unit: str) -> str:
+    if math.isnan(a) or math.isnan(b) or unit == "p":
+        return ""
+    d = b - a
+    return f"{100 * d:+.2f} pts" if unit == "%" else f"{d:+.2f}"
+
+
+def _agree_text(ra: Optional[bool], rb: Optional[bool]) -> str:
+    if ra is None:
+        return ""
+    if ra == rb:
+        return "significant in both" if ra else "in neither"
+    return "CHANGED: " + ("significant here only" if ra else "significant in the other only")
+
+
+def entry_table(sa: dict, sb: dict) -> pd.DataFrame:
+    """One entry under one reading: each quantity from store a ("this") and b ("other"), their difference and
+    whether its test reads the same way in both."""
+    rows = []
+    for key, label, unit, reading in QUANTITIES:
+        a, b = float(sa.get(key, float("nan"))), float(sb.get(key, float("nan")))
+        rows.append({"quantity": label, "this store": _fmt(a, unit), "other": _fmt(b, unit),
+                     "other - this": _fmt_diff(a, b, unit),
+                     "reading": _agree_text(_reading(sa, reading, a), _reading(sb, reading, b))})
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class StoreSummaries:
+    summaries: list          # collect_summaries: every complete entry, one dict per reading
+    missing: list            # incomplete entry ids
+
+    def get(self, entry_id: str, w: float) -> Optional[dict]:
+        return next((s for s in self.summaries if s["id"] == entry_id and s["kd_weight"] == w), None)
+
+    def reading(self, w: float) -> list[dict]:
+        return [s for s in self.summaries if s["kd_weight"] == w]
+
+
+def verdict_changes(a: StoreSummaries, b: StoreSummaries, readings) -> pd.DataFrame:
+    """Claim by claim under each reading: the verdict from each store's complete entries."""
+    from .book.claims import verdicts
+
+    rows = []
+    for w in readings:
+        va, vb = verdicts(a.reading(w)), verdicts(b.reading(w))
+        for k, x, y in zip(va["claim"], va["verdict"], vb["verdict"]):
+            rows.append({"reading": f"w = {w:g}", "claim": int(k), "this store": x, "other": y,
+                         "same": "yes" if x == y else "CHANGED"})
+    return pd.DataFrame(rows)
+
+
+def compare_stores(study, scale: str, setups: list, store_a, store_b, log=print) -> int:
+    """Log the comparison of the plan entries `setups` ((id, SetupConfig)) between two stores; returns the number
+    of (reading, claim) verdicts that differ."""
+    from .book.evidence import BookEvidence
+    from .book.setup_analysis import collect_summaries, plan_setups
+
+    plan_runs = [cfg for _, cfg_setup in plan_setups(study, scale) for cfg in cfg_setup.runs()]
+    store_b = AliasedStore(store_b, store_b.stale_versions(plan_runs))
+    sums = [StoreSummaries(*collect_summaries(study, scale, s)) for s in (store_a, store_b)]
+    readings = BookEvidence(study=study, scales=[scale]).readings()
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+        for entry_id, setup in setups:
+            diff = differing_runs(setup, store_a, store_b)
+            if not diff:
+                log(f"compare: {entry_id}: its {len(setup.runs())} runs are the same in both stores")
+                continue
+            log(f"compare: {entry_id}: {len(diff)} of its {len(setup.runs())} runs differ")
+            moved = sorted({f for cfg in setup.runs() for f in store_b.fields.get(cfg.hash, [])})
+            if moved:
+                n = sum(cfg.hash in store_b.fields for cfg in setup.runs())
+                log(f"  the other store holds {n} of them under another config (changed: {', '.join(moved)}): "
+                    "compared as the same setup, arm, seed and KD weight")
+            for w in setup.kd_weights:
+                sa, sb = sums[0].get(entry_id, w), sums[1].get(entry_id, w)
+                if sa is None or sb is None:
+                    where = " and ".join(n for n, s in (("this store", sa), ("the other", sb)) if s is None)
+                    log(f"  w = {w:g}: incomplete in {where}; nothing to compare")
+                    continue
+                log(f"  w = {w:g} ({sa['n_seeds']} and {sb['n_seeds']} seeds):")
+                log(entry_table(sa, sb).to_string(index=False))
+        for name, s in zip(("this store", "the other"), sums):
+            if s.missing:
+                log(f"compare: incomplete in {name} (left out of its verdicts): {', '.join(s.missing)}")
+        changes = verdict_changes(*sums, readings)
+        n_changed = int((changes["same"] != "yes").sum())
+        log(f"compare: the claims' verdicts at the {scale} scale, from each store's complete entries: "
+            + ("identical, claim by claim" if not n_changed else f"{n_changed} of {len(changes)} differ"))
+        log(changes.to_string(index=False))
+    return n_changed

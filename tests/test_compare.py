@@ -1,0 +1,120 @@
+"""`--compare-with OTHER`: two stores of one scale side by side, entry by entry and verdict by verdict."""
+import json
+import subprocess
+
+import pytest
+
+from kdlib.compare import (
+    AliasedStore,
+    StoreSummaries,
+    differing_runs,
+    entry_table,
+    revision_folder,
+    verdict_changes,
+)
+from kdlib.config import ConfigError
+from kdlib.driver import main as driver_main
+from kdlib.store import RunStore, _write_manifest
+from tests.conftest import VOWELS_ENTRY
+
+ENTRY = [a for a in VOWELS_ENTRY if a not in ("--workers", "1")]
+
+
+def _kd_run(setup):
+    return next(c for c in setup.runs() if c.arm == "kd" and c.seed == 0 and c.kd_weight == setup.kd_weight)
+
+
+def test_a_store_compared_with_its_copy_has_nothing_that_differs(vowels_results, vowels_copy, capsys):
+    assert driver_main(ENTRY + ["--results", str(vowels_results), "--compare-with", str(vowels_copy)]) == 0
+    out = capsys.readouterr().out
+    assert "compare: vowels-seqcnn-self: its" in out and "runs are the same in both stores" in out
+    assert "identical, claim by claim" in out and "CHANGED" not in out
+
+
+def test_a_run_whose_results_changed_is_named_and_its_numbers_shown(vowels_results, vowels_copy, vowels_setup, capsys):
+    """One kd run's agreement moved in the copy (its manifest resealed, so it is a whole run): only that entry's
+    table appears, with the kd agreement gain of each store."""
+    store = RunStore(vowels_copy / "runs")
+    kd = _kd_run(vowels_setup)
+    metrics_file = store.path(kd) / "metrics.json"
+    metrics = json.loads(metrics_file.read_text())
+    metrics["agreement"] = metrics["agreement"] - 0.5
+    metrics_file.write_text(json.dumps(metrics))
+    _write_manifest(store.path(kd), json.loads((store.path(kd) / "manifest.json").read_text())["files"])
+    assert differing_runs(vowels_setup, RunStore(vowels_results / "runs"), RunStore(vowels_copy / "runs")) == [kd.hash]
+
+    driver_main(ENTRY + ["--results", str(vowels_results), "--compare-with", str(vowels_copy)])
+    out = capsys.readouterr().out
+    assert f"compare: vowels-seqcnn-self: 1 of its {len(vowels_setup.runs())} runs differ" in out
+    gain_row = next(line for line in out.splitlines() if "kd - control agreement (points)" in line)
+    n_seeds = vowels_setup.n_seeds
+    assert f"{-50 / n_seeds:+.2f}" in gain_row  # the mean gain fell by 50 points over the seeds
+
+
+def test_entry_table_reads_each_test_in_both_stores():
+    a = {"agreement_gain_points": 3.0, "significant_transfer": True, "negative_transfer_p": 0.5,
+         "teacher_accuracy": 0.9, "asymmetry_p": 0.01}
+    b = {"agreement_gain_points": 1.0, "significant_transfer": False, "negative_transfer_p": 0.01,
+         "teacher_accuracy": 0.95, "asymmetry_p": 0.02}
+    t = entry_table(a, b).set_index("quantity")
+    assert t.loc["kd - control agreement (points)"].tolist() == ["+3.00", "+1.00", "-2.00",
+                                                                  "CHANGED: significant here only"]
+    assert t.loc["kd less teacher-like than control (one-sided p)", "reading"] == \
+        "CHANGED: significant in the other only"
+    assert t.loc["errors transfer more than correct answers (p)", "reading"] == "significant in both"
+    assert t.loc["teacher test accuracy"].tolist() == ["90.00 %", "95.00 %", "+5.00 pts", ""]
+    assert t.loc["kd gain on the teacher's errors (points)", "this store"] == "n/a"  # absent from both
+
+
+def test_verdict_changes_names_the_claim_whose_verdict_moved(vowels_results, vowels_setup):
+    from kdlib import load_study
+    from kdlib.book.setup_analysis import collect_summaries
+
+    study = load_study()
+    sums, missing = collect_summaries(study, "smoke", RunStore(vowels_results / "runs"))
+    a = StoreSummaries(sums, missing)
+    same = verdict_changes(a, StoreSummaries([dict(s) for s in sums], missing), [vowels_setup.kd_weight])
+    assert (same["same"] == "yes").all() and len(same) == 7
+    b = StoreSummaries([], missing)  # nothing complete in the other store: no setup to judge claim 2 on there
+    moved = verdict_changes(a, b, [vowels_setup.kd_weight]).set_index("claim")
+    assert moved.loc[2, "this store"] == "not testable at this seed count" and moved.loc[2, "same"] == "CHANGED"
+    assert moved.loc[2, "other"] != moved.loc[2, "this store"]
+    assert ((moved["same"] == "yes") == (moved["this store"] == moved["other"])).all()
+
+
+def test_an_aliased_store_reads_the_older_configs_run():
+    class Store:
+        def has(self, h):
+            return h == "old"
+
+        def metrics(self, h):
+            return {"h": h}
+
+    s = AliasedStore(Store(), {"new": {"stored_hash": "old", "fields": ["data_args"]}})
+    assert s.has("new") and s.metrics("new") == {"h": "old"} and s.fields == {"new": ["data_args"]}
+    assert s.has("old") and not s.has("other")  # a run not aliased is read under its own hash
+
+
+def _git(repo, *args):
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+def test_a_git_revision_of_the_results_folder_is_extracted(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "results" / "x" / "runs" / "r1").mkdir(parents=True)
+    (repo / "results" / "x" / "runs" / "r1" / "metrics.json").write_text('{"a": 1}')
+    _git(repo, "init", "-q")
+    _git(repo, "-c", "user.email=a@b", "-c", "user.name=a", "add", ".")
+    _git(repo, "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "-m", "one")
+    (repo / "results" / "x" / "runs" / "r1" / "metrics.json").write_text('{"a": 2}')  # the work tree moved on
+    got = revision_folder("HEAD", repo / "results" / "x", tmp_path / "out", repo=repo)
+    assert (got / "runs" / "r1" / "metrics.json").read_text() == '{"a": 1}'
+    with pytest.raises(ConfigError, match="'nosuchrev': neither a folder nor a git revision"):
+        revision_folder("nosuchrev", repo / "results" / "x", tmp_path / "out2", repo=repo)
+    with pytest.raises(ConfigError, match="is not inside the repository"):
+        revision_folder("HEAD", tmp_path / "elsewhere", tmp_path / "out3", repo=repo)
+
+
+def test_compare_is_a_step_of_its_own(vowels_results, capsys):
+    assert driver_main(ENTRY + ["--results", str(vowels_results), "--compare-with", "x", "--verify"]) == 2
+    assert "--verify, --seal, --reproduce and --compare-with are separate steps" in capsys.readouterr().err
