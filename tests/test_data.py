@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from kdlib.data import (DATASETS, DataError, build_vocab, encode, load_dataset, log_mel, mel_filterbank,
+from kdlib.data import (DATASETS, DataError, audio, build_vocab, encode, load_dataset, log_mel, mel_filterbank,
                         read_ts, stratified_subset)
+from kdlib.data.core import standardise
 from kdlib.config import ConfigError
 from tests.conftest import shared_file
 
@@ -210,6 +211,33 @@ def test_fsdd_float64_frontend_is_standardised_in_float64_and_cached_apart(monke
     assert "float64" not in default.source and default.fingerprint != d.fingerprint
     with pytest.raises(ConfigError, match=r"unknown audio frontend 'float16'; allowed: float32, float64"):
         load_dataset("fsdd", frontend="float16")
+
+
+def test_standardise_in_blocks_gives_the_whole_arrays_bits():
+    """The float32 result is written a block of samples at a time (memory): the same bits as the formula on the
+    whole arrays, for blocks that do and do not divide the set, in float64 and float32."""
+    rng = np.random.default_rng(0)
+    for dtype in (np.float64, np.float32):
+        xtr, xte = (rng.normal(3.0, 2.0, (n, 1, 4, 5)).astype(dtype) for n in (100, 23))
+        mean = xtr.mean(axis=(0, 2, 3), keepdims=True)
+        std = xtr.std(axis=(0, 2, 3), keepdims=True) + 1e-6
+        for rows in (7, 100, 4096):
+            got = standardise(xtr, xte, axis=(0, 2, 3), rows=rows)
+            for g, x in zip(got, (xtr, xte)):
+                assert g.dtype == np.float32
+                np.testing.assert_array_equal(g, ((x - mean) / std).astype(np.float32))
+    with pytest.raises(ValueError, match=r"needs the sample axis 0 among the axes, got \(1, 2\)"):
+        standardise(xtr, xte, axis=(1, 2))
+
+
+def test_clips_put_in_order_chunk_by_chunk():
+    rng = np.random.default_rng(1)
+    chunks = [rng.normal(size=(n, 2, 3)) for n in (4, 4, 3)]
+    order = rng.permutation(11)
+    want = np.concatenate(chunks)[order]
+    got = audio.in_order(chunks, order)
+    np.testing.assert_array_equal(got, want)
+    assert chunks == [] and got.dtype == want.dtype  # each chunk let go once placed
 
 
 def test_mel_front_end():
