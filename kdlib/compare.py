@@ -6,10 +6,12 @@ claims' verdicts at the scale from each store, claim by claim. It reads both sto
 replication is judged by whether its readings agree, since retrained runs differ in every trajectory."""
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import subprocess
 import tarfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -105,8 +107,9 @@ def differing_runs(setup, a, b) -> list[str]:
     return [cfg.hash for cfg in setup.runs() if run_content(a, cfg.hash) != run_content(b, cfg.hash)]
 
 
-def _reading(summary: dict, key: Optional[str], value: float) -> Optional[bool]:
-    if key is None:
+def _reading(summary: dict, key: str, value: float) -> Optional[bool]:
+    """Is the quantity's test significant in this summary (None: not computed there)?"""
+    if math.isnan(value):
         return None
     if key == "p":
         return bool(value <= ALPHA)
@@ -124,30 +127,65 @@ def _fmt(value: float, unit: str) -> str:
 
 
 def _fmt_diff(a: float, b: float, unit: str) -> str:
+    """a - b in the quantity's unit (points for percentages); none for p-values."""
     if math.isnan(a) or math.isnan(b) or unit == "p":
         return ""
-    d = b - a
+    d = a - b
     return f"{100 * d:+.2f} pts" if unit == "%" else f"{d:+.2f}"
 
 
 def _agree_text(ra: Optional[bool], rb: Optional[bool]) -> str:
-    if ra is None:
-        return ""
+    if ra is None and rb is None:
+        return "not computed"
+    if ra is None or rb is None:
+        return "computed in " + ("the other" if ra is None else "this store") + " only"
     if ra == rb:
         return "significant in both" if ra else "in neither"
     return "CHANGED: " + ("significant here only" if ra else "significant in the other only")
 
 
-def entry_table(sa: dict, sb: dict) -> pd.DataFrame:
-    """One entry under one reading: each quantity from store a ("this") and b ("other"), their difference and
-    whether its test reads the same way in both."""
+def entry_rows(sa: dict, sb: dict) -> list[dict]:
+    """One entry under one reading: each quantity from store a ("this") and b ("other") and whether its test
+    reads the same way in both (JSON-ready: NaN is None)."""
     rows = []
     for key, label, unit, reading in QUANTITIES:
         a, b = float(sa.get(key, float("nan"))), float(sb.get(key, float("nan")))
-        rows.append({"quantity": label, "this store": _fmt(a, unit), "other": _fmt(b, unit),
-                     "other - this": _fmt_diff(a, b, unit),
-                     "reading": _agree_text(_reading(sa, reading, a), _reading(sb, reading, b))})
-    return pd.DataFrame(rows)
+        rows.append({"key": key, "quantity": label, "unit": unit, "this": None if math.isnan(a) else a,
+                     "other": None if math.isnan(b) else b,
+                     "reading": "" if reading is None else _agree_text(_reading(sa, reading, a),
+                                                                       _reading(sb, reading, b))})
+    return rows
+
+
+def rows_table(rows: list[dict], this: str = "this store", other: str = "other") -> pd.DataFrame:
+    """`entry_rows` as text: each value in its unit, the difference (this - other) and the reading."""
+    def value(v):
+        return float("nan") if v is None else float(v)
+
+    return pd.DataFrame([{"quantity": r["quantity"], this: _fmt(value(r["this"]), r["unit"]),
+                          other: _fmt(value(r["other"]), r["unit"]),
+                          f"{this} - {other}": _fmt_diff(value(r["this"]), value(r["other"]), r["unit"]),
+                          "reading": r["reading"]} for r in rows])
+
+
+def entry_table(sa: dict, sb: dict) -> pd.DataFrame:
+    return rows_table(entry_rows(sa, sb))
+
+
+def content_digest(setup, store) -> str:
+    """The entry's runs' results as a store holds them: a recorded comparison is shown only while it matches."""
+    h = hashlib.sha256()
+    for cfg in setup.runs():
+        h.update(repr((cfg.hash, run_content(store, cfg.hash))).encode())
+    return h.hexdigest()[:16]
+
+
+def _side(setup, store) -> dict:
+    """Where and by what code a store's runs of the entry were trained, and when (first and last day)."""
+    provs = [store.provenance(cfg) for cfg in setup.runs() if store.has(cfg)]
+    days = sorted(p["finished_at"][:10] for p in provs if p.get("finished_at"))
+    return {"code_versions": sorted({p.get("code_version", "?") for p in provs}),
+            "devices": sorted({p.get("device", "?") for p in provs}), "days": days[:1] + days[-1:]}
 
 
 @dataclass
@@ -175,9 +213,11 @@ def verdict_changes(a: StoreSummaries, b: StoreSummaries, readings) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def compare_stores(study, scale: str, setups: list, store_a, store_b, log=print) -> int:
+def compare_stores(study, scale: str, setups: list, store_a, store_b, log=print, against: str = "",
+                   record_to=None) -> int:
     """Log the comparison of the plan entries `setups` ((id, SetupConfig)) between two stores; returns the number
-    of (reading, claim) verdicts that differ."""
+    of (reading, claim) verdicts that differ. `record_to` (a ResultsFolder, that of store a): write each entry
+    compared into its replications.json, which the entry's chapter shows."""
     from .book.evidence import BookEvidence
     from .book.setup_analysis import collect_summaries, plan_setups
 
@@ -185,6 +225,8 @@ def compare_stores(study, scale: str, setups: list, store_a, store_b, log=print)
     store_b = AliasedStore(store_b, store_b.stale_versions(plan_runs))
     sums = [StoreSummaries(*collect_summaries(study, scale, s)) for s in (store_a, store_b)]
     readings = BookEvidence(study=study, scales=[scale]).readings()
+    changes = verdict_changes(*sums, readings)
+    n_changed = int((changes["same"] != "yes").sum())
     with pd.option_context("display.width", 200, "display.max_colwidth", 60):
         for entry_id, setup in setups:
             diff = differing_runs(setup, store_a, store_b)
@@ -197,6 +239,7 @@ def compare_stores(study, scale: str, setups: list, store_a, store_b, log=print)
                 n = sum(cfg.hash in store_b.fields for cfg in setup.runs())
                 log(f"  the other store holds {n} of them under another config (changed: {', '.join(moved)}): "
                     "compared as the same setup, arm, seed and KD weight")
+            tables = {}
             for w in setup.kd_weights:
                 sa, sb = sums[0].get(entry_id, w), sums[1].get(entry_id, w)
                 if sa is None or sb is None:
@@ -204,12 +247,22 @@ def compare_stores(study, scale: str, setups: list, store_a, store_b, log=print)
                     log(f"  w = {w:g}: incomplete in {where}; nothing to compare")
                     continue
                 log(f"  w = {w:g} ({sa['n_seeds']} and {sb['n_seeds']} seeds):")
-                log(entry_table(sa, sb).to_string(index=False))
+                tables[f"{w:g}"] = entry_rows(sa, sb)
+                log(rows_table(tables[f"{w:g}"]).to_string(index=False))
+            if record_to is not None and len(tables) == len(setup.kd_weights):
+                record_to.write_replication(entry_id, {
+                    "compared_with": against, "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "runs": len(setup.runs()), "differing": len(diff), "config_changes": moved,
+                    "content": content_digest(setup, store_a), "this": _side(setup, store_a),
+                    "other": _side(setup, store_b), "readings": tables,
+                    "verdicts": {"scale": scale, "changed": n_changed, "compared": len(changes),
+                                 "rows": changes.to_dict("records")}})
+                log(f"  recorded in {record_to.root / record_to.REPLICATIONS}")
+            elif record_to is not None:
+                log("  not recorded: the entry is incomplete in one of the stores")
         for name, s in zip(("this store", "the other"), sums):
             if s.missing:
                 log(f"compare: incomplete in {name} (left out of its verdicts): {', '.join(s.missing)}")
-        changes = verdict_changes(*sums, readings)
-        n_changed = int((changes["same"] != "yes").sum())
         log(f"compare: the claims' verdicts at the {scale} scale, from each store's complete entries: "
             + ("identical, claim by claim" if not n_changed else f"{n_changed} of {len(changes)} differ"))
         log(changes.to_string(index=False))

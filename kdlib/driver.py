@@ -303,6 +303,9 @@ def parse_args(argv=None):
                     help="compare the results folder with another one or with the folder as a git revision "
                          "committed it (e.g. HEAD~3): per entry whose runs differ, its numbers and whether each "
                          "test reads the same; then the claims' verdicts from each; exit (1 if a verdict differs)")
+    ap.add_argument("--record", action="store_true",
+                    help="with --compare-with: write each compared entry's numbers and readings into the results "
+                         "folder's replications.json; the entry's chapter shows them while its runs stay the same")
     ap.add_argument("--seal", action="store_true",
                     help="write manifests for runs stored without one (after checking every file reads and "
                          "config.json hashes to its folder), and exit")
@@ -348,8 +351,20 @@ def compare_phase(args, study: Study, plan: list, results: ResultsFolder) -> int
         if other_store is None:
             raise ConfigError(f"--compare-with {args.compare_with}: no run store there (no runs/ folder)")
         _log(f"compare: {results.root} (this store) with {args.compare_with} (the other)")
-        changed = compare_stores(study, args.scale, resolve_plan(study, args.scale, plan), store, other_store, log=_log)
+        changed = compare_stores(study, args.scale, resolve_plan(study, args.scale, plan), store, other_store, log=_log,
+                                 against=_revision_name(args.compare_with) if other != Path(args.compare_with) else
+                                 str(Path(args.compare_with).resolve()), record_to=results if args.record else None)
     return 1 if changed else 0
+
+
+def _revision_name(rev: str) -> str:
+    """A git revision as given and the commit it names (`HEAD~1` moves; the commit does not)."""
+    import subprocess
+
+    done = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short=12", f"{rev}^{{commit}}"],
+                          capture_output=True, text=True, check=False)
+    commit = done.stdout.strip()
+    return f"{rev} ({commit})" if commit and commit != rev else rev
 
 
 def check_options(args, study: Study) -> list[PlanEntry]:
@@ -375,6 +390,8 @@ def check_options(args, study: Study) -> list[PlanEntry]:
                           f"with --executor {args.executor}")
     if sum(map(bool, (args.verify, args.seal, args.reproduce is not None, args.compare_with))) > 1:
         raise ConfigError("--verify, --seal, --reproduce and --compare-with are separate steps; give one")
+    if args.record and not args.compare_with:
+        raise ConfigError("--record writes what --compare-with finds; give --compare-with OTHER")
     if args.reproduce is not None and not args.reproduce >= 1:
         raise ConfigError(f"--reproduce N needs N >= 1 runs per plan entry, got {args.reproduce}")
     plan = study.plan(args.scale)

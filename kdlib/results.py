@@ -33,6 +33,7 @@ class ResultsFolder:
     FAILURES = "failed_runs.json"
     TRAINING_LOG = "training_log.json"
     DRIVER_LOG = "driver_log.json"
+    REPLICATIONS = "replications.json"
 
     def __init__(self, root: str | os.PathLike):
         self.root = from_root(root)  # relative paths from the repository root
@@ -74,6 +75,19 @@ class ResultsFolder:
             _write_json(path, failed)
         elif path.exists():
             path.unlink()
+
+    # ------------------------------------------------------------------ replications (`--compare-with --record`)
+    def replications(self) -> dict:
+        """entry id -> the comparison of its runs with those of another store (`compare.entry_record`)."""
+        path = self.root / self.REPLICATIONS
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def write_replication(self, entry_id: str, record: dict) -> None:
+        """Record (or replace) one entry's comparison; the other entries' records stay."""
+        with self._log_lock():
+            records = self.replications()
+            records[entry_id] = record
+            _write_json(self.root / self.REPLICATIONS, dict(sorted(records.items())))
 
     # ------------------------------------------------------------------ logs
     def training_log(self) -> dict:

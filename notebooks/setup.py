@@ -219,3 +219,13 @@ if view.cfg.backdoor:
                      "merely biased towards the target class also scores, so the lift (attack success minus the rate "
                      "at which the same inputs *without* the trigger go to the target) is tested too."))
     fig = figures.per_seed_figure(main, metrics=("backdoor_asr", "backdoor_lift", "accuracy"))
+
+# %% tags=["remove-input"]
+_replication, _why_not = view.replication()
+if _replication:
+    display(Markdown("## Retrained and compared\n" + view.replication_text(_replication)))
+    for _w, _table in view.replication_tables(_replication).items():
+        display(Markdown(f"**KD weight w = {_w}**" + (" (the main reading)" if float(_w) == view.cfg.kd_weight else "")))
+        display(_table.style.hide(axis="index"))
+elif _why_not:
+    display(Markdown(_why_not))

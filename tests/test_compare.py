@@ -1,5 +1,6 @@
 """`--compare-with OTHER`: two stores of one scale side by side, entry by entry and verdict by verdict."""
 import json
+import shutil
 import subprocess
 
 import pytest
@@ -34,13 +35,7 @@ def test_a_store_compared_with_its_copy_has_nothing_that_differs(vowels_results,
 def test_a_run_whose_results_changed_is_named_and_its_numbers_shown(vowels_results, vowels_copy, vowels_setup, capsys):
     """One kd run's agreement moved in the copy (its manifest resealed, so it is a whole run): only that entry's
     table appears, with the kd agreement gain of each store."""
-    store = RunStore(vowels_copy / "runs")
-    kd = _kd_run(vowels_setup)
-    metrics_file = store.path(kd) / "metrics.json"
-    metrics = json.loads(metrics_file.read_text())
-    metrics["agreement"] = metrics["agreement"] - 0.5
-    metrics_file.write_text(json.dumps(metrics))
-    _write_manifest(store.path(kd), json.loads((store.path(kd) / "manifest.json").read_text())["files"])
+    kd = _changed_copy(vowels_copy, vowels_setup)
     assert differing_runs(vowels_setup, RunStore(vowels_results / "runs"), RunStore(vowels_copy / "runs")) == [kd.hash]
 
     driver_main(ENTRY + ["--results", str(vowels_results), "--compare-with", str(vowels_copy)])
@@ -48,7 +43,7 @@ def test_a_run_whose_results_changed_is_named_and_its_numbers_shown(vowels_resul
     assert f"compare: vowels-seqcnn-self: 1 of its {len(vowels_setup.runs())} runs differ" in out
     gain_row = next(line for line in out.splitlines() if "kd - control agreement (points)" in line)
     n_seeds = vowels_setup.n_seeds
-    assert f"{-50 / n_seeds:+.2f}" in gain_row  # the mean gain fell by 50 points over the seeds
+    assert f"{50 / n_seeds:+.2f}" in gain_row  # this store's mean gain is 50 points over the seeds above the other's
 
 
 def test_entry_table_reads_each_test_in_both_stores():
@@ -57,13 +52,18 @@ def test_entry_table_reads_each_test_in_both_stores():
     b = {"agreement_gain_points": 1.0, "significant_transfer": False, "negative_transfer_p": 0.01,
          "teacher_accuracy": 0.95, "asymmetry_p": 0.02}
     t = entry_table(a, b).set_index("quantity")
-    assert t.loc["kd - control agreement (points)"].tolist() == ["+3.00", "+1.00", "-2.00",
+    assert t.columns.tolist() == ["this store", "other", "this store - other", "reading"]
+    assert t.loc["kd - control agreement (points)"].tolist() == ["+3.00", "+1.00", "+2.00",
                                                                   "CHANGED: significant here only"]
     assert t.loc["kd less teacher-like than control (one-sided p)", "reading"] == \
         "CHANGED: significant in the other only"
     assert t.loc["errors transfer more than correct answers (p)", "reading"] == "significant in both"
-    assert t.loc["teacher test accuracy"].tolist() == ["90.00 %", "95.00 %", "+5.00 pts", ""]
-    assert t.loc["kd gain on the teacher's errors (points)", "this store"] == "n/a"  # absent from both
+    assert t.loc["teacher test accuracy"].tolist() == ["90.00 %", "95.00 %", "-5.00 pts", ""]
+    errors = t.loc["kd gain on the teacher's errors (points)"]  # absent from both: no reading to compare
+    assert errors["this store"] == "n/a" and errors["reading"] == "not computed"
+    a["rcd_kd_equivalence_p"] = 0.01  # a test computed in one store only
+    assert entry_table(a, b).set_index("quantity").loc["rcd and kd accuracy equivalent (TOST p)", "reading"] == \
+        "computed in this store only"
 
 
 def test_verdict_changes_names_the_claim_whose_verdict_moved(vowels_results, vowels_setup):
@@ -118,3 +118,49 @@ def test_a_git_revision_of_the_results_folder_is_extracted(tmp_path):
 def test_compare_is_a_step_of_its_own(vowels_results, capsys):
     assert driver_main(ENTRY + ["--results", str(vowels_results), "--compare-with", "x", "--verify"]) == 2
     assert "--verify, --seal, --reproduce and --compare-with are separate steps" in capsys.readouterr().err
+
+
+def _changed_copy(vowels_copy, vowels_setup):
+    """The copy with one kd run's agreement moved (resealed): a store whose entry differs in one run."""
+    store = RunStore(vowels_copy / "runs")
+    kd = _kd_run(vowels_setup)
+    metrics_file = store.path(kd) / "metrics.json"
+    metrics = json.loads(metrics_file.read_text())
+    metrics["agreement"] -= 0.5
+    metrics_file.write_text(json.dumps(metrics))
+    _write_manifest(store.path(kd), json.loads((store.path(kd) / "manifest.json").read_text())["files"])
+    return kd
+
+
+def test_a_recorded_comparison_is_shown_by_the_chapter_while_its_runs_stay(vowels_copy, vowels_results, vowels_setup,
+                                                                          tmp_path, capsys):
+    from kdlib.book.setup_chapter import ChapterSetup, SetupView
+    from kdlib.results import ResultsFolder
+
+    _changed_copy(vowels_copy, vowels_setup)
+    mine = tmp_path / "mine"
+    shutil.copytree(vowels_results, mine)
+    assert driver_main(ENTRY + ["--results", str(mine), "--compare-with", str(vowels_copy), "--record"]) == 0
+    assert f"recorded in {mine / 'replications.json'}" in capsys.readouterr().out
+    rec = ResultsFolder(mine).replications()["vowels-seqcnn-self"]
+    assert rec["differing"] == 1 and rec["compared_with"] == str(vowels_copy.resolve())
+    assert set(rec["readings"]) == {f"{w:g}" for w in vowels_setup.kd_weights}
+
+    chapter = ChapterSetup(vowels_setup, "vowels-seqcnn-self", ResultsFolder(mine))
+    view = SetupView.read(chapter)
+    shown, why = view.replication()
+    assert shown == rec and why == ""
+    text = view.replication_text(shown)
+    assert "1 of them differ" in text and "identical, claim by claim" in text and "--record`" in text
+    table = view.replication_tables(shown)[f"{vowels_setup.kd_weight:g}"]
+    assert table.columns.tolist() == ["quantity", "these runs", "compared runs", "these runs - compared runs", "reading"]
+
+    # one of this store's runs retrained (its results changed): the record no longer describes the runs
+    _changed_copy(mine, vowels_setup)
+    shown, why = SetupView.read(chapter).replication()
+    assert shown is None and "describes runs since replaced" in why
+
+
+def test_record_needs_a_comparison(vowels_results, capsys):
+    assert driver_main(ENTRY + ["--results", str(vowels_results), "--record"]) == 2
+    assert "--record writes what --compare-with finds" in capsys.readouterr().err

@@ -96,6 +96,48 @@ class SetupView:
             self._provenance[run_hash] = self.store.provenance(run_hash)
         return self._provenance[run_hash]
 
+    def replication(self) -> tuple[Optional[dict], str]:
+        """The comparison of this entry's runs with another store's (`--compare-with OTHER --record`), where it
+        still describes the stored runs; else None and why not ("" where none was recorded)."""
+        from ..compare import content_digest
+
+        rec = self.results_folder.replications().get(self.entry_id)
+        if not rec:
+            return None, ""
+        if rec.get("content") != content_digest(self.cfg, self.store):
+            return None, (f"A comparison recorded for this entry ({rec.get('recorded', '?')[:10]}, with "
+                          f"`{rec.get('compared_with', '?')}`) describes runs since replaced, so it is not shown.")
+        return rec, ""
+
+    def replication_text(self, rec: dict) -> str:
+        """What a recorded comparison compared, and the verdicts' side of it, as one paragraph."""
+        def side(x):
+            days = " to ".join(dict.fromkeys(x.get("days") or [])) or "?"
+            return (f"code {', '.join(f'`{v}`' for v in x['code_versions'])} on {' / '.join(f'`{d}`' for d in x['devices'])}, "
+                    f"trained {days}")
+
+        v = rec["verdicts"]
+        changed = [r for r in v["rows"] if r["same"] != "yes"]
+        verdicts = ("identical, claim by claim, under every reading" if not changed else
+                    f"**{len(changed)} of {v['compared']} differ**: " + "; ".join(
+                        f"claim {r['claim']} at {r['reading']}: {r['other']} with the compared runs, {r['this store']} "
+                        "with these" for r in changed))
+        moved = (f" The compared runs have another config (changed: {', '.join(rec['config_changes'])}); each stands "
+                 "in for the run of the same arm, seed and KD weight." if rec.get("config_changes") else "")
+        return (f"These {rec['runs']} runs ({side(rec['this'])}) were compared with those of `{rec['compared_with']}` "
+                f"({side(rec['other'])}); {rec['differing']} of them differ.{moved} Runs trained again differ in every "
+                "trajectory where the kernels, the code or the data differ, so what matters is whether the readings "
+                "agree: each quantity below from both, and whether each test is significant in both, in neither, or in "
+                f"one only (CHANGED). The claims' verdicts at the {v['scale']} scale, computed from each store: "
+                f"{verdicts}. Recorded {rec['recorded'][:10]} with `python -m kdlib.driver --scale {self.cfg.scale} "
+                f"--only {self.entry_id} --compare-with {rec['compared_with'].split(' ')[0]} --record`.")
+
+    def replication_tables(self, rec: dict) -> dict:
+        """KD weight -> the quantities of both stores side by side."""
+        from ..compare import rows_table
+
+        return {w: rows_table(rows, this="these runs", other="compared runs") for w, rows in rec["readings"].items()}
+
     def epoch_logs(self) -> dict:
         return {h: self.provenance(h).get("epochs", []) for h in self.results["hash"]}
 
