@@ -30,7 +30,7 @@ import pandas as pd
 from IPython.display import HTML, Markdown, display
 
 from kdlib.book.formatting import csv_link, details
-from kdlib.book.compute_ledger import compute_ledger, damage_table, determinism_note
+from kdlib.book.compute_ledger import compute_ledger, damage_table, determinism_note, replications_table
 from kdlib.paths import from_root
 from kdlib.provenance import code_version, package_versions
 from kdlib.studyfile import load_study
@@ -55,6 +55,14 @@ display(Markdown(", ".join(f"{p} `{v}`" for p, v in sorted(package_versions().it
 
 # %% tags=["remove-input"]
 display(Markdown(determinism_note(study, [scale] + list(shipped), results_dir)))
+_replications = replications_table(study, [scale] + list(shipped), results_dir)
+if len(_replications):
+    display(Markdown(
+        "**Entries retrained and compared.** Retrained on another kind of CPU (other kernels round differently), "
+        "a run differs in every trajectory, so a retrained entry is judged by whether its tests read the same way "
+        "and the claims' verdicts stay (`python -m kdlib.driver --compare-with REV --record`; each entry's chapter "
+        "shows its tables under \"Retrained and compared\"):"))
+    display(_replications.style.hide(axis="index"))
 
 # %% [markdown]
 # ## Compute ledger

@@ -134,6 +134,8 @@ def _changed_copy(vowels_copy, vowels_setup):
 
 def test_a_recorded_comparison_is_shown_by_the_chapter_while_its_runs_stay(vowels_copy, vowels_results, vowels_setup,
                                                                           tmp_path, capsys):
+    from kdlib import load_study
+    from kdlib.book.compute_ledger import replications_table
     from kdlib.book.setup_chapter import ChapterSetup, SetupView
     from kdlib.results import ResultsFolder
 
@@ -155,10 +157,17 @@ def test_a_recorded_comparison_is_shown_by_the_chapter_while_its_runs_stay(vowel
     table = view.replication_tables(shown)[f"{vowels_setup.kd_weight:g}"]
     assert table.columns.tolist() == ["quantity", "these runs", "compared runs", "these runs - compared runs", "reading"]
 
+    # the appendix's table of every recorded comparison
+    study = load_study()
+    row = replications_table(study, ["smoke"], str(mine)).iloc[0]
+    assert (row["entry"], row["runs differing"], row["verdicts"], row["current"]) == \
+        ("vowels-seqcnn-self", f"1 of {len(vowels_setup.runs())}", "identical", "yes")
+
     # one of this store's runs retrained (its results changed): the record no longer describes the runs
     _changed_copy(mine, vowels_setup)
     shown, why = SetupView.read(chapter).replication()
     assert shown is None and "describes runs since replaced" in why
+    assert replications_table(study, ["smoke"], str(mine)).iloc[0]["current"].startswith("no: the entry's runs changed")
 
 
 def test_record_needs_a_comparison(vowels_results, capsys):

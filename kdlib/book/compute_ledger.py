@@ -67,6 +67,36 @@ def determinism_note(study, scales, results_dir: Optional[str] = None) -> str:
     return "\n".join(lines) or "No runs in this build."
 
 
+def replications_table(study, scales, results_dir: Optional[str] = None) -> pd.DataFrame:
+    """Entries whose runs were retrained and compared with the runs before (`--compare-with --record`), of
+    every scale: what they were compared with, on which machines, how many tests read differently, and
+    whether the scale's verdicts changed. A record whose entry's runs have changed since is named as stale."""
+    from ..compare import content_digest
+
+    rows = []
+    for i, s in enumerate(scales):
+        folder = ResultsFolder.of(study, s, results_dir if i == 0 else None)
+        records, store = folder.replications(), folder.existing_store()
+        setups = dict(plan_setups(study, s)) if records and store is not None else {}
+        for entry_id, rec in records.items():
+            current = entry_id in setups and rec.get("content") == content_digest(setups[entry_id], store)
+            tests = [r for rows in rec["readings"].values() for r in rows if r["reading"] not in ("", "not computed")]
+            changed = [f"{r['quantity']} (w = {w})" for w, rows in rec["readings"].items() for r in rows
+                       if r["reading"].startswith("CHANGED")]
+            v = rec["verdicts"]
+            rows.append({
+                "scale": s, "entry": entry_id,
+                "these runs": f"{', '.join(rec['this']['code_versions'])} on {' / '.join(rec['this']['devices'])}",
+                "compared runs": f"{rec['compared_with']}: {', '.join(rec['other']['code_versions'])} on "
+                                 f"{' / '.join(rec['other']['devices'])}",
+                "runs differing": f"{rec['differing']} of {rec['runs']}",
+                "tests reading differently": f"{len(changed)} of {len(tests)}" + (f": {'; '.join(changed)}" if changed else ""),
+                "verdicts": "identical" if not v["changed"] else f"{v['changed']} of {v['compared']} differ",
+                "current": "yes" if current else "no: the entry's runs changed since (not shown in its chapter)"})
+    return pd.DataFrame(rows, columns=["scale", "entry", "these runs", "compared runs", "runs differing",
+                                       "tests reading differently", "verdicts", "current"])
+
+
 def damage_table(study, scale: str, results_dir: Optional[str] = None) -> pd.DataFrame:
     """Every stored run of a scale's plan that does not vouch for itself (left out of every table): entry,
     run, why, and the command that retrains it."""
