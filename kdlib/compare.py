@@ -222,7 +222,8 @@ def compare_stores(study, scale: str, setups: list, store_a, store_b, log=print,
     from .book.setup_analysis import collect_summaries, plan_setups
 
     plan_runs = [cfg for _, cfg_setup in plan_setups(study, scale) for cfg in cfg_setup.runs()]
-    store_b = AliasedStore(store_b, store_b.stale_versions(plan_runs))
+    # a run of another entry of the plan (the same setup at another size) is never an old version of this one's
+    store_b = AliasedStore(store_b, store_b.stale_versions(plan_runs, exclude={c.hash for c in plan_runs}))
     sums = [StoreSummaries(*collect_summaries(study, scale, s)) for s in (store_a, store_b)]
     readings = BookEvidence(study=study, scales=[scale]).readings()
     changes = verdict_changes(*sums, readings)
@@ -231,7 +232,9 @@ def compare_stores(study, scale: str, setups: list, store_a, store_b, log=print,
         for entry_id, setup in setups:
             diff = differing_runs(setup, store_a, store_b)
             if not diff:
-                log(f"compare: {entry_id}: its {len(setup.runs())} runs are the same in both stores")
+                stored = sum(store_a.has(cfg) for cfg in setup.runs())
+                log(f"compare: {entry_id}: " + (f"its {stored} runs are the same in both stores" if stored == len(setup.runs())
+                    else f"its {stored} stored runs are the same in both stores ({len(setup.runs()) - stored} in neither)"))
                 continue
             log(f"compare: {entry_id}: {len(diff)} of its {len(setup.runs())} runs differ")
             moved = sorted({f for cfg in setup.runs() for f in store_b.fields.get(cfg.hash, [])})

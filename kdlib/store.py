@@ -534,13 +534,16 @@ class RunStore:
     def missing(self, setup: SetupConfig) -> list[RunConfig]:
         return [cfg for cfg in setup.runs() if not self.has(cfg)]
 
-    def stale_versions(self, wanted: Iterable[RunConfig]) -> dict[str, dict]:
+    def stale_versions(self, wanted: Iterable[RunConfig], exclude: Iterable[str] = ()) -> dict[str, dict]:
         """For runs not in the store: a stored run of the same setup, arm, seed, KD weight and noise under
         another hash (the code or the study file changed its config), with the fields that differ. The setup
         is the name its first writer gave (a run shared by two setups carries one name): another setup's runs
-        are never taken for an old version of this one's."""
-        index = {}
+        are never taken for an old version of this one's. `exclude`: hashes never taken for an old version
+        (the runs of a plan's other entries, e.g. the same setup at another training-set size)."""
+        index, exclude = {}, set(exclude)
         for h in self.hashes():
+            if h in exclude:
+                continue
             c = self.config(h)
             index.setdefault((c.get("setup"), c["arm"], c["seed"], c.get("kd_weight"), c.get("rcd_noise")), []).append((h, c))
         out = {}

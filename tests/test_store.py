@@ -158,6 +158,12 @@ def test_slim_store_and_stale_versions(setup, trained, tmp_path):
     longer = load_study().setup("vowels-seqcnn-self", "smoke", n_seeds=2, epochs=3, kd_weight_variants=[])
     stale = store.stale_versions(longer.runs())
     assert len(stale) == 8 and all(v["fields"] == ["train"] for v in stale.values() if "teacher" in v["label"])
+    # the stored runs are another plan entry's (the same setup, another size): excluded, none is an old version
+    kept = store.stale_versions(longer.runs(), exclude=store.hashes())
+    assert kept == {}
+    teacher_hash = setup.teacher_run(0).hash  # one excluded: its run stands in for no one, the others still do
+    partly = store.stale_versions(longer.runs(), exclude=[teacher_hash])
+    assert len(partly) == 7 and teacher_hash not in {v["stored_hash"] for v in partly.values()}
 
 
 def test_top_level_run_and_paths(tmp_path):
