@@ -22,8 +22,8 @@ from .config import ConfigError
 from .paths import REPO_ROOT
 from .stats import ALPHA
 
-# (summary key, what it is, unit, its reading): a summary key naming a boolean (the chapter's corrected test), or
-# None for a one-sided p read at ALPHA; a row without a reading is a plain number.
+# (summary key, what it is, unit, its reading): the reading is the summary key of the test's decision (the
+# chapter's corrected test), "p" for a p-value read at ALPHA, or None for a plain number.
 QUANTITIES = (
     ("teacher_accuracy", "teacher test accuracy", "%", None),
     ("teacher_train_accuracy", "teacher train accuracy", "%", None),
