@@ -201,12 +201,17 @@ class StoreSummaries:
 
 
 def verdict_changes(a: StoreSummaries, b: StoreSummaries, readings) -> pd.DataFrame:
-    """Claim by claim under each reading: the verdict from each store's complete entries."""
-    from .book.claims import verdicts
+    """Claim by claim under each reading: the verdict from each store's complete entries. An entry complete in one
+    store only counts on both sides (a replica of one entry is compared with the whole shipped store), so a
+    verdict changes only through the entries both stores hold."""
+    from .book import claims
 
     rows = []
     for w in readings:
-        va, vb = verdicts(a.reading(w)), verdicts(b.reading(w))
+        sa, sb = a.reading(w), b.reading(w)
+        ids_a, ids_b = {s["id"] for s in sa}, {s["id"] for s in sb}
+        va = claims.verdicts(sa + [s for s in sb if s["id"] not in ids_a])
+        vb = claims.verdicts(sb + [s for s in sa if s["id"] not in ids_b])
         for k, x, y in zip(va["claim"], va["verdict"], vb["verdict"]):
             rows.append({"reading": f"w = {w:g}", "claim": int(k), "this store": x, "other": y,
                          "same": "yes" if x == y else "CHANGED"})
@@ -263,10 +268,14 @@ def compare_stores(study, scale: str, setups: list, store_a, store_b, log=print,
                 log(f"  recorded in {record_to.root / record_to.REPLICATIONS}")
             elif record_to is not None:
                 log("  not recorded: the entry is incomplete in one of the stores")
-        for name, s in zip(("this store", "the other"), sums):
-            if s.missing:
-                log(f"compare: incomplete in {name} (left out of its verdicts): {', '.join(s.missing)}")
-        log(f"compare: the claims' verdicts at the {scale} scale, from each store's complete entries: "
+        only = [sorted({s["id"] for s in x.summaries} - {s["id"] for s in y.summaries}) for x, y in (sums, sums[::-1])]
+        for name, ids in zip(("this store", "the other"), only):
+            if ids:
+                log(f"compare: complete in {name} only (its runs count on both sides of the verdicts): {', '.join(ids)}")
+        neither = sorted(set(sums[0].missing) & set(sums[1].missing))
+        if neither:
+            log(f"compare: complete in neither (left out of the verdicts): {', '.join(neither)}")
+        log(f"compare: the claims' verdicts at the {scale} scale, from the complete entries: "
             + ("identical, claim by claim" if not n_changed else f"{n_changed} of {len(changes)} differ"))
         log(changes.to_string(index=False))
     return n_changed

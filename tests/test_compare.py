@@ -66,20 +66,32 @@ def test_entry_table_reads_each_test_in_both_stores():
         "computed in this store only"
 
 
-def test_verdict_changes_names_the_claim_whose_verdict_moved(vowels_results, vowels_setup):
+def test_verdicts_of_a_store_and_its_copy_are_identical(vowels_results, vowels_setup):
     from kdlib import load_study
     from kdlib.book.setup_analysis import collect_summaries
 
-    study = load_study()
-    sums, missing = collect_summaries(study, "smoke", RunStore(vowels_results / "runs"))
-    a = StoreSummaries(sums, missing)
-    same = verdict_changes(a, StoreSummaries([dict(s) for s in sums], missing), [vowels_setup.kd_weight])
+    sums, missing = collect_summaries(load_study(), "smoke", RunStore(vowels_results / "runs"))
+    same = verdict_changes(StoreSummaries(sums, missing), StoreSummaries([dict(s) for s in sums], missing),
+                           [vowels_setup.kd_weight])
     assert (same["same"] == "yes").all() and len(same) == 7
-    b = StoreSummaries([], missing)  # nothing complete in the other store: no setup to judge claim 2 on there
-    moved = verdict_changes(a, b, [vowels_setup.kd_weight]).set_index("claim")
-    assert moved.loc[2, "this store"] == "not testable at this seed count" and moved.loc[2, "same"] == "CHANGED"
-    assert moved.loc[2, "other"] != moved.loc[2, "this store"]
-    assert ((moved["same"] == "yes") == (moved["this store"] == moved["other"])).all()
+
+
+def test_an_entry_complete_in_one_store_only_counts_on_both_sides(monkeypatch):
+    """A replica of one entry against the whole store: the entries it lacks are the other's on both sides, so a
+    verdict moves only through the entries both hold."""
+    import pandas as pd
+
+    def verdicts(summaries):  # a verdict that names the evidence it was given
+        return pd.DataFrame({"claim": [1], "verdict": [",".join(sorted(f"{s['id']}={s['g']}" for s in summaries))]})
+
+    monkeypatch.setattr("kdlib.book.claims.verdicts", verdicts)
+    x1, x2, y = ({"id": "x", "kd_weight": 0.9, "g": 1}, {"id": "x", "kd_weight": 0.9, "g": 2},
+                 {"id": "y", "kd_weight": 0.9, "g": 5})
+    replica, whole = StoreSummaries([x1], ["y"]), StoreSummaries([x1, y], [])
+    row = verdict_changes(replica, whole, [0.9]).iloc[0]
+    assert row["this store"] == row["other"] == "x=1,y=5" and row["same"] == "yes"
+    row = verdict_changes(StoreSummaries([x2], ["y"]), whole, [0.9]).iloc[0]
+    assert (row["this store"], row["other"], row["same"]) == ("x=2,y=5", "x=1,y=5", "CHANGED")
 
 
 def test_an_aliased_store_reads_the_older_configs_run():
