@@ -58,6 +58,13 @@ def revision_folder(rev: str, folder: Path, dest: Path, repo: Path = REPO_ROOT) 
     return Path(dest) / rel
 
 
+def revision_commit(rev: str, repo: Path = REPO_ROOT) -> Optional[str]:
+    """The commit a git revision names now (`HEAD~1` moves; the commit does not), or None."""
+    done = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", f"{rev}^{{commit}}"],
+                          capture_output=True, text=True, check=False)
+    return done.stdout.strip() or None
+
+
 def run_content(store, run_hash: str) -> Optional[tuple]:
     """What identifies a stored run's results: its manifest's checksums of CONTENT, else the files' bytes."""
     if not store.has(run_hash):
@@ -180,6 +187,17 @@ def content_digest(setup, store) -> str:
     return h.hexdigest()[:16]
 
 
+def is_current(record: dict, setup, store) -> bool:
+    """Does a recorded comparison still describe the entry's stored runs?"""
+    return record.get("content") == content_digest(setup, store)
+
+
+def compared_text(record: dict) -> str:
+    """What a record was compared with: the folder, or the git revision as given with its commit."""
+    commit = record.get("commit")
+    return f"{record['compared_with']} ({commit})" if commit and commit != record["compared_with"] else record["compared_with"]
+
+
 def _side(setup, store) -> dict:
     """Where and by what code a store's runs of the entry were trained, and when (first and last day)."""
     provs = [store.provenance(cfg) for cfg in setup.runs() if store.has(cfg)]
@@ -219,10 +237,11 @@ def verdict_changes(a: StoreSummaries, b: StoreSummaries, readings) -> pd.DataFr
 
 
 def compare_stores(study, scale: str, setups: list, store_a, store_b, log=print, against: str = "",
-                   record_to=None) -> int:
+                   commit: Optional[str] = None, record_to=None) -> int:
     """Log the comparison of the plan entries `setups` ((id, SetupConfig)) between two stores; returns the number
-    of (reading, claim) verdicts that differ. `record_to` (a ResultsFolder, that of store a): write each entry
-    compared into its replications.json, which the entry's chapter shows."""
+    of (reading, claim) verdicts that differ. `against`: what store b is (a folder, or a git revision as given,
+    with its `commit`). `record_to` (a ResultsFolder, that of store a): write each entry compared into its
+    replications.json, which the entry's chapter shows."""
     from .book.evidence import BookEvidence
     from .book.setup_analysis import collect_summaries, plan_setups
 
@@ -259,7 +278,7 @@ def compare_stores(study, scale: str, setups: list, store_a, store_b, log=print,
                 log(rows_table(tables[f"{w:g}"]).to_string(index=False))
             if record_to is not None and len(tables) == len(setup.kd_weights):
                 record_to.write_replication(entry_id, {
-                    "compared_with": against, "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "compared_with": against, "commit": commit, "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "runs": len(setup.runs()), "differing": len(diff), "config_changes": moved,
                     "content": content_digest(setup, store_a), "this": _side(setup, store_a),
                     "other": _side(setup, store_b), "readings": tables,

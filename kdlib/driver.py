@@ -337,34 +337,26 @@ def reproduce_phase(args, study: Study, plan: list, results: ResultsFolder) -> i
 def compare_phase(args, study: Study, plan: list, results: ResultsFolder) -> int:
     """--compare-with OTHER: the results folder and another (a folder, or a git revision of this one) side by
     side; returns 1 if a claim's verdict differs between them."""
-    from .compare import compare_stores, revision_folder
+    from .compare import compare_stores, revision_commit, revision_folder
     from .preflight import resolve_plan
 
     store = results.existing_store()
     if store is None:
         raise ConfigError(f"no run store in {results.root} (no runs/ folder); nothing to compare")
     with tempfile.TemporaryDirectory(prefix="kdlib-compare-") as tmp:
-        other = Path(args.compare_with)
-        if not other.is_dir():
-            other = revision_folder(args.compare_with, results.root, Path(tmp))
+        other, commit = Path(args.compare_with), None
+        if other.is_dir():
+            against = str(other.resolve())
+        else:
+            other, against = revision_folder(args.compare_with, results.root, Path(tmp)), args.compare_with
+            commit = revision_commit(args.compare_with)
         other_store = ResultsFolder(other.resolve()).existing_store()
         if other_store is None:
             raise ConfigError(f"--compare-with {args.compare_with}: no run store there (no runs/ folder)")
         _log(f"compare: {results.root} (this store) with {args.compare_with} (the other)")
         changed = compare_stores(study, args.scale, resolve_plan(study, args.scale, plan), store, other_store, log=_log,
-                                 against=_revision_name(args.compare_with) if other != Path(args.compare_with) else
-                                 str(Path(args.compare_with).resolve()), record_to=results if args.record else None)
+                                 against=against, commit=commit, record_to=results if args.record else None)
     return 1 if changed else 0
-
-
-def _revision_name(rev: str) -> str:
-    """A git revision as given and the commit it names (`HEAD~1` moves; the commit does not)."""
-    import subprocess
-
-    done = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short=12", f"{rev}^{{commit}}"],
-                          capture_output=True, text=True, check=False)
-    commit = done.stdout.strip()
-    return f"{rev} ({commit})" if commit and commit != rev else rev
 
 
 def check_options(args, study: Study) -> list[PlanEntry]:

@@ -78,7 +78,7 @@ class ResultsFolder:
 
     # ------------------------------------------------------------------ replications (`--compare-with --record`)
     def replications(self) -> dict:
-        """entry id -> the comparison of its runs with those of another store (`compare.entry_record`)."""
+        """entry id -> the comparison of its runs with those of another store (written by `compare.compare_stores`)."""
         path = self.root / self.REPLICATIONS
         return json.loads(path.read_text()) if path.is_file() else {}
 

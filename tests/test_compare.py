@@ -8,8 +8,10 @@ import pytest
 from kdlib.compare import (
     AliasedStore,
     StoreSummaries,
+    compared_text,
     differing_runs,
     entry_table,
+    revision_commit,
     revision_folder,
     verdict_changes,
 )
@@ -121,6 +123,10 @@ def test_a_git_revision_of_the_results_folder_is_extracted(tmp_path):
     (repo / "results" / "x" / "runs" / "r1" / "metrics.json").write_text('{"a": 2}')  # the work tree moved on
     got = revision_folder("HEAD", repo / "results" / "x", tmp_path / "out", repo=repo)
     assert (got / "runs" / "r1" / "metrics.json").read_text() == '{"a": 1}'
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True)
+    assert revision_commit("HEAD", repo=repo) == head.stdout.strip() and revision_commit("nosuchrev", repo=repo) is None
+    assert compared_text({"compared_with": "HEAD", "commit": "abc123"}) == "HEAD (abc123)"
+    assert compared_text({"compared_with": "/some/folder", "commit": None}) == "/some/folder"
     with pytest.raises(ConfigError, match="'nosuchrev': neither a folder nor a git revision"):
         revision_folder("nosuchrev", repo / "results" / "x", tmp_path / "out2", repo=repo)
     with pytest.raises(ConfigError, match="is not inside the repository"):

@@ -71,7 +71,7 @@ def replications_table(study, scales, results_dir: Optional[str] = None) -> pd.D
     """Entries whose runs were retrained and compared with the runs before (`--compare-with --record`), of
     every scale: what they were compared with, on which machines, how many tests read differently, and
     whether the scale's verdicts changed. A record whose entry's runs have changed since is named as stale."""
-    from ..compare import content_digest
+    from ..compare import compared_text, is_current
 
     rows = []
     for i, s in enumerate(scales):
@@ -79,15 +79,15 @@ def replications_table(study, scales, results_dir: Optional[str] = None) -> pd.D
         records, store = folder.replications(), folder.existing_store()
         setups = dict(plan_setups(study, s)) if records and store is not None else {}
         for entry_id, rec in records.items():
-            current = entry_id in setups and rec.get("content") == content_digest(setups[entry_id], store)
-            tests = [r for rows in rec["readings"].values() for r in rows if r["reading"] not in ("", "not computed")]
-            changed = [f"{r['quantity']} (w = {w})" for w, rows in rec["readings"].items() for r in rows
+            current = entry_id in setups and is_current(rec, setups[entry_id], store)
+            tests = [r for table in rec["readings"].values() for r in table if r["reading"] not in ("", "not computed")]
+            changed = [f"{r['quantity']} (w = {w})" for w, table in rec["readings"].items() for r in table
                        if r["reading"].startswith("CHANGED")]
             v = rec["verdicts"]
             rows.append({
                 "scale": s, "entry": entry_id,
                 "these runs": f"{', '.join(rec['this']['code_versions'])} on {' / '.join(rec['this']['devices'])}",
-                "compared runs": f"{rec['compared_with']}: {', '.join(rec['other']['code_versions'])} on "
+                "compared runs": f"{compared_text(rec)}: {', '.join(rec['other']['code_versions'])} on "
                                  f"{' / '.join(rec['other']['devices'])}",
                 "runs differing": f"{rec['differing']} of {rec['runs']}",
                 "tests reading differently": f"{len(changed)} of {len(tests)}" + (f": {'; '.join(changed)}" if changed else ""),

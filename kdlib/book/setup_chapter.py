@@ -99,18 +99,20 @@ class SetupView:
     def replication(self) -> tuple[Optional[dict], str]:
         """The comparison of this entry's runs with another store's (`--compare-with OTHER --record`), where it
         still describes the stored runs; else None and why not ("" where none was recorded)."""
-        from ..compare import content_digest
+        from ..compare import compared_text, is_current
 
         rec = self.results_folder.replications().get(self.entry_id)
         if not rec:
             return None, ""
-        if rec.get("content") != content_digest(self.cfg, self.store):
-            return None, (f"A comparison recorded for this entry ({rec.get('recorded', '?')[:10]}, with "
-                          f"`{rec.get('compared_with', '?')}`) describes runs since replaced, so it is not shown.")
+        if not is_current(rec, self.cfg, self.store):
+            return None, (f"A comparison recorded for this entry ({rec['recorded'][:10]}, with "
+                          f"`{compared_text(rec)}`) describes runs since replaced, so it is not shown.")
         return rec, ""
 
     def replication_text(self, rec: dict) -> str:
         """What a recorded comparison compared, and the verdicts' side of it, as one paragraph."""
+        from ..compare import compared_text
+
         def side(x):
             days = " to ".join(dict.fromkeys(x.get("days") or [])) or "?"
             return (f"code {', '.join(f'`{v}`' for v in x['code_versions'])} on {' / '.join(f'`{d}`' for d in x['devices'])}, "
@@ -124,13 +126,13 @@ class SetupView:
                         "with these" for r in changed))
         moved = (f" The compared runs have another config (changed: {', '.join(rec['config_changes'])}); each stands "
                  "in for the run of the same arm, seed and KD weight." if rec.get("config_changes") else "")
-        return (f"These {rec['runs']} runs ({side(rec['this'])}) were compared with those of `{rec['compared_with']}` "
+        return (f"These {rec['runs']} runs ({side(rec['this'])}) were compared with those of `{compared_text(rec)}` "
                 f"({side(rec['other'])}); {rec['differing']} of them differ.{moved} Runs trained again differ in every "
                 "trajectory where the kernels, the code or the data differ, so what matters is whether the readings "
                 "agree: each quantity below from both, and whether each test is significant in both, in neither, or in "
                 f"one only (CHANGED). The claims' verdicts at the {v['scale']} scale, computed from each store: "
                 f"{verdicts}. Recorded {rec['recorded'][:10]} with `python -m kdlib.driver --scale {self.cfg.scale} "
-                f"--only {self.entry_id} --compare-with {rec['compared_with'].split(' ')[0]} --record`.")
+                f"--only {self.entry_id} --compare-with {rec['compared_with']} --record`.")
 
     def replication_tables(self, rec: dict) -> dict:
         """KD weight -> the quantities of both stores side by side."""
